@@ -1,0 +1,50 @@
+"""``python -m runtime_agent --config /etc/fc-agent/config.json``: runs the agent until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .config import AgentConfig
+from .driver import DockerDriver, DriverError
+from .http_api import make_servers
+from .service import Agent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fc-agent")
+    parser.add_argument("--config", type=Path, default=Path("/etc/fc-agent/config.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = AgentConfig.load(args.config)
+        agent = Agent(config, DockerDriver(config.docker_url))
+        agent.start()
+        control, invoke = make_servers(agent)
+    except (OSError, ValueError, DriverError) as exc:
+        logging.getLogger("fc-agent").error("cannot start: %s", exc)
+        return 1
+    stop = threading.Event()
+    # Signals only set a flag; the main thread shuts the servers down.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (control, invoke)]
+    for t in threads:
+        t.start()
+    logging.getLogger("fc-agent").info(
+        "serving control on %s:%d, invoke on %s:%d", config.control_address, config.control_port,
+        config.invoke_address, config.invoke_port)
+    stop.wait()
+    for server in (invoke, control):
+        server.shutdown()
+        server.server_close()
+    agent.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

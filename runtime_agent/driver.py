@@ -1,0 +1,143 @@
+"""The container driver: the only place that speaks to the container engine.
+
+``ContainerDriver`` is the interface the instance runners use; ``DockerDriver`` implements it with the docker SDK.
+Every engine failure is translated here into ``DriverError`` so that docker's exceptions never leak upward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import docker
+import docker.errors
+from docker.types import Mount
+
+AGENT_LABEL = "fc.agent"  # value: the host name of the agent that owns the container
+FUNCTION_LABEL = "fc.function"
+INSTANCE_LABEL = "fc.instance"
+
+
+class DriverError(Exception):
+    """The container engine refused or failed an operation."""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    command: list[str]
+    environment: dict[str, str]
+    labels: dict[str, str]
+    read_only_binds: dict[str, str]  # host path -> container path
+    memory_mb: int
+    cpu: float
+    tmp_size_mb: int
+    pids_limit: int = 512
+    user: str = "65534:65534"
+    network_enabled: bool = True
+    dns: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    labels: dict[str, str]
+    running: bool
+    address: str
+
+
+class ContainerDriver(Protocol):
+    def start(self, spec: ContainerSpec) -> ContainerInfo: ...
+
+    def destroy(self, container_id: str) -> None: ...
+
+    def list_owned(self, agent_name: str) -> list[ContainerInfo]: ...
+
+
+class DockerDriver:
+    def __init__(self, base_url: str) -> None:
+        try:
+            self._client = docker.DockerClient(base_url=base_url, version="auto", timeout=60)
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot reach the container engine at {base_url}: {exc}") from exc
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except docker.errors.DockerException:
+            return False
+
+    def image_present(self, image: str) -> bool:
+        try:
+            self._client.images.get(image)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.DockerException as exc:
+            raise DriverError(str(exc)) from exc
+
+    def start(self, spec: ContainerSpec) -> ContainerInfo:
+        mounts = [
+            Mount(target=target, source=source, type="bind", read_only=True)
+            for source, target in spec.read_only_binds.items()
+        ]
+        try:
+            container = self._client.containers.run(
+                spec.image,
+                spec.command,
+                name=spec.name,
+                detach=True,
+                environment=spec.environment,
+                labels=spec.labels,
+                mounts=mounts,
+                user=spec.user,
+                mem_limit=f"{spec.memory_mb}m",
+                memswap_limit=f"{spec.memory_mb}m",
+                nano_cpus=int(spec.cpu * 1e9),
+                pids_limit=spec.pids_limit,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                tmpfs={"/tmp": f"size={spec.tmp_size_mb}m,mode=1777"},
+                network_mode="bridge" if spec.network_enabled else "none",
+                dns=spec.dns or None,
+            )
+            container.reload()
+        except docker.errors.ImageNotFound as exc:
+            raise DriverError(f"image {spec.image!r} is not present on this host") from exc
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot start container {spec.name}: {exc}") from exc
+        return _info(container.attrs)
+
+    def destroy(self, container_id: str) -> None:
+        try:
+            self._client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot remove container {container_id[:12]}: {exc}") from exc
+
+    def list_owned(self, agent_name: str) -> list[ContainerInfo]:
+        try:
+            raw = self._client.api.containers(all=True, filters={"label": f"{AGENT_LABEL}={agent_name}"})
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot list containers: {exc}") from exc
+        result = []
+        for c in raw:
+            networks = (c.get("NetworkSettings") or {}).get("Networks") or {}
+            address = next((n.get("IPAddress") or "" for n in networks.values()), "")
+            result.append(ContainerInfo(c["Id"], c.get("Labels") or {}, c.get("State") == "running", address))
+        return result
+
+    def logs(self, container_id: str, tail: int = 200) -> str:
+        try:
+            return self._client.api.logs(container_id, tail=tail).decode(errors="replace")
+        except docker.errors.DockerException:
+            return ""
+
+
+def _info(attrs: dict) -> ContainerInfo:
+    networks = attrs["NetworkSettings"].get("Networks") or {}
+    address = next((n.get("IPAddress") or "" for n in networks.values()), "")
+    return ContainerInfo(attrs["Id"], attrs["Config"].get("Labels") or {}, attrs["State"]["Running"], address)

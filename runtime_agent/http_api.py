@@ -1,0 +1,160 @@
+"""The agent's two HTTP faces.
+
+- Control API (loopback only, bearer token; the provider reaches it through an SSH tunnel):
+  ``GET /healthz``, ``GET /v1/info``, ``GET|PUT|DELETE /v1/functions/{name}``, ``GET /v1/functions``,
+  ``GET /v1/instances``.
+- Invoke API shaped like Function Compute's: ``POST /2023-03-30/functions/{name}/invocations``.
+
+Every platform error leaves through ``_send_error`` in FC's shape (``Code``, ``Message``, ``RequestId``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from . import __version__
+from .errors import AgentError, BadRequest, NotFound, Unauthorized
+from .service import Agent, new_request_id
+
+log = logging.getLogger("fc-agent")
+
+INVOKE_PATH = re.compile(r"^/2023-03-30/functions/([^/]+)/invocations$")
+FUNCTION_PATH = re.compile(r"^/v1/functions/([^/]+)$")
+MAX_SYNC_PAYLOAD = 32 * 1024 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    agent: Agent
+    server_version = "fc-agent/" + __version__
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_SYNC_PAYLOAD:
+            raise BadRequest(f"payload of {length} bytes exceeds the 32 MB limit of a sync invocation")
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
+              content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), headers)
+
+    def _send_error(self, exc: AgentError, request_id: str) -> None:
+        self._send_json(exc.status, {"Code": exc.code, "Message": exc.message, "RequestId": request_id},
+                        {"x-fc-request-id": request_id})
+
+    def _dispatch(self, route: Callable[[str], None]) -> None:
+        request_id = self.headers.get("x-fc-request-id") or new_request_id()
+        try:
+            route(request_id)
+        except AgentError as exc:
+            self._send_error(exc, request_id)
+        except Exception:  # noqa: BLE001 - the funnel: nothing unexpected reaches the client as a traceback
+            log.exception("unexpected error in %s %s", self.command, self.path)
+            self._send_error(AgentError("internal error in the agent; see its log"), request_id)
+
+
+class ControlHandler(_Handler):
+    token: str
+
+    def _authorize(self) -> None:
+        given = self.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            raise Unauthorized("a valid bearer token is required")
+
+    def do_GET(self) -> None:
+        self._dispatch(self._get)
+
+    def do_PUT(self) -> None:
+        self._dispatch(self._put)
+
+    def do_DELETE(self) -> None:
+        self._dispatch(self._delete)
+
+    def _get(self, request_id: str) -> None:
+        self._authorize()
+        path = urlsplit(self.path).path
+        if path == "/healthz":
+            return self._send_json(200, {"status": "ok"})
+        if path == "/v1/info":
+            return self._send_json(200, {"host_name": self.agent.config.host_name, "version": __version__,
+                                         "invoke_port": self.agent.config.invoke_port})
+        if path == "/v1/functions":
+            return self._send_json(200, {"functions": [f.to_json() for f in self.agent.list_functions()]})
+        if path == "/v1/instances":
+            return self._send_json(200, {"instances": self.agent.instances()})
+        if m := FUNCTION_PATH.match(path):
+            return self._send_json(200, self.agent.get_function(m.group(1)).to_json())
+        raise NotFound(f"no route {path}", code="NotFound")
+
+    def _put(self, request_id: str) -> None:
+        self._authorize()
+        path = urlsplit(self.path).path
+        if m := FUNCTION_PATH.match(path):
+            try:
+                spec = json.loads(self._body() or b"{}")
+            except ValueError as exc:
+                raise BadRequest(f"body is not JSON: {exc}") from exc
+            return self._send_json(200, self.agent.put_function(m.group(1), spec).to_json())
+        raise NotFound(f"no route {path}", code="NotFound")
+
+    def _delete(self, request_id: str) -> None:
+        self._authorize()
+        path = urlsplit(self.path).path
+        if m := FUNCTION_PATH.match(path):
+            self.agent.delete_function(m.group(1))
+            return self._send(204, b"")
+        raise NotFound(f"no route {path}", code="NotFound")
+
+
+class InvokeHandler(_Handler):
+    def do_POST(self) -> None:
+        self._dispatch(self._post)
+
+    def do_GET(self) -> None:
+        self._dispatch(lambda rid: (_ for _ in ()).throw(NotFound(f"no route {self.path}", code="NotFound")))
+
+    def _post(self, request_id: str) -> None:
+        path = urlsplit(self.path).path
+        m = INVOKE_PATH.match(path)
+        if not m:
+            raise NotFound(f"no route {path}", code="NotFound")
+        body = self._body()
+        result = self.agent.invoke(
+            m.group(1), body, request_id=request_id,
+            log_tail=self.headers.get("x-fc-log-type", "None") == "Tail",
+        )
+        self._send(result.status, result.body, result.headers, content_type="application/octet-stream")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512
+
+
+def make_servers(agent: Agent) -> tuple[ThreadingHTTPServer, ThreadingHTTPServer]:
+    cfg = agent.config
+    if cfg.control_address not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError("the control API binds to loopback only")
+    control = type("BoundControl", (ControlHandler,), {"agent": agent, "token": cfg.token})
+    invoke = type("BoundInvoke", (InvokeHandler,), {"agent": agent})
+    return (_Server((cfg.control_address, cfg.control_port), control),
+            _Server((cfg.invoke_address, cfg.invoke_port), invoke))

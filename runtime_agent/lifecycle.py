@@ -1,0 +1,216 @@
+"""One function instance: its state machine and the runner that is the only writer of that state.
+
+    STARTING ──ready──▶ READY ◀──release── BUSY
+        │                 │ ╲───acquire──▶ ╱ │
+        │ start failed    │ idle/update      │ timeout, crash, update
+        ▼                 ▼                  ▼
+     STOPPED ◀──────── DRAINING ◀────────────┘
+
+FROZEN (light hibernation) joins READY ⇄ FROZEN; a frozen instance is thawed before it is drained.
+Transitions outside ``TRANSITIONS`` are bugs and raise.
+"""
+
+from __future__ import annotations
+
+import enum
+import http.client
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from .driver import ContainerDriver, ContainerInfo, ContainerSpec, DriverError
+from .errors import InstanceStartError
+
+
+class InstanceState(str, enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    FROZEN = "frozen"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+S = InstanceState
+TRANSITIONS: dict[InstanceState, frozenset[InstanceState]] = {
+    S.STARTING: frozenset({S.READY, S.DRAINING, S.STOPPED}),
+    S.READY: frozenset({S.BUSY, S.FROZEN, S.DRAINING}),
+    S.BUSY: frozenset({S.READY, S.DRAINING}),
+    S.FROZEN: frozenset({S.READY, S.DRAINING}),
+    S.DRAINING: frozenset({S.STOPPED}),
+    S.STOPPED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class InvocationTimeout(Exception):
+    pass
+
+
+class InstanceBroken(Exception):
+    """The instance stopped answering (crashed or closed the connection)."""
+
+
+class Instance:
+    """A runner for one container. The pool decides when to acquire and release; the runner owns the state."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        function: str,
+        generation: str,
+        concurrency: int,
+        port: int,
+        driver: ContainerDriver,
+        on_state: "callable[[Instance], None]",
+    ) -> None:
+        self.id = instance_id
+        self.function = function
+        self.generation = generation
+        self.concurrency = concurrency
+        self.port = port
+        self.in_flight = 0
+        self.last_used = time.monotonic()
+        self.container: ContainerInfo | None = None
+        self._driver = driver
+        self._on_state = on_state
+        self._state = InstanceState.STARTING
+        self._lock = threading.Lock()
+        self._idle_connections: list[http.client.HTTPConnection] = []
+
+    @property
+    def state(self) -> InstanceState:
+        return self._state
+
+    def _move(self, new: InstanceState) -> None:
+        if new not in TRANSITIONS[self._state]:
+            raise IllegalTransition(f"instance {self.id}: {self._state.value} -> {new.value}")
+        self._state = new
+        self._on_state(self)
+
+    # lifecycle ----------------------------------------------------------------------------------------------
+    def adopt(self, container: ContainerInfo) -> None:
+        """Take over a container found running after an agent restart."""
+        self.container = container
+        self._move(InstanceState.READY)
+
+    def start(self, spec: ContainerSpec, timeout: float) -> None:
+        try:
+            self.container = self._driver.start(spec)
+        except DriverError as exc:
+            self._move(InstanceState.STOPPED)
+            raise InstanceStartError(str(exc)) from exc
+        try:
+            self._wait_ready(timeout)
+        except InstanceStartError:
+            self.stop()
+            raise
+        with self._lock:
+            drained_while_starting = self._state is InstanceState.DRAINING
+            if not drained_while_starting:
+                self._move(InstanceState.READY)
+        if drained_while_starting:
+            self.stop()
+            raise InstanceStartError(f"instance {self.id} was retired while it started")
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            conn = http.client.HTTPConnection(self.container.address, self.port, timeout=1)
+            try:
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status < 500:
+                    self._idle_connections.append(conn)
+                    return
+            except (OSError, http.client.HTTPException):
+                conn.close()
+            if time.monotonic() > deadline:
+                raise InstanceStartError(
+                    f"instance {self.id} did not answer on port {self.port} within {timeout:.0f}s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._state not in (InstanceState.READY, InstanceState.BUSY):
+                return False
+            if self.in_flight >= self.concurrency:
+                return False
+            self.in_flight += 1
+            if self._state is InstanceState.READY:
+                self._move(InstanceState.BUSY)
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.last_used = time.monotonic()
+            if self.in_flight == 0 and self._state is InstanceState.BUSY:
+                self._move(InstanceState.READY)
+
+    def begin_drain(self) -> bool:
+        """Stop taking requests. Returns True when the instance is idle and can be stopped now."""
+        with self._lock:
+            if self._state in (InstanceState.DRAINING, InstanceState.STOPPED):
+                return False
+            self._move(InstanceState.DRAINING)
+            return self.in_flight == 0
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._state is InstanceState.STOPPED:
+                return
+            if self._state is not InstanceState.DRAINING:
+                self._move(InstanceState.DRAINING)
+            for conn in self._idle_connections:
+                conn.close()
+            self._idle_connections.clear()
+        if self.container is not None:
+            try:
+                self._driver.destroy(self.container.id)
+            except DriverError:
+                pass  # reconcile removes it later; the instance is gone for the pool either way
+        with self._lock:
+            self._move(InstanceState.STOPPED)
+
+    # invocation ---------------------------------------------------------------------------------------------
+    def call(self, path: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
+        conn = self._take_connection()
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except socket.timeout as exc:
+            conn.close()
+            raise InvocationTimeout() from exc
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise InstanceBroken(str(exc)) from exc
+        with self._lock:
+            self._idle_connections.append(conn)
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+
+    def _take_connection(self) -> http.client.HTTPConnection:
+        with self._lock:
+            if self._idle_connections:
+                return self._idle_connections.pop()
+        return http.client.HTTPConnection(self.container.address, self.port)

@@ -1,0 +1,122 @@
+"""The instance pool of one function: hands out instance slots, starts instances on demand, drains old ones.
+
+Invariants: never more than ``max_instances`` instances (counting those still starting); never more than
+``instance_concurrency`` requests inside one instance; a request that finds no slot waits on the pool's condition
+until one frees up or its queue timeout passes (then ResourceThrottled).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Callable
+
+from .errors import Throttled
+from .lifecycle import Instance, InstanceState
+
+
+class FunctionPool:
+    def __init__(
+        self,
+        *,
+        function: str,
+        generation: str,
+        concurrency: int,
+        max_instances: int,
+        queue_timeout: float,
+        new_instance: Callable[[str], Instance],
+        start_instance: Callable[[Instance], None],
+    ) -> None:
+        self.function = function
+        self.generation = generation
+        self.concurrency = concurrency
+        self.max_instances = max_instances
+        self.queue_timeout = queue_timeout
+        self._new_instance = new_instance
+        self._start_instance = start_instance
+        self._instances: list[Instance] = []
+        self._cond = threading.Condition()
+        self.waiting = 0
+
+    @property
+    def instances(self) -> list[Instance]:
+        with self._cond:
+            return list(self._instances)
+
+    def add_adopted(self, instance: Instance) -> None:
+        with self._cond:
+            self._instances.append(instance)
+
+    def acquire(self) -> tuple[Instance, bool]:
+        """Returns an instance with a reserved slot, and whether this request had to start it (cold start)."""
+        deadline = time.monotonic() + self.queue_timeout
+        with self._cond:
+            while True:
+                for inst in self._instances:
+                    if inst.try_acquire():
+                        return inst, False
+                if len(self._instances) < self.max_instances:
+                    inst = self._new_instance(f"{self.function}-{uuid.uuid4().hex[:12]}")
+                    self._instances.append(inst)
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Throttled(
+                        f"Reserved resource exhausted: function {self.function} has reached max_instances "
+                        f"({self.max_instances}) and no instance freed up within {self.queue_timeout:g}s"
+                    )
+                self.waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self.waiting -= 1
+        try:
+            self._start_instance(inst)
+        except BaseException:
+            self._forget(inst)
+            raise
+        if not inst.try_acquire():  # cannot happen: nobody else sees a starting instance as free
+            raise RuntimeError(f"instance {inst.id} refused its first request")
+        with self._cond:
+            self._cond.notify_all()  # waiters may use the new instance's other slots
+        return inst, True
+
+    def release(self, inst: Instance, *, recycle: bool = False) -> None:
+        inst.release()
+        if recycle or inst.state is InstanceState.DRAINING:
+            self._retire(inst)
+        with self._cond:
+            self._cond.notify()
+
+    def _forget(self, inst: Instance) -> None:
+        with self._cond:
+            if inst in self._instances:
+                self._instances.remove(inst)
+            self._cond.notify_all()
+
+    def _retire(self, inst: Instance) -> None:
+        inst.begin_drain()
+        if inst.in_flight == 0:
+            inst.stop()
+            self._forget(inst)
+
+    def reap_idle(self, idle_timeout: float, keep: int = 0) -> int:
+        """Stops instances idle longer than ``idle_timeout``, keeping ``keep`` of them. Returns how many stopped."""
+        now = time.monotonic()
+        with self._cond:
+            idle = [i for i in self._instances if i.state is InstanceState.READY and now - i.last_used > idle_timeout]
+            ready = [i for i in self._instances if i.state in (InstanceState.READY, InstanceState.BUSY)]
+            victims = idle[: max(0, len(ready) - keep)]
+        for inst in victims:
+            if inst.begin_drain():
+                inst.stop()
+                self._forget(inst)
+        return len(victims)
+
+    def shutdown(self) -> None:
+        """Drains every instance: idle ones stop now, busy ones when their requests finish."""
+        for inst in self.instances:
+            if inst.begin_drain():
+                inst.stop()
+                self._forget(inst)

@@ -1,0 +1,258 @@
+"""The agent's core: functions, their pools, invocation, reconcile after a restart, and the idle reaper.
+
+The HTTP layer (``http_api``) calls into ``Agent``; ``Agent`` never sees HTTP and never builds responses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .codestore import CodeStore
+from .config import AgentConfig
+from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerDriver, ContainerSpec
+from .errors import BadRequest, InstanceStartError, NotFound
+from .lifecycle import Instance, InstanceBroken, InstanceState, InvocationTimeout
+from .pool import FunctionPool
+from .store import FunctionRecord, InstanceRecord, Store
+
+log = logging.getLogger("fc-agent")
+
+RUNTIME_PORT = 9000
+BOOTSTRAP_DIR = Path(__file__).parent / "bootstrap"
+BUILTIN_RUNTIMES = {"python3.10", "python3.11", "python3.12"}
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def generation_of(spec: dict[str, Any], code_checksum: str) -> str:
+    return hashlib.sha256(json.dumps([spec, code_checksum], sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, driver: ContainerDriver) -> None:
+        self.config = config
+        self.driver = driver
+        self.store = Store(config.database)
+        self.code = CodeStore(config.code_dir)
+        self._pools: dict[str, FunctionPool] = {}
+        self._pools_lock = threading.Lock()
+        self._start_slots = threading.BoundedSemaphore(config.max_concurrent_starts)
+        self._stopping = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
+
+    # lifecycle of the agent ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.reconcile()
+        self._reaper.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.store.close()
+
+    def reconcile(self) -> None:
+        """Re-adopts the containers this agent owns and its state accounts for; removes every other one."""
+        records = {r.id: r for r in self.store.list_instances()}
+        functions = {f.name: f for f in self.store.list_functions()}
+        for fn in functions.values():
+            self._pool_for(fn)
+        adopted: set[str] = set()
+        for container in self.driver.list_owned(self.config.host_name):
+            rec = records.get(container.labels.get(INSTANCE_LABEL, ""))
+            fn = functions.get(rec.function) if rec else None
+            pool = self._pools.get(rec.function) if rec else None
+            if (
+                rec is None or fn is None or pool is None or not container.running
+                or rec.generation != pool.generation or rec.container_id != container.id
+            ):
+                log.info("reconcile: removing unaccounted container %s", container.id[:12])
+                self.driver.destroy(container.id)
+                continue
+            inst = self._new_instance(pool, fn, rec.id)
+            inst.adopt(container)
+            pool.add_adopted(inst)
+            adopted.add(rec.id)
+        for rec_id in set(records) - adopted:
+            self.store.delete_instance(rec_id)
+        self.code.remove_unused({f.code_checksum for f in functions.values()})
+
+    # functions ------------------------------------------------------------------------------------------------
+    def put_function(self, name: str, spec: dict[str, Any]) -> FunctionRecord:
+        checksum = spec.pop("code_checksum", None)
+        if not isinstance(checksum, str):
+            raise BadRequest("code_checksum is required")
+        runtime = spec.get("runtime")
+        if runtime not in BUILTIN_RUNTIMES:
+            raise BadRequest(f"runtime {runtime!r} is not supported by this agent")
+        self.code.unpacked(checksum)  # verifies the upload before anything changes
+        record = self.store.put_function(name, spec, checksum)
+        self._pool_for(record)
+        return record
+
+    def get_function(self, name: str) -> FunctionRecord:
+        record = self.store.get_function(name)
+        if record is None:
+            raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
+        return record
+
+    def list_functions(self) -> list[FunctionRecord]:
+        return self.store.list_functions()
+
+    def delete_function(self, name: str) -> None:
+        if not self.store.delete_function(name):
+            raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
+        with self._pools_lock:
+            pool = self._pools.pop(name, None)
+        if pool:
+            pool.shutdown()
+        self.code.remove_unused({f.code_checksum for f in self.store.list_functions()})
+
+    def instances(self, name: str | None = None) -> list[dict[str, Any]]:
+        with self._pools_lock:
+            pools = [p for n, p in self._pools.items() if name is None or n == name]
+        return [
+            {"instance_id": i.id, "function_name": i.function, "state": i.state.value, "in_flight": i.in_flight,
+             "container_id": i.container.id if i.container else None}
+            for p in pools for i in p.instances
+        ]
+
+    def _pool_for(self, record: FunctionRecord) -> FunctionPool:
+        generation = generation_of(record.spec, record.code_checksum)
+        with self._pools_lock:
+            old = self._pools.get(record.name)
+            if old is not None and old.generation == generation:
+                return old
+            pool = FunctionPool(
+                function=record.name,
+                generation=generation,
+                concurrency=1,  # the built-in runtime serves one request per instance, as FC's does
+                max_instances=int(record.spec.get("max_instances") or 10),
+                queue_timeout=float(record.spec.get("queue_timeout") or 10),
+                new_instance=lambda iid: self._new_instance(pool, record, iid),
+                start_instance=lambda inst: self._start_instance(inst, record),
+            )
+            self._pools[record.name] = pool
+        if old is not None:
+            old.shutdown()
+        return pool
+
+    # instances ------------------------------------------------------------------------------------------------
+    def _new_instance(self, pool: FunctionPool, record: FunctionRecord, instance_id: str) -> Instance:
+        return Instance(
+            instance_id=instance_id,
+            function=record.name,
+            generation=pool.generation,
+            concurrency=pool.concurrency,
+            port=RUNTIME_PORT,
+            driver=self.driver,
+            on_state=self._persist_state,
+        )
+
+    def _persist_state(self, inst: Instance) -> None:
+        if inst.state is InstanceState.STOPPED:
+            self.store.delete_instance(inst.id)
+        elif inst.state in (InstanceState.READY, InstanceState.DRAINING, InstanceState.FROZEN) and inst.container:
+            self.store.put_instance(InstanceRecord(
+                inst.id, inst.function, inst.generation, inst.container.id, inst.container.address,
+                inst.state.value, time.time(),
+            ))
+
+    def _container_spec(self, inst: Instance, record: FunctionRecord) -> ContainerSpec:
+        spec = record.spec
+        image = self.config.runtime_images.get(spec["runtime"])
+        if not image:
+            raise InstanceStartError(f"no image is configured for runtime {spec['runtime']}")
+        env = {str(k): str(v) for k, v in (spec.get("environment_variables") or {}).items()}
+        env.update({
+            "FC_FUNCTION_NAME": record.name,
+            "FC_FUNCTION_HANDLER": spec.get("handler", "index.handler"),
+            "FC_FUNCTION_MEMORY_SIZE": str(spec.get("memory_size", 128)),
+            "FC_FUNCTION_TIMEOUT": str(spec.get("timeout", 3)),
+            "FC_FUNC_CODE_PATH": "/code",
+            "FC_RUNTIME_PORT": str(RUNTIME_PORT),
+            "FC_INSTANCE_ID": inst.id,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        })
+        memory = int(spec.get("memory_size", 128))
+        return ContainerSpec(
+            name=f"fc-{inst.id}",
+            image=image,
+            command=["python3", "-u", "/opt/fc-runtime/runtime.py"],
+            environment=env,
+            labels={AGENT_LABEL: self.config.host_name, FUNCTION_LABEL: record.name, INSTANCE_LABEL: inst.id},
+            read_only_binds={
+                str(self.code.unpacked(record.code_checksum)): "/code",
+                str(BOOTSTRAP_DIR): "/opt/fc-runtime",
+            },
+            memory_mb=memory,
+            cpu=float(spec.get("cpu") or max(0.05, round(memory / 1024 / 2, 2))),
+            tmp_size_mb=int(spec.get("disk_size", 512)),
+            # The agent reaches the runtime over the bridge network, so it stays on; internet_access=false is
+            # enforced by the network the container joins, not by removing its network.
+            network_enabled=True,
+        )
+
+    def _start_instance(self, inst: Instance, record: FunctionRecord) -> None:
+        spec = self._container_spec(inst, record)
+        with self._start_slots:
+            inst.start(spec, self.config.start_timeout_seconds)
+
+    # invocation -----------------------------------------------------------------------------------------------
+    def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool) -> InvokeResult:
+        record = self.get_function(name)
+        pool = self._pool_for(record)
+        timeout = float(record.spec.get("timeout", 3))
+        inst, _cold = pool.acquire()
+        recycle = False
+        headers = {"x-fc-request-id": request_id, "x-fc-code-checksum": record.code_checksum,
+                   "x-fc-instance-id": inst.id}
+        try:
+            reply = inst.call("/invoke", body, {"x-fc-request-id": request_id}, timeout)
+        except InvocationTimeout:
+            recycle = True
+            return InvokeResult(200, {**headers, "x-fc-error-type": "UnhandledInvocationError"}, json.dumps({
+                "errorMessage": f"Function timed out after {timeout:g} seconds",
+                "errorType": "FunctionTimeoutError", "stackTrace": [],
+            }).encode())
+        except InstanceBroken as exc:
+            recycle = True
+            return InvokeResult(200, {**headers, "x-fc-error-type": "UnhandledInvocationError"}, json.dumps({
+                "errorMessage": f"Process exited unexpectedly before completing request: {exc}",
+                "errorType": "ProcessExitedError", "stackTrace": [],
+            }).encode())
+        finally:
+            pool.release(inst, recycle=recycle)
+        if "x-fc-error-type" in reply.headers:
+            headers["x-fc-error-type"] = reply.headers["x-fc-error-type"]
+        if log_tail and "x-fc-log-result" in reply.headers:
+            headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]
+        return InvokeResult(200, headers, reply.body)
+
+    # background -----------------------------------------------------------------------------------------------
+    def _reap_loop(self) -> None:
+        while not self._stopping.wait(1.0):
+            with self._pools_lock:
+                pools = list(self._pools.values())
+            for pool in pools:
+                record = self.store.get_function(pool.function)
+                keep = int(record.spec.get("min_instances") or 0) if record else 0
+                try:
+                    pool.reap_idle(self.config.idle_timeout_seconds, keep)
+                except Exception:  # noqa: BLE001 - the reaper must survive one bad container
+                    log.exception("reaper: %s", pool.function)
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
