@@ -1,0 +1,140 @@
+"""The offline runtime image ``fc-runtime/python3.11``.
+
+No registry is reachable, so the image is a Debian bookworm root filesystem made by
+``debootstrap --variant=minbase --include=python3`` from the machine's own Debian mirror,
+packed as a plain tarball and loaded into each engine with ``docker import``.
+
+The tarball is cached at ``${FC_CACHE_DIR:-~/.cache/fc-provider}/images/fc-runtime-python3.11.tar``;
+it is written under a temporary name and renamed, so a cache file is always complete.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from ._errors import ImageBuildError
+
+RUNTIME_IMAGE = "fc-runtime/python3.11"
+RUNTIME_TAG = "latest"
+TARBALL_NAME = "fc-runtime-python3.11.tar"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+SUITE = "bookworm"
+
+# Removed from the root filesystem before packing: nothing at run time reads them.
+_SHRINK = (
+    "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
+    "var/lib/apt/lists", "var/cache/apt", "var/cache/debconf/templates.dat-old", "var/log",
+)
+
+
+def cache_dir() -> Path:
+    """``$FC_CACHE_DIR/images`` or ``~/.cache/fc-provider/images``."""
+    base = os.environ.get("FC_CACHE_DIR")
+    root = Path(base) if base else Path.home() / ".cache" / "fc-provider"
+    return root / "images"
+
+
+def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror this machine's apt uses (first ``.../debian`` URI serving bookworm)."""
+    files = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*"))]
+    for f in files:
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        # deb822 stanzas ("URIs: ... / Suites: ...") and one-line "deb URI suite comp" entries.
+        for stanza in re.split(r"\n\s*\n", text):
+            uris = re.search(r"^URIs:\s*(.+)$", stanza, re.M)
+            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+            if uris and suites and SUITE in suites.group(1).split():
+                for uri in uris.group(1).split():
+                    if uri.rstrip("/").endswith("/debian"):
+                        return uri.rstrip("/")
+        for m in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", text, re.M):
+            if m.group(2) == SUITE and m.group(1).rstrip("/").endswith("/debian"):
+                return m.group(1).rstrip("/")
+    return DEFAULT_MIRROR
+
+
+def _umount_under(root: Path) -> None:
+    # A failed debootstrap can leave /proc or /sys mounted inside the target; unmount before deleting it.
+    prefix = str(root.resolve()) + "/"
+    with open("/proc/self/mountinfo") as fh:
+        points = [line.split()[4] for line in fh if line.split()[4].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def build_runtime_image(cache_dir_: Path | None = None, force: bool = False) -> Path:
+    """Build (or reuse) the runtime rootfs tarball and return its path.
+
+    cache_dir_: folder for the tarball; default :func:`cache_dir`. force: rebuild even if cached.
+    Returns at once when the tarball exists and force is false.
+    """
+    folder = cache_dir_ if cache_dir_ is not None else cache_dir()
+    target = folder / TARBALL_NAME
+    if target.is_file() and not force:
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
+    rootfs = work / "rootfs"
+    tmp_tar = work / (TARBALL_NAME + ".part")
+    try:
+        proc = subprocess.run(
+            ["debootstrap", "--variant=minbase", "--include=python3", SUITE, str(rootfs), debian_mirror()],
+            capture_output=True, text=True, timeout=1800,
+        )
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+            raise ImageBuildError(f"debootstrap failed ({proc.returncode}):\n{tail}")
+        _umount_under(rootfs)
+        passwd = (rootfs / "etc/passwd").read_text()
+        if not re.search(r"^nobody:[^:]*:65534:65534:", passwd, re.M):
+            raise ImageBuildError("runtime rootfs has no user nobody (65534)")
+        if not (rootfs / "usr/bin/python3").exists():
+            raise ImageBuildError("runtime rootfs has no /usr/bin/python3")
+        for rel in _SHRINK:
+            shutil.rmtree(rootfs / rel, ignore_errors=True)
+        for rel in ("var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "var/log"):
+            (rootfs / rel).mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tmp_tar), "."],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ImageBuildError(f"tar failed: {proc.stderr.strip()}")
+        os.replace(tmp_tar, target)
+        return target
+    except OSError as exc:
+        raise ImageBuildError(f"building the runtime image failed: {exc}") from exc
+    finally:
+        _umount_under(work)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def has_runtime_image(client: docker.DockerClient) -> bool:
+    """True if the engine already holds ``fc-runtime/python3.11:latest``."""
+    try:
+        client.images.get(f"{RUNTIME_IMAGE}:{RUNTIME_TAG}")
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.DockerException as exc:
+        raise ImageBuildError(f"cannot query images: {exc}") from exc
+
+
+def load_runtime_image(client: docker.DockerClient, tar_path: Path) -> None:
+    """Import the rootfs tarball into the engine as ``fc-runtime/python3.11:latest``."""
+    try:
+        # import_image_from_file streams the file instead of reading it into memory.
+        client.api.import_image_from_file(str(tar_path), repository=RUNTIME_IMAGE, tag=RUNTIME_TAG)
+    except (docker.errors.DockerException, OSError) as exc:
+        raise ImageBuildError(f"docker import of {tar_path} failed: {exc}") from exc
+    if not has_runtime_image(client):
+        raise ImageBuildError(f"{RUNTIME_IMAGE}:{RUNTIME_TAG} missing after import")

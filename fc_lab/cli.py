@@ -1,0 +1,71 @@
+"""The ``fc-lab`` command: up, down, status, images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._errors import LabError
+from ._images import build_runtime_image
+from ._lab import Lab
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fc-lab", description="A local lab fleet of isolated hosts on this machine.")
+    p.add_argument("--state-dir", type=Path, default=None, help="state folder (default $FC_LAB_DIR or /var/lib/fc-lab)")
+    p.add_argument("--prefix", default="fclab", help="name prefix for netns, veths, bridge, cgroups (default fclab)")
+    p.add_argument("--subnet", default="10.213.0", help="first three octets of the lab /24 (default 10.213.0)")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="bring the lab up (idempotent)")
+    up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
+    sub.add_parser("down", help="remove the lab completely")
+    sub.add_parser("status", help="print host health; exit 1 unless all hosts are healthy")
+    images = sub.add_parser("images", help="build the runtime image tarball and print its path")
+    images.add_argument("--force", action="store_true", help="rebuild even if cached")
+    return p
+
+
+def _status(lab: Lab) -> int:
+    statuses = lab.status()
+    if not statuses:
+        print("no lab hosts")
+        return 1
+    def ok(flag: bool) -> str:
+        return "ok" if flag else "DOWN"
+
+    for s in statuses:
+        print(f"{s.name:8} {s.address:15} holder={ok(s.holder):4} sshd={ok(s.sshd):4} dockerd={ok(s.dockerd)}")
+    return 0 if all(s.healthy for s in statuses) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    started = time.monotonic()
+    try:
+        if args.command == "images":
+            print(build_runtime_image(force=args.force))
+            return 0
+        lab = Lab(args.state_dir, prefix=args.prefix, subnet=args.subnet)
+        if args.command == "up":
+            fleet = lab.up(args.hosts)
+            for h in fleet["hosts"]:
+                print(f"{h['name']:8} {h['address']}")
+            print(f"fleet file: {lab.fleet_path} ({time.monotonic() - started:.1f}s)")
+            return 0
+        if args.command == "down":
+            lab.down()
+            print(f"lab down ({time.monotonic() - started:.1f}s)")
+            return 0
+        return _status(lab)
+    except LabError as exc:
+        print(f"fc-lab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""A thin client for the runtime agent's control API, spoken over an SSH direct-tcpip channel to the agent's
+loopback port. Every response goes through ``_check``, the one place that turns agent errors into AgentAPIError."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from typing import Any
+from urllib.parse import quote
+
+import paramiko
+
+from ._errors import AgentAPIError, HostUnreachable
+
+
+class _ChannelConnection(http.client.HTTPConnection):
+    def __init__(self, transport: paramiko.Transport, port: int, timeout: float) -> None:
+        super().__init__("127.0.0.1", port, timeout=timeout)
+        self._transport = transport
+
+    def connect(self) -> None:
+        self.sock = self._transport.open_channel(
+            "direct-tcpip", ("127.0.0.1", self.port), ("127.0.0.1", 0), timeout=self.timeout
+        )
+        self.sock.settimeout(self.timeout)
+
+
+class AgentClient:
+    def __init__(self, host_name: str, transport: paramiko.Transport, port: int, token: str,
+                 timeout: float = 120.0) -> None:
+        self.host_name = host_name
+        self._conn = _ChannelConnection(transport, port, timeout)
+        self._token = token
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _request(self, method: str, path: str, body: Any = None, *, token: str | None = None) -> tuple[int, Any]:
+        headers = {"authorization": f"Bearer {self._token if token is None else token}"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["content-type"] = "application/json"
+        try:
+            self._conn.request(method, path, body=payload, headers=headers)
+            resp = self._conn.getresponse()
+            raw = resp.read()
+        except (OSError, http.client.HTTPException, paramiko.SSHException) as exc:
+            self._conn.close()
+            raise HostUnreachable(self.host_name, f"agent control API not reachable: {exc}") from exc
+        return resp.status, (json.loads(raw) if raw else None)
+
+    def _check(self, status: int, data: Any) -> Any:
+        if status >= 400:
+            data = data if isinstance(data, dict) else {}
+            raise AgentAPIError(self.host_name, status, data.get("Code", "Unknown"), data.get("Message", ""))
+        return data
+
+    def raw(self, method: str, path: str, *, token: str | None = None) -> tuple[int, Any]:
+        """The unchecked response (tests use it to probe authorization)."""
+        return self._request(method, path, token=token)
+
+    def health(self) -> dict[str, Any]:
+        return self._check(*self._request("GET", "/healthz"))
+
+    def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.health()
+                return self._check(*self._request("GET", "/v1/info"))
+            except (HostUnreachable, AgentAPIError) as exc:
+                if time.monotonic() > deadline:
+                    raise HostUnreachable(self.host_name, f"agent not healthy after {timeout:.0f}s: "
+                                          f"{exc.reason}") from exc
+                time.sleep(0.2)
+
+    def put_function(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._check(*self._request("PUT", f"/v1/functions/{quote(name)}", spec))
+
+    def get_function(self, name: str) -> dict[str, Any] | None:
+        status, data = self._request("GET", f"/v1/functions/{quote(name)}")
+        if status == 404:
+            return None
+        return self._check(status, data)
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        return self._check(*self._request("GET", "/v1/functions"))["functions"]
+
+    def delete_function(self, name: str) -> bool:
+        status, data = self._request("DELETE", f"/v1/functions/{quote(name)}")
+        if status == 404:
+            return False
+        self._check(status, data)
+        return True
+
+    def instances(self) -> list[dict[str, Any]]:
+        return self._check(*self._request("GET", "/v1/instances"))["instances"]

@@ -1,0 +1,93 @@
+"""Deterministic tar.gz packages: the same files always give the same bytes (sorted entries, zeroed times and
+owners, a fixed gzip header), so a package's sha256 identifies its content and drives diffs and uploads."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+SKIP_NAMES = {"__pycache__", ".git", ".DS_Store"}
+
+
+@dataclass(frozen=True)
+class Package:
+    data: bytes
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def _add(tar: tarfile.TarFile, source: Path, arcname: str) -> None:
+    info = tarfile.TarInfo(arcname)
+    st = source.lstat()
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if source.is_symlink():
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(source)
+        info.mode = 0o777
+        tar.addfile(info)
+    elif source.is_dir():
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+        tar.addfile(info)
+    else:
+        info.mode = 0o755 if st.st_mode & 0o100 else 0o644
+        info.size = st.st_size
+        with source.open("rb") as f:
+            tar.addfile(info, f)
+
+
+def pack_trees(trees: list[tuple[Path, str]]) -> Package:
+    """Packs each (folder, prefix-in-archive) pair; an empty prefix puts the folder's content at the root."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6, filename="") as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for root, prefix in trees:
+                entries: list[tuple[str, Path]] = []
+                for dirpath, dirnames, filenames in os.walk(root):
+                    dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES)
+                    for name in dirnames + sorted(f for f in filenames if f not in SKIP_NAMES):
+                        if name.endswith(".pyc"):
+                            continue
+                        full = Path(dirpath) / name
+                        rel = full.relative_to(root).as_posix()
+                        entries.append((f"{prefix}/{rel}" if prefix else rel, full))
+                if prefix:
+                    _add(tar, root, prefix)
+                for arcname, full in sorted(entries):
+                    _add(tar, full, arcname)
+    return Package(buf.getvalue())
+
+
+def pack_code(path: str | os.PathLike[str]) -> Package:
+    """A function's code: a folder, or a .zip/.tar.gz/.tgz archive file (repacked deterministically)."""
+    src = Path(path)
+    if src.is_dir():
+        return pack_trees([(src, "")])
+    if not src.exists():
+        raise FileNotFoundError(f"code path {src} does not exist")
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if zipfile.is_zipfile(src):
+            with zipfile.ZipFile(src) as zf:
+                zf.extractall(tmp)
+        elif tarfile.is_tarfile(src):
+            with tarfile.open(src) as tf:
+                tf.extractall(tmp, filter="data")
+        else:
+            raise ValueError(f"code path {src} is neither a folder nor a zip or tar archive")
+        return pack_trees([(Path(tmp), "")])

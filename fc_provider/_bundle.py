@@ -1,0 +1,33 @@
+"""The agent bundle: the ``runtime_agent`` package plus its pure-Python dependencies, vendored from the
+environment the provider runs in, so hosts need only ``python3`` (no package index, no container registry).
+Its checksum is the agent version the Fleet resource diffs on."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import sys
+from pathlib import Path
+
+from ._archive import Package, pack_trees
+
+VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer")
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"cannot bundle the agent: package {name} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@functools.lru_cache(maxsize=1)
+def agent_bundle() -> Package:
+    trees = [(_package_dir("runtime_agent"), "runtime_agent")]
+    trees += [(_package_dir(name), name) for name in VENDORED]
+    return pack_trees(trees)
+
+
+def agent_version() -> str:
+    """Short id of the bundle, plus the Python minor version it was vendored for."""
+    return f"{agent_bundle().checksum[:16]}-py{sys.version_info.major}.{sys.version_info.minor}"

@@ -1,0 +1,63 @@
+"""The exceptions fc_provider raises. Errors of paramiko, sockets and HTTP are translated into these at the
+boundary, so users never see a library's exception.
+
+    FcProviderError
+    ├── HostError                 an operation on one named host failed
+    │   ├── HostUnreachable       cannot connect (network, refused, timed out)
+    │   ├── HostKeyMismatch       the host's SSH key is not the one the fleet declares
+    │   ├── AuthenticationFailed  the host refused our key
+    │   ├── RemoteCommandFailed   a command on the host exited non-zero
+    │   └── AgentAPIError         the runtime agent answered with an error (carries FC's Code and Message)
+    └── FleetOperationError       several hosts failed; carries each host's error
+"""
+
+from __future__ import annotations
+
+
+class FcProviderError(Exception):
+    pass
+
+
+class HostError(FcProviderError):
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(f"host {host}: {message}")
+        self.host = host
+        self.reason = message
+
+
+class HostUnreachable(HostError):
+    pass
+
+
+class HostKeyMismatch(HostError):
+    pass
+
+
+class AuthenticationFailed(HostError):
+    pass
+
+
+class RemoteCommandFailed(HostError):
+    def __init__(self, host: str, argv: list[str], exit_status: int, stderr: str) -> None:
+        super().__init__(host, f"`{' '.join(argv)[:200]}` exited {exit_status}: {stderr.strip()[-500:]}")
+        self.exit_status = exit_status
+        self.stderr = stderr
+
+
+class AgentAPIError(HostError):
+    def __init__(self, host: str, status: int, code: str, message: str) -> None:
+        super().__init__(host, f"agent answered {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class FleetOperationError(FcProviderError):
+    def __init__(self, operation: str, errors: dict[str, Exception], succeeded: list[str]) -> None:
+        lines = [f"{operation} failed on {len(errors)} host(s)"]
+        lines += [f"  - {err}" for _, err in sorted(errors.items())]
+        if succeeded:
+            lines.append(f"  (succeeded on: {', '.join(sorted(succeeded))})")
+        super().__init__("\n".join(lines))
+        self.errors = errors
+        self.succeeded = succeeded

@@ -1,0 +1,145 @@
+"""One SSH executor per host and operation: strict host-key checking, argv commands, SFTP uploads, and HTTP to the
+agent's loopback control API through a direct-tcpip channel (nothing is ever exposed on the network).
+
+Connections are opened inside provider methods and closed when the operation ends: Pulumi pickles providers, so no
+live connection may live on a provider object.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import shlex
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import paramiko
+
+from ._errors import AuthenticationFailed, HostKeyMismatch, HostUnreachable, RemoteCommandFailed
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    address: str
+    port: int
+    user: str
+    host_public_key: str  # "ssh-ed25519 AAAA..."
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HostSpec":
+        return cls(d["name"], d["address"], int(d.get("port", 22)), d.get("user", "root"), d["host_public_key"])
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+def load_private_key(text: str) -> paramiko.PKey:
+    errors = []
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError) as exc:
+            errors.append(f"{cls.__name__}: {exc}")
+    raise ValueError("ssh_private_key is not an unencrypted Ed25519, ECDSA or RSA private key in OpenSSH/PEM form")
+
+
+def _known_hosts(host: HostSpec) -> paramiko.HostKeys:
+    parts = host.host_public_key.split()
+    if len(parts) < 2:
+        raise HostKeyMismatch(host.name, "host_public_key must look like 'ssh-ed25519 AAAA...'")
+    key = paramiko.PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
+    keys = paramiko.HostKeys()
+    entry = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+    keys.add(entry, parts[0], key)
+    return keys
+
+
+class SSHSession:
+    """A live connection to one host; use as a context manager."""
+
+    def __init__(self, host: HostSpec, private_key: str, *, timeout: float = 15.0) -> None:
+        self.host = host
+        self._private_key = private_key
+        self._timeout = timeout
+        self._client: paramiko.SSHClient | None = None
+
+    def __enter__(self) -> "SSHSession":
+        client = paramiko.SSHClient()
+        for hostname, entries in _known_hosts(self.host).items():
+            for keytype, key in entries.items():
+                client.get_host_keys().add(hostname, keytype, key)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect(
+                self.host.address, port=self.host.port, username=self.host.user,
+                pkey=load_private_key(self._private_key), look_for_keys=False, allow_agent=False,
+                timeout=self._timeout, banner_timeout=self._timeout, auth_timeout=self._timeout,
+            )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyMismatch(self.host.name, f"presented a host key ({exc.key.get_name()} "
+                                  f"{exc.key.get_base64()[:24]}...) that differs from the fleet's; refusing to "
+                                  "connect") from exc
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise AuthenticationFailed(self.host.name, f"refused our SSH key: {exc}") from exc
+        except paramiko.SSHException as exc:
+            client.close()
+            if "not found in known_hosts" in str(exc) or "known_hosts" in str(exc):
+                raise HostKeyMismatch(self.host.name, f"host key not accepted: {exc}") from exc
+            raise HostUnreachable(self.host.name, f"SSH failed: {exc}") from exc
+        except (OSError, socket.timeout) as exc:
+            client.close()
+            raise HostUnreachable(self.host.name, f"cannot connect to {self.host.address}:{self.host.port}: "
+                                  f"{exc}") from exc
+        self._client = client
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        assert self._client is not None, "SSHSession used outside its context"
+        transport = self._client.get_transport()
+        assert transport is not None
+        return transport
+
+    def run(self, argv: list[str], *, stdin: bytes | None = None, check: bool = True,
+            timeout: float = 120.0) -> CommandResult:
+        assert self._client is not None, "SSHSession used outside its context"
+        command = shlex.join(argv)
+        try:
+            chan_in, chan_out, chan_err = self._client.exec_command(command, timeout=timeout)
+            if stdin is not None:
+                chan_in.write(stdin)
+            chan_in.channel.shutdown_write()
+            out = chan_out.read().decode(errors="replace")
+            err = chan_err.read().decode(errors="replace")
+            status = chan_out.channel.recv_exit_status()
+        except (paramiko.SSHException, OSError) as exc:
+            raise HostUnreachable(self.host.name, f"lost the connection while running {argv[0]}: {exc}") from exc
+        if check and status != 0:
+            raise RemoteCommandFailed(self.host.name, argv, status, err)
+        return CommandResult(status, out, err)
+
+    def put_bytes(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
+        """Writes atomically: to a temporary name, then renamed into place."""
+        tmp = f"{remote_path}.part"
+        try:
+            with self._client.open_sftp() as sftp:  # type: ignore[union-attr]
+                with sftp.open(tmp, "wb") as f:
+                    f.set_pipelined(True)
+                    f.write(data)
+                sftp.chmod(tmp, mode)
+                sftp.posix_rename(tmp, remote_path)
+        except (paramiko.SSHException, OSError) as exc:
+            raise HostUnreachable(self.host.name, f"upload of {remote_path} failed: {exc}") from exc

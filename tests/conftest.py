@@ -1,0 +1,40 @@
+"""Shared fixtures. Everything is real: the lab runs on this machine, nothing is mocked.
+
+Env: FC_LAB_DIR picks the main lab's state folder (default /var/lib/fc-lab);
+FC_LAB_KEEP=1 leaves the main lab running after the session (it is idempotent to bring up again).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The editable install was made while the package folders had no __init__.py, so its finder maps them
+# as namespace packages and pytest (which does not put the project root on sys.path) imports an empty
+# namespace. Putting the root first makes the real packages win; `pip install -e .` again also fixes it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fc_lab import Lab  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The main lab with 3 hosts (prefix fclab, subnet 10.213.0)."""
+    main_lab = Lab()
+    main_lab.up(3)
+    yield main_lab
+    if os.environ.get("FC_LAB_KEEP") != "1":
+        main_lab.down()
+
+
+@pytest.fixture(scope="session")
+def fleet_file(lab: Lab) -> Path:
+    """Path of the main lab's fleet.json."""
+    return lab.fleet_path
+
+
+# --- fixtures for fc_provider / runtime_agent tests go below this line -------------------------
