@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ from .service import Agent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fc-agent")
     parser.add_argument("--config", type=Path, default=Path("/etc/fc-agent/config.json"))
+    parser.add_argument("--pidfile", type=Path, help="written once the agent serves; removed on a clean exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -38,11 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("fc-agent").info(
         "serving control on %s:%d, invoke on %s:%d", config.control_address, config.control_port,
         config.invoke_address, config.invoke_port)
+    if args.pidfile:
+        args.pidfile.write_text(f"{os.getpid()}\n")
     stop.wait()
     for server in (invoke, control):
         server.shutdown()
         server.server_close()
     agent.close()
+    if args.pidfile:
+        args.pidfile.unlink(missing_ok=True)
     return 0
 
 

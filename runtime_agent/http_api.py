@@ -31,6 +31,7 @@ MAX_SYNC_PAYLOAD = 32 * 1024 * 1024
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave in separate writes; Nagle would hold the body 40 ms
     agent: Agent
     server_version = "fc-agent/" + __version__
 

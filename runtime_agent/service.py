@@ -37,8 +37,20 @@ class InvokeResult:
     body: bytes
 
 
+def _runtime_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(BOOTSTRAP_DIR.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+RUNTIME_DIGEST = _runtime_digest()
+
+
 def generation_of(spec: dict[str, Any], code_checksum: str) -> str:
-    return hashlib.sha256(json.dumps([spec, code_checksum], sort_keys=True).encode()).hexdigest()[:16]
+    """Instances of another generation are replaced: a new spec, new code, or a new built-in runtime."""
+    blob = json.dumps([spec, code_checksum, RUNTIME_DIGEST], sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 class Agent:

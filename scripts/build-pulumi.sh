@@ -13,7 +13,9 @@ CACHE_DIR="${FC_CACHE_DIR:-$HOME/.cache/fc-provider}"
 BIN_DIR="$CACHE_DIR/pulumi-$PULUMI_VERSION/bin"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-if [[ -x "$BIN_DIR/pulumi" && -x "$BIN_DIR/pulumi-language-python" && -x "$BIN_DIR/pulumi-language-python-exec" ]]; then
+LANGHOST_STAMP="$(sha256sum "$REPO_DIR/scripts/langhost/main.go" | cut -c1-16)"
+if [[ -x "$BIN_DIR/pulumi" && -x "$BIN_DIR/pulumi-language-python-exec" \
+      && "$(cat "$BIN_DIR/.langhost-stamp" 2>/dev/null)" == "$LANGHOST_STAMP" ]]; then
   # The launchers are cheap and may change with the repo: always refresh them.
   install -m 0755 "$REPO_DIR/scripts/pulumi-resource-pulumi-python" "$BIN_DIR/pulumi-resource-pulumi-python"
   echo "$BIN_DIR"
@@ -43,8 +45,10 @@ MOD
 export GOFLAGS="-mod=mod -buildvcs=false"
 LDFLAGS="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION"
 echo "building pulumi $PULUMI_VERSION CLI (first build takes several minutes)" >&2
-go build -trimpath -ldflags "$LDFLAGS" -o "$BIN_DIR/pulumi.tmp" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
-mv "$BIN_DIR/pulumi.tmp" "$BIN_DIR/pulumi"
+if [[ ! -x "$BIN_DIR/pulumi" ]]; then
+  go build -trimpath -ldflags "$LDFLAGS" -o "$BIN_DIR/pulumi.tmp" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+  mv "$BIN_DIR/pulumi.tmp" "$BIN_DIR/pulumi"
+fi
 
 # The Python language host: its module (sdk/python/cmd/pulumi-language-python/v3) is refused by the module proxy
 # reachable here (HTTP 403), so we build our own small host against the same release's gRPC definitions.
@@ -55,5 +59,6 @@ mv "$BIN_DIR/pulumi-language-python.tmp" "$BIN_DIR/pulumi-language-python"
 # The shim that the host runs is the Python SDK's own, shipped in the same release's sdk/v3 module.
 SDK_DIR="$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)"
 install -m 0755 "$SDK_DIR/python/cmd/pulumi-language-python-exec" "$BIN_DIR/pulumi-language-python-exec"
+echo "$LANGHOST_STAMP" > "$BIN_DIR/.langhost-stamp"
 install -m 0755 "$REPO_DIR/scripts/pulumi-resource-pulumi-python" "$BIN_DIR/pulumi-resource-pulumi-python"
 echo "$BIN_DIR"

@@ -32,8 +32,8 @@ class FunctionMeta:
     def __init__(self) -> None:
         self.name = os.environ.get("FC_FUNCTION_NAME", "")
         self.handler = os.environ.get("FC_FUNCTION_HANDLER", "")
-        self.memory = int(os.environ.get("FC_FUNCTION_MEMORY_SIZE", "0") or 0)
-        self.timeout = int(os.environ.get("FC_FUNCTION_TIMEOUT", "0") or 0)
+        self.memory = int(float(os.environ.get("FC_FUNCTION_MEMORY_SIZE") or 0))
+        self.timeout = int(float(os.environ.get("FC_FUNCTION_TIMEOUT") or 0))
         self.qualifier = os.environ.get("FC_QUALIFIER", "LATEST")
 
 
@@ -85,6 +85,7 @@ def _load(handler_spec: str):
 
 class RuntimeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave in separate writes; Nagle would hold the body 40 ms
     handlers: dict[str, object] = {}
     initialized = False
     stdout_tee: _Tee

@@ -1,0 +1,130 @@
+"""Validation of resource inputs with pydantic, reported as Pulumi CheckFailures that name the property and the
+rule. Values still unknown during a preview are accepted here and validated when they are known."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.dynamic's marker for a value unknown at preview
+
+FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+ENV_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+
+class HostModel(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    address: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(default="root", min_length=1)
+    host_public_key: str = Field(pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa) [A-Za-z0-9+/=]+$")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class FleetModel(_Strict):
+    hosts: list[HostModel] = Field(min_length=1)
+    ssh_private_key: str = Field(min_length=1)
+    control_port: int = Field(default=7701, ge=1, le=65535)
+    invoke_port: int = Field(default=9000, ge=1, le=65535)
+    runtime_images: dict[str, str] = Field(default_factory=dict)
+    idle_timeout_seconds: float = Field(default=300, gt=0)
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique_names(cls, hosts: list[HostModel]) -> list[HostModel]:
+        names = [h.name for h in hosts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"host names must be unique; repeated: {', '.join(dupes)}")
+        return hosts
+
+
+class FunctionModel(_Strict):
+    function_name: str
+    description: str = Field(default="", max_length=256)
+    runtime: Literal["python3.10", "python3.11", "python3.12"] = "python3.11"
+    handler: str = Field(default="index.handler", pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
+    memory_size: int = Field(default=128, ge=128, le=32768, multiple_of=64)
+    cpu: float | None = Field(default=None, ge=0.05, le=16)
+    timeout: int = Field(default=3, ge=1, le=86400)
+    disk_size: Literal[512, 10240] = 512
+    instance_concurrency: int = Field(default=1, ge=1, le=200)
+    max_instances: int = Field(default=10, ge=1, le=10000)
+    min_instances: int = Field(default=0, ge=0, le=10000)
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+    placement: list[str] | None = None
+
+    @field_validator("function_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not FUNCTION_NAME.match(v):
+            raise ValueError("must be 1-64 characters of letters, digits, '_' or '-', starting with a letter or '_'")
+        return v
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu_step(cls, v: float | None) -> float | None:
+        if v is not None and abs(round(v / 0.05) * 0.05 - v) > 1e-9:
+            raise ValueError("must be a multiple of 0.05 vCPU")
+        return v
+
+    @field_validator("environment_variables")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not ENV_KEY.match(key):
+                raise ValueError(f"key {key!r} must start with a letter and hold only letters, digits and '_'")
+            if key.upper().startswith("FC_"):
+                raise ValueError(f"key {key!r} uses the reserved prefix FC_")
+        if sum(len(k) + len(str(val)) for k, val in v.items()) > 4096:
+            raise ValueError("must be 4 KB or less in total (keys plus values)")
+        return v
+
+    @model_validator(mode="after")
+    def _ratios(self) -> "FunctionModel":
+        if self.cpu is not None:
+            gb = self.memory_size / 1024
+            if not (self.cpu <= gb <= self.cpu * 4):
+                raise ValueError(f"cpu : memory_size (GB) must be between 1:1 and 1:4; got {self.cpu} : {gb:g}")
+        if self.instance_concurrency != 1 and self.runtime.startswith("python"):
+            raise ValueError("instance_concurrency must be 1 for built-in runtimes")
+        if self.min_instances > self.max_instances:
+            raise ValueError("min_instances must not exceed max_instances")
+        return self
+
+
+def _has_unknown(value: Any) -> bool:
+    if value == UNKNOWN:
+        return True
+    if isinstance(value, dict):
+        return any(_has_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_unknown(v) for v in value)
+    return False
+
+
+def check(model: type[BaseModel], inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    """Returns (property, reason) pairs; properties whose values are unknown are left for later."""
+    known = {k: v for k, v in inputs.items() if not _has_unknown(v) and v is not None}
+    unknown = {k for k, v in inputs.items() if _has_unknown(v)}
+    try:
+        model.model_validate(known)
+    except ValidationError as exc:
+        failures = []
+        for err in exc.errors():
+            prop = str(err["loc"][0]) if err["loc"] else "(resource)"
+            if prop in unknown:
+                continue
+            if err["type"] == "missing" and prop in unknown:
+                continue
+            where = ".".join(str(p) for p in err["loc"]) or prop
+            msg = err["msg"].removeprefix("Value error, ")
+            failures.append((prop, f"{where}: {msg}"))
+        return failures
+    return []
