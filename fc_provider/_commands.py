@@ -77,7 +77,7 @@ def agent_log_tail(lines: int = 30) -> list[str]:
 
 def uninstall_agent() -> list[str]:
     return ["rm", "-rf", AGENT_ROOT + "/releases", AGENT_ROOT + "/current", AGENT_CONFIG, AGENT_STATE + "/agent.db",
-            AGENT_STATE + "/agent.db-wal", AGENT_STATE + "/agent.db-shm", AGENT_STATE + "/code", AGENT_PIDFILE]
+            AGENT_STATE + "/agent.db-wal", AGENT_STATE + "/agent.db-shm", AGENT_STATE + "/code", AGENT_PIDFILE, AGENT_LOG]
 
 
 def code_archive(checksum: str) -> str:

@@ -99,7 +99,7 @@ def install_agent(conn: FleetConnection, host: HostSpec, settings: dict[str, Any
         except FcProviderError as exc:
             tail = ssh.run(cmd.agent_log_tail(), check=False).stdout
             raise RemoteCommandFailed(host.name, ["runtime_agent"], 1, f"{exc}\nagent log:\n{tail}") from exc
-        return {"version": version, **info}
+        return {**info, "version": version}
 
 
 def uninstall_agent(conn: FleetConnection, host: HostSpec) -> None:

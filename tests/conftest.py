@@ -38,3 +38,23 @@ def fleet_file(lab: Lab) -> Path:
 
 
 # --- fixtures for fc_provider / runtime_agent tests go below this line -------------------------
+
+@pytest.fixture(scope="session")
+def lab_fleet(lab: Lab) -> dict:
+    """The main lab's fleet file, parsed."""
+    return lab.fleet()
+
+
+def host_snapshot(lab: Lab) -> dict[str, dict[str, object]]:
+    """What a deployment can change on each host: the agent's folders and the host's containers."""
+    snap: dict[str, dict[str, object]] = {}
+    for host in lab.fleet()["hosts"]:
+        listing = lab.run(host["name"], ["sh", "-c", "find /opt/fc-agent /etc/fc-agent /var/lib/fc-agent "
+                                         "-maxdepth 3 | sort"], capture_output=True, text=True, check=True)
+        client = lab.docker_client(host["name"])
+        try:
+            containers = sorted(c.name for c in client.containers.list(all=True))
+        finally:
+            client.close()
+        snap[host["name"]] = {"files": listing.stdout.split(), "containers": containers}
+    return snap

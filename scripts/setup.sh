@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up everything on a fresh Debian 12 machine (root; package registries reachable). Idempotent and quick
+# when everything is already there: Debian packages, the virtualenv, the Pulumi CLI build, the runtime image.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$FC_REPO"
+
+PACKAGES=(docker.io debootstrap openssh-server iproute2 procps psmisc curl util-linux tar gzip ca-certificates)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v go >/dev/null || { echo "setup: Go is required to build the Pulumi CLI (apt-get install golang-go)" >&2; exit 1; }
+
+stamp="$FC_REPO/.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  echo "setup: creating the virtualenv" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+
+bash scripts/build-pulumi.sh >/dev/null
+.venv/bin/fc-lab images >/dev/null
+echo "setup: ready (pulumi $(pulumi version))" >&2

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on real components (lab fleet, dockerd, sshd, SQLite, the Pulumi CLI).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$FC_REPO"
+bash scripts/setup.sh
+exec .venv/bin/pytest -v -p no:cacheprovider "$@"
