@@ -200,7 +200,9 @@ class Function(pulumi.dynamic.Resource):
             "runtime": args.runtime, "handler": args.handler, "description": args.description,
             "memory_size": args.memory_size, "cpu": args.cpu, "timeout": args.timeout, "disk_size": args.disk_size,
             "instance_concurrency": args.instance_concurrency, "max_instances": args.max_instances,
-            "min_instances": args.min_instances, "environment_variables": args.environment_variables,
+            "min_instances": args.min_instances,
+            # Values may be secrets; the whole map is stored encrypted, inputs and outputs alike.
+            "environment_variables": pulumi.Output.secret(args.environment_variables),
             "placement": args.placement,
             **{k: None for k in _OUTPUT_ONLY - {"__provider"}},
         }

@@ -77,6 +77,17 @@ def test_no_change_up_changes_nothing(deployed: dict) -> None:
     assert "unchanged" in out and "updated" not in out.split("Resources:")[1], out
 
 
+def test_secrets_are_not_in_plaintext_in_the_state(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
+    state = deployed["stack"].export_state()
+    key_lines = [line for line in Path(lab_fleet["ssh_private_key_path"]).read_text().splitlines()
+                 if line and not line.startswith("-----")]
+    token = json.loads(lab.run(lab_fleet["hosts"][0]["name"], ["cat", "/etc/fc-agent/config.json"],
+                               capture_output=True, text=True, check=True).stdout)["token"]
+    assert key_lines and not any(line in state for line in key_lines)
+    assert token not in state
+    assert '"GREETING"' not in state  # environment variables are stored encrypted as a whole
+
+
 def test_control_api_refuses_requests_without_the_token(lab: Lab, lab_fleet: dict) -> None:
     host = lab_fleet["hosts"][0]
     token = json.loads(lab.run(host["name"], ["cat", "/etc/fc-agent/config.json"],
