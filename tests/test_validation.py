@@ -1,0 +1,59 @@
+"""Input validation: every rule rejects with a message that names the property and the rule (no host needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+import fc_provider
+from fc_provider._validation import UNKNOWN, FleetModel, FunctionModel, check
+
+VALID = {"function_name": "hello", "runtime": "python3.11", "handler": "index.handler", "memory_size": 128,
+         "timeout": 3}
+
+RULES = [
+    ({"function_name": "1abc"}, "function_name", "starting with a letter"),
+    ({"function_name": "a" * 65}, "function_name", "1-64 characters"),
+    ({"function_name": "has space"}, "function_name", "letters, digits"),
+    ({"runtime": "nodejs20"}, "runtime", "python3.10"),
+    ({"handler": "nodot"}, "handler", "pattern"),
+    ({"memory_size": 64}, "memory_size", "greater than or equal to 128"),
+    ({"memory_size": 200}, "memory_size", "multiple of 64"),
+    ({"memory_size": 40000}, "memory_size", "less than or equal to 32768"),
+    ({"timeout": 0}, "timeout", "greater than or equal to 1"),
+    ({"timeout": 86401}, "timeout", "less than or equal to 86400"),
+    ({"cpu": 0.07}, "cpu", "multiple of 0.05"),
+    ({"cpu": 2.0, "memory_size": 1024}, "(resource)", "between 1:1 and 1:4"),
+    ({"disk_size": 1024}, "disk_size", "512"),
+    ({"environment_variables": {"1X": "v"}}, "environment_variables", "start with a letter"),
+    ({"environment_variables": {"FC_X": "v"}}, "environment_variables", "reserved prefix FC_"),
+    ({"environment_variables": {"K": "v" * 5000}}, "environment_variables", "4 KB"),
+    ({"instance_concurrency": 2}, "(resource)", "must be 1 for built-in runtimes"),
+    ({"min_instances": 5, "max_instances": 2}, "(resource)", "must not exceed max_instances"),
+]
+
+
+@pytest.mark.parametrize(("change", "prop", "phrase"), RULES, ids=[r[1] + ":" + r[2] for r in RULES])
+def test_each_rule_names_the_property_and_the_rule(change: dict, prop: str, phrase: str) -> None:
+    failures = check(FunctionModel, {**VALID, **change})
+    assert failures, f"{change} was accepted"
+    assert any(p == prop and phrase in reason for p, reason in failures), failures
+
+
+def test_valid_input_passes_and_unknowns_wait_for_their_values() -> None:
+    assert check(FunctionModel, VALID) == []
+    assert check(FunctionModel, {**VALID, "memory_size": UNKNOWN, "environment_variables": {"A": UNKNOWN}}) == []
+
+
+def test_fleet_rules() -> None:
+    host = {"name": "a", "address": "10.0.0.1", "host_public_key": "ssh-ed25519 AAAA"}
+    assert check(FleetModel, {"hosts": [host], "ssh_private_key": "k"}) == []
+    failures = check(FleetModel, {"hosts": [host, host], "ssh_private_key": "k"})
+    assert any(p == "hosts" and "unique" in r for p, r in failures)
+    failures = check(FleetModel, {"hosts": [{**host, "host_public_key": "nonsense"}], "ssh_private_key": "k"})
+    assert any(p == "hosts" and "host_public_key" in r for p, r in failures)
+
+
+def test_public_api_exports_are_complete_and_sorted() -> None:
+    public = {n for n in dir(fc_provider) if not n.startswith("_") and n[0].isupper()}
+    assert sorted(fc_provider.__all__) == fc_provider.__all__
+    assert public == set(fc_provider.__all__)
