@@ -75,6 +75,14 @@ def agent_log_tail(lines: int = 30) -> list[str]:
     return ["tail", f"-{lines}", AGENT_LOG]
 
 
+def purge_instances() -> list[str]:
+    """Removes every container the agent owns (run after the agent stopped; a no-op when it was never installed)."""
+    script = (f"[ -d {AGENT_ROOT}/current ] && [ -f {AGENT_CONFIG} ] || exit 0; "
+              f"cd {AGENT_ROOT}/current && PYTHONPATH={AGENT_ROOT}/current "
+              f"python3 -m runtime_agent --config {AGENT_CONFIG} --purge")
+    return ["sh", "-c", script]
+
+
 def uninstall_agent() -> list[str]:
     return ["rm", "-rf", AGENT_ROOT + "/releases", AGENT_ROOT + "/current", AGENT_CONFIG, AGENT_STATE + "/agent.db",
             AGENT_STATE + "/agent.db-wal", AGENT_STATE + "/agent.db-shm", AGENT_STATE + "/code", AGENT_PIDFILE, AGENT_LOG]

@@ -105,4 +105,5 @@ def install_agent(conn: FleetConnection, host: HostSpec, settings: dict[str, Any
 def uninstall_agent(conn: FleetConnection, host: HostSpec) -> None:
     with SSHSession(host, conn.private_key) as ssh:
         ssh.run(cmd.stop_agent())
+        ssh.run(cmd.purge_instances())
         ssh.run(cmd.uninstall_agent())

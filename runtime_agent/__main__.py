@@ -16,12 +16,28 @@ from .http_api import make_servers
 from .service import Agent
 
 
+def purge(config_path: Path) -> int:
+    try:
+        config = AgentConfig.load(config_path)
+        driver = DockerDriver(config.docker_url)
+        for container in driver.list_owned(config.host_name):
+            driver.destroy(container.id)
+    except (OSError, ValueError, DriverError) as exc:
+        logging.getLogger("fc-agent").error("purge failed: %s", exc)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fc-agent")
     parser.add_argument("--config", type=Path, default=Path("/etc/fc-agent/config.json"))
     parser.add_argument("--pidfile", type=Path, help="written once the agent serves; removed on a clean exit")
+    parser.add_argument("--purge", action="store_true",
+                        help="remove every container this agent owns, then exit (used when uninstalling)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.purge:
+        return purge(args.config)
     try:
         config = AgentConfig.load(args.config)
         agent = Agent(config, DockerDriver(config.docker_url))

@@ -171,10 +171,10 @@ def test_agent_dir_is_private_to_each_host(lab: Lab) -> None:
 
 def test_hosts_reach_each_other_but_not_each_others_loopback(lab: Lab) -> None:
     connect = "import socket,sys; socket.create_connection((sys.argv[1], 22), timeout=3).close()"
-    to_peer = lab.run("lab-2", [sys.executable, "-c", connect, "10.213.0.11"], capture_output=True)
+    to_peer = lab.run("lab-2", ["python3", "-c", connect, "10.213.0.11"], capture_output=True)
     assert to_peer.returncode == 0, to_peer.stderr
     # lab-2's own loopback has no sshd: loopback ports are per host.
-    to_loopback = lab.run("lab-2", [sys.executable, "-c", connect, "127.0.0.1"], capture_output=True)
+    to_loopback = lab.run("lab-2", ["python3", "-c", connect, "127.0.0.1"], capture_output=True)
     assert to_loopback.returncode != 0
 
 
