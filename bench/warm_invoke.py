@@ -1,0 +1,92 @@
+"""Warm invocation: through the agent vs. the same runtime container called directly (the floor), one run.
+
+Needs the quickstart deployed on the lab (`bash scripts/quickstart.sh`). Both paths are measured from inside the
+lab host's network namespace with one kept-alive connection, in alternating rounds, so noise hits both alike.
+
+    .venv/bin/python bench/warm_invoke.py [--requests 2000] [--host lab-1] [--function hello]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from fc_lab import Lab
+
+PROBE = r'''
+import http.client, json, sys, time
+host, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+conn = http.client.HTTPConnection(host, port)
+conn.connect()
+import socket; conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+lat = []
+for _ in range(n):
+    t = time.perf_counter()
+    conn.request("POST", path, body=b"{}")
+    r = conn.getresponse(); r.read()
+    lat.append(time.perf_counter() - t)
+    assert r.status == 200, r.status
+print(json.dumps(lat))
+'''
+
+
+def measure(lab: Lab, host: str, address: str, port: int, path: str, n: int) -> list[float]:
+    out = lab.run(host, ["python3", "-c", PROBE, address, str(port), path, str(n)],
+                  capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def summary(lat: list[float]) -> dict[str, float]:
+    lat = sorted(lat)
+    return {"median_ms": statistics.median(lat) * 1e3, "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1e3,
+            "throughput_rps": len(lat) / sum(lat)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--host", default="lab-1")
+    ap.add_argument("--function", default="hello")
+    args = ap.parse_args()
+    lab = Lab()
+    fleet = {h["name"]: h for h in lab.fleet()["hosts"]}
+    address = fleet[args.host]["address"]
+    agent_path = f"/2023-03-30/functions/{args.function}/invocations"
+    measure(lab, args.host, address, 9000, agent_path, 5)  # makes sure an instance is warm
+
+    client = lab.docker_client(args.host)
+    (instance,) = [c for c in client.containers.list() if c.labels.get("fc.function") == args.function][:1]
+    # The floor: a twin of the instance (same image, code and runtime), started outside the agent.
+    twin = client.containers.run(
+        instance.image.id, instance.attrs["Config"]["Cmd"], detach=True, environment=instance.attrs["Config"]["Env"],
+        volumes={m["Source"]: {"bind": m["Destination"], "mode": "ro"} for m in instance.attrs["Mounts"]},
+        user="65534:65534", labels={"fc.bench": "twin"})
+    try:
+        twin.reload()
+        twin_ip = next(iter(twin.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        for _ in range(100):
+            try:
+                measure(lab, args.host, twin_ip, 9000, "/invoke", 1)
+                break
+            except Exception:  # noqa: BLE001 - still starting
+                time.sleep(0.05)
+        agent, direct = [], []
+        rounds = 10
+        for _ in range(rounds):
+            agent += measure(lab, args.host, address, 9000, agent_path, args.requests // rounds)
+            direct += measure(lab, args.host, twin_ip, 9000, "/invoke", args.requests // rounds)
+    finally:
+        twin.remove(force=True)
+        client.close()
+    a, d = summary(agent), summary(direct)
+    print(f"{'path':<10}{'median ms':>12}{'p99 ms':>10}{'req/s':>10}")
+    for name, s in (("agent", a), ("direct", d)):
+        print(f"{name:<10}{s['median_ms']:>12.3f}{s['p99_ms']:>10.3f}{s['throughput_rps']:>10.0f}")
+    print(f"added median latency: {a['median_ms'] - d['median_ms']:.3f} ms; "
+          f"throughput ratio agent/direct: {a['throughput_rps'] / d['throughput_rps']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
