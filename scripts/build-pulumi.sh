@@ -9,7 +9,7 @@
 set -euo pipefail
 
 PULUMI_VERSION="${PULUMI_VERSION:-v3.274.1}"
-CACHE_DIR="${FC_CACHE_DIR:-$HOME/.cache/fc-provider}"
+CACHE_DIR="${FC_CACHE_DIR:-${HOME:-/root}/.cache/fc-provider}"
 BIN_DIR="$CACHE_DIR/pulumi-$PULUMI_VERSION/bin"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 

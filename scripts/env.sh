@@ -1,6 +1,6 @@
 # Sourced by the other scripts: where things live, and the environment the Pulumi CLI runs with.
 FC_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export FC_CACHE_DIR="${FC_CACHE_DIR:-$HOME/.cache/fc-provider}"
+export FC_CACHE_DIR="${FC_CACHE_DIR:-${HOME:-/root}/.cache/fc-provider}"
 export FC_PULUMI_VERSION="${PULUMI_VERSION:-v3.274.1}"
 export FC_STATE_DIR="${FC_STATE_DIR:-/var/lib/fc-provider}"
 # A user who already has the Pulumi CLI keeps it: the built one is used only when none is on PATH.
