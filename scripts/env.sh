@@ -1,5 +1,6 @@
 # Sourced by the other scripts: where things live, and the environment the Pulumi CLI runs with.
 FC_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"  # go and pip need one; CI may not set it
 export FC_CACHE_DIR="${FC_CACHE_DIR:-${HOME:-/root}/.cache/fc-provider}"
 export FC_PULUMI_VERSION="${PULUMI_VERSION:-v3.274.1}"
 export FC_STATE_DIR="${FC_STATE_DIR:-/var/lib/fc-provider}"

@@ -26,6 +26,7 @@ def lab() -> Iterator[Lab]:
     """The main lab with 3 hosts (prefix fclab, subnet 10.213.0)."""
     main_lab = Lab()
     main_lab.up(3)
+    reset_agents(main_lab)
     yield main_lab
     if os.environ.get("FC_LAB_KEEP") != "1":
         main_lab.down()
@@ -58,3 +59,27 @@ def host_snapshot(lab: Lab) -> dict[str, dict[str, object]]:
             client.close()
         snap[host["name"]] = {"files": listing.stdout.split(), "containers": containers}
     return snap
+
+
+CLEAN_AGENT_DIRS = ["/etc/fc-agent", "/opt/fc-agent", "/var/lib/fc-agent"]
+
+
+def reset_agents(lab: Lab) -> None:
+    """Every test run starts from hosts without an agent, whatever an earlier run or a quickstart left there."""
+    for host in lab.fleet()["hosts"]:
+        name = host["name"]
+        pid = lab.run(name, ["cat", "/var/lib/fc-agent/agent.pid"], capture_output=True, text=True).stdout.strip()
+        if pid.isdigit():
+            try:  # lab hosts share the PID namespace: kill only what is really an agent
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                cmdline = b""
+            if b"runtime_agent" in cmdline:
+                os.kill(int(pid), 9)
+        client = lab.docker_client(name)
+        try:
+            for container in client.containers.list(all=True, filters={"label": "fc.agent"}):
+                container.remove(force=True)
+        finally:
+            client.close()
+        lab.run(name, ["sh", "-c", "rm -rf /etc/fc-agent/* /opt/fc-agent/* /var/lib/fc-agent/*"], check=True)

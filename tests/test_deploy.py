@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from _pulumi import Stack
-from conftest import host_snapshot
+from conftest import CLEAN_AGENT_DIRS, host_snapshot
 from fc_lab import Lab
 from fc_provider._agent_client import AgentClient
 from fc_provider._ssh import HostSpec, SSHSession
@@ -142,3 +142,5 @@ def test_destroy_leaves_nothing_on_any_host(deployed: dict, lab: Lab) -> None:
     deployed["stack"].destroy()
     deployed["destroyed"] = True
     assert host_snapshot(lab) == deployed["before"]
+    for host in host_snapshot(lab).values():  # and "before" was a host without any agent
+        assert host == {"containers": [], "files": CLEAN_AGENT_DIRS}
