@@ -58,11 +58,13 @@ def main() -> None:
 
     client = lab.docker_client(args.host)
     (instance,) = [c for c in client.containers.list() if c.labels.get("fc.function") == args.function][:1]
-    # The floor: a twin of the instance (same image, code and runtime), started outside the agent.
+    # The floor: a twin of the instance (same image, code, runtime and limits), started outside the agent.
     twin = client.containers.run(
         instance.image.id, instance.attrs["Config"]["Cmd"], detach=True, environment=instance.attrs["Config"]["Env"],
         volumes={m["Source"]: {"bind": m["Destination"], "mode": "ro"} for m in instance.attrs["Mounts"]},
-        user="65534:65534", labels={"fc.bench": "twin"})
+        user="65534:65534", labels={"fc.bench": "twin"},
+        # Same CPU and memory limits: a 128 MB function gets 1/16 vCPU, and CFS throttling is part of its latency.
+        nano_cpus=instance.attrs["HostConfig"]["NanoCpus"] or None, mem_limit=instance.attrs["HostConfig"]["Memory"] or None)
     try:
         twin.reload()
         twin_ip = next(iter(twin.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]

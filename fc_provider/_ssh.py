@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import shlex
 import socket
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from typing import Any
 import paramiko
 
 from ._errors import AuthenticationFailed, HostKeyMismatch, HostUnreachable, RemoteCommandFailed
+
+# paramiko logs failures that we translate into our own errors; without a handler Python would print them raw.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)

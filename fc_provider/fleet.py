@@ -8,9 +8,19 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
 
+from . import _commands as cmd
 from . import _fleetops as ops
+from ._errors import FcProviderError
 from ._bundle import agent_version
 from ._validation import FleetModel, check
 
@@ -117,6 +127,23 @@ class FleetProvider(ResourceProvider):
             conn = ops.FleetConnection.from_dict(_connection({**olds, "hosts": removed}, olds["token"]))
             ops.on_hosts("agent removal", list(conn.hosts), lambda h: ops.uninstall_agent(conn, h))
         return UpdateResult(outs=outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """Refresh: which agent version answers healthy on each host now. A host whose agent is gone, stopped or
+        of another version shows up as drift, and the next `pulumi up` reinstalls it."""
+        conn = ops.FleetConnection.from_dict(_connection(props, props["token"]))
+
+        def probe(host: ops.HostSpec) -> str:
+            try:
+                with ops.agent_session(conn, host) as (ssh, agent):
+                    agent.health()
+                    current = ssh.run(["readlink", f"{cmd.AGENT_ROOT}/current"], check=False).stdout.strip()
+                    return current.rsplit("/", 1)[-1] or "unknown"
+            except FcProviderError as exc:
+                return f"unavailable: {getattr(exc, 'reason', exc)}"[:200]
+
+        versions = {h.name: probe(h) for h in conn.hosts}
+        return ReadResult(id_, {**props, "agent_versions": versions})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         conn = ops.FleetConnection.from_dict(_connection(props, props["token"]))

@@ -12,7 +12,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from . import _commands as cmd
 from . import _fleetops as ops
 from ._archive import pack_code
-from ._errors import FcProviderError
+from ._errors import AgentAPIError, FcProviderError, HostUnreachable
 from ._ssh import HostSpec
 from ._validation import FunctionModel, check
 from .fleet import Fleet
@@ -91,6 +91,11 @@ class FunctionProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in news if k not in _NOT_DIFFED and olds.get(k) != news.get(k)]
+        connection = news.get("connection")
+        if isinstance(connection, dict) and isinstance(connection.get("hosts"), list):
+            planned = news.get("placement") or [h["name"] for h in connection["hosts"]]
+            if sorted(planned) != sorted(olds.get("hosts") or []):
+                changed.append("hosts")  # refresh found the function missing somewhere, or placement moved
         replaces = [k for k in _REPLACE_ON if k in changed]
         return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=bool(replaces))
 
@@ -155,8 +160,11 @@ class FunctionProvider(ResourceProvider):
         name = props.get("function_name", id_)
 
         def fetch(host: HostSpec) -> Optional[dict[str, Any]]:
-            with ops.agent_session(conn, host) as (_ssh, agent):
-                return agent.get_function(name)
+            try:
+                with ops.agent_session(conn, host) as (_ssh, agent):
+                    return agent.get_function(name)
+            except (HostUnreachable, AgentAPIError):
+                return None  # an agent that does not answer serves nothing: drift, which the next up repairs
 
         records = ops.on_hosts(f"read of function {name}", _placed_hosts(conn, props.get("placement")), fetch)
         present = {h: r for h, r in records.items() if r is not None}

@@ -6,9 +6,22 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$FC_REPO"
 bash scripts/setup.sh
 fc-lab up --hosts "${FC_LAB_HOSTS:-3}"
-pulumi stack select quickstart 2>/dev/null || pulumi stack init quickstart
-pulumi config set fleetFile "${FC_LAB_DIR:-/var/lib/fc-lab}/fleet.json"
-pulumi up --yes --skip-preview
+fleet_file="${FC_LAB_DIR:-/var/lib/fc-lab}/fleet.json"
+lab_id="$(sha256sum "$fleet_file" | cut -c1-16)"
+if pulumi stack select quickstart 2>/dev/null; then
+  if [[ "$(pulumi config get labId 2>/dev/null)" != "$lab_id" ]]; then
+    # The lab was torn down and made anew (new host keys): the stack describes hosts that no longer exist.
+    echo "quickstart: the lab was rebuilt; starting the stack afresh" >&2
+    pulumi stack rm quickstart --yes --force
+    pulumi stack init quickstart
+  fi
+else
+  pulumi stack init quickstart
+fi
+pulumi config set fleetFile "$fleet_file"
+pulumi config set labId "$lab_id"
+# --refresh: a lab rebuilt since the last run has lost its agents and functions; refresh sees it and up repairs.
+pulumi up --yes --skip-preview --refresh
 endpoint="$(pulumi stack output invoke_endpoints --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0])')"
 echo "invoking: POST $endpoint"
 answer="$(curl -sS --fail-with-body -X POST "$endpoint" -d '{"name": "quickstart"}')"

@@ -53,8 +53,8 @@ class Stack:
         for key, value in values.items():
             self.run("config", "set", key, value)
 
-    def up(self) -> str:
-        return self.run("up", "--yes", "--skip-preview").stdout
+    def up(self, *, refresh: bool = False) -> str:
+        return self.run("up", "--yes", "--skip-preview", *(["--refresh"] if refresh else [])).stdout
 
     def preview(self) -> str:
         return self.run("preview", "--diff").stdout

@@ -130,6 +130,17 @@ def test_a_handler_that_raises_gives_unhandled_invocation_error(deployed: dict) 
     assert isinstance(error["stackTrace"], list) and error["stackTrace"]
 
 
+def test_refresh_sees_a_stopped_agent_and_up_repairs_it(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
+    victim = lab_fleet["hosts"][1]
+    lab.run(victim["name"], ["sh", "-c", "kill $(cat /var/lib/fc-agent/agent.pid)"], check=True)
+    url = f"http://{victim['address']}:9000/2023-03-30/functions/e2e-fn/invocations"
+    with pytest.raises(OSError):
+        invoke(url, b"down")
+    out = deployed["stack"].up(refresh=True)
+    assert "updated" in out
+    assert invoke(url, b"back")[0] == 200
+
+
 def test_changed_code_gives_the_new_answer_after_up(deployed: dict) -> None:
     write_code(deployed["code"], HANDLER_V2)
     out = deployed["stack"].up()
