@@ -57,6 +57,7 @@ class FunctionModel(_Strict):
     instance_concurrency: int = Field(default=1, ge=1, le=200)
     max_instances: int = Field(default=10, ge=1, le=10000)
     min_instances: int = Field(default=0, ge=0, le=10000)
+    hibernation: bool = False
     environment_variables: dict[str, str] = Field(default_factory=dict)
     placement: list[str] | None = None
 
@@ -94,6 +95,8 @@ class FunctionModel(_Strict):
                 raise ValueError(f"cpu : memory_size (GB) must be between 1:1 and 1:4; got {self.cpu} : {gb:g}")
         if self.instance_concurrency != 1 and self.runtime.startswith("python"):
             raise ValueError("instance_concurrency must be 1 for built-in runtimes")
+        if self.hibernation and self.min_instances < 1:
+            raise ValueError("hibernation needs min_instances of 1 or more (only kept instances hibernate)")
         if self.min_instances > self.max_instances:
             raise ValueError("min_instances must not exceed max_instances")
         return self

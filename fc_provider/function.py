@@ -19,7 +19,7 @@ from .fleet import Fleet
 
 # Sent to the agent as the function's spec; everything else is the provider's business.
 SPEC_KEYS = ("description", "runtime", "handler", "memory_size", "cpu", "timeout", "disk_size",
-             "instance_concurrency", "max_instances", "min_instances", "environment_variables")
+             "instance_concurrency", "max_instances", "min_instances", "hibernation", "environment_variables")
 _OUTPUT_ONLY = {"__provider", "function_arn", "function_id", "hosts", "invoke_endpoints", "created_time",
                 "last_modified_time", "state", "code_size"}
 _NOT_DIFFED = _OUTPUT_ONLY | {"code_path"}  # where the code sits does not matter; its checksum does
@@ -31,7 +31,7 @@ class FunctionArgs:
         self, *, code: pulumi.Input[str] | pulumi.Archive, function_name: Optional[str] = None,
         runtime: str = "python3.11", handler: str = "index.handler", description: str = "",
         memory_size: int = 128, cpu: Optional[float] = None, timeout: int = 3, disk_size: int = 512,
-        instance_concurrency: int = 1, max_instances: int = 10, min_instances: int = 0,
+        instance_concurrency: int = 1, max_instances: int = 10, min_instances: int = 0, hibernation: bool = False,
         environment_variables: Optional[Mapping[str, pulumi.Input[str]]] = None,
         placement: Optional[Sequence[str]] = None,
     ) -> None:
@@ -51,6 +51,8 @@ class FunctionArgs:
         :param instance_concurrency: Requests one instance serves at once; 1 for built-in runtimes. Default 1.
         :param max_instances: Hard limit of instances per host. Default 10.
         :param min_instances: Instances kept ready (no cold start). Default 0: scale to zero.
+        :param hibernation: Light hibernation: an idle kept instance is frozen (cgroup freezer) after a short grace
+               and thawed by the next request in milliseconds. Needs min_instances >= 1. Default False.
         :param environment_variables: Keys start with a letter, FC_ is reserved, 4 KB in total. Values may be
                secrets: the outputs holding them are always stored encrypted. Default none.
         :param placement: Names of the hosts to run on. Default: every host of the fleet.
@@ -60,6 +62,7 @@ class FunctionArgs:
         self.memory_size, self.cpu, self.timeout, self.disk_size = memory_size, cpu, timeout, disk_size
         self.instance_concurrency, self.max_instances, self.min_instances = (instance_concurrency, max_instances,
                                                                              min_instances)
+        self.hibernation = hibernation
         self.environment_variables = dict(environment_variables or {})
         self.placement = list(placement) if placement is not None else None
 
@@ -208,7 +211,7 @@ class Function(pulumi.dynamic.Resource):
             "runtime": args.runtime, "handler": args.handler, "description": args.description,
             "memory_size": args.memory_size, "cpu": args.cpu, "timeout": args.timeout, "disk_size": args.disk_size,
             "instance_concurrency": args.instance_concurrency, "max_instances": args.max_instances,
-            "min_instances": args.min_instances,
+            "min_instances": args.min_instances, "hibernation": args.hibernation,
             # Values may be secrets; the whole map is stored encrypted, inputs and outputs alike.
             "environment_variables": pulumi.Output.secret(args.environment_variables),
             "placement": args.placement,

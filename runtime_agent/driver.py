@@ -13,6 +13,8 @@ import docker
 import docker.errors
 from docker.types import Mount
 
+from .freezer import Freezer, FreezerError
+
 AGENT_LABEL = "fc.agent"  # value: the host name of the agent that owns the container
 FUNCTION_LABEL = "fc.function"
 INSTANCE_LABEL = "fc.instance"
@@ -45,6 +47,7 @@ class ContainerInfo:
     labels: dict[str, str]
     running: bool
     address: str
+    pid: int = 0  # the container's init process, whose cgroup the freezer uses
 
 
 class ContainerDriver(Protocol):
@@ -53,6 +56,8 @@ class ContainerDriver(Protocol):
     def destroy(self, container_id: str) -> None: ...
 
     def list_owned(self, agent_name: str) -> list[ContainerInfo]: ...
+
+    def inspect(self, container_id: str) -> ContainerInfo: ...
 
 
 class DockerDriver:
@@ -112,6 +117,12 @@ class DockerDriver:
 
     def destroy(self, container_id: str) -> None:
         try:
+            pid = int(self._client.api.inspect_container(container_id)["State"].get("Pid") or 0)
+            if pid:  # a frozen container ignores the kill: thaw first (harmless when it is not frozen)
+                try:
+                    Freezer.for_pid(pid).thaw()
+                except FreezerError:
+                    pass
             self._client.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
@@ -130,6 +141,12 @@ class DockerDriver:
             result.append(ContainerInfo(c["Id"], c.get("Labels") or {}, c.get("State") == "running", address))
         return result
 
+    def inspect(self, container_id: str) -> ContainerInfo:
+        try:
+            return _info(self._client.api.inspect_container(container_id))
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot inspect container {container_id[:12]}: {exc}") from exc
+
     def logs(self, container_id: str, tail: int = 200) -> str:
         try:
             return self._client.api.logs(container_id, tail=tail).decode(errors="replace")
@@ -140,4 +157,5 @@ class DockerDriver:
 def _info(attrs: dict) -> ContainerInfo:
     networks = attrs["NetworkSettings"].get("Networks") or {}
     address = next((n.get("IPAddress") or "" for n in networks.values()), "")
-    return ContainerInfo(attrs["Id"], attrs["Config"].get("Labels") or {}, attrs["State"]["Running"], address)
+    return ContainerInfo(attrs["Id"], attrs["Config"].get("Labels") or {}, attrs["State"]["Running"], address,
+                         int(attrs["State"].get("Pid") or 0))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from .driver import ContainerDriver, ContainerInfo, ContainerSpec, DriverError
 from .errors import InstanceStartError
+from .freezer import Freezer, FreezerError
 
 
 class _Connection(http.client.HTTPConnection):
@@ -96,6 +97,11 @@ class Instance:
         self._driver = driver
         self._on_state = on_state
         self._state = InstanceState.STARTING
+        self._state_since = time.monotonic()
+        # Seconds spent per billing state (FC bills active and light-hibernation time differently).
+        self.seconds_in: dict[str, float] = {"active": 0.0, "hibernated": 0.0}
+        self.freezer: Freezer | None = None
+        self.resumes = 0
         self.persisted_state: InstanceState | None = None  # owned by the agent's persistence hook
         self._lock = threading.Lock()
         self._idle_connections: list[http.client.HTTPConnection] = []
@@ -107,14 +113,33 @@ class Instance:
     def _move(self, new: InstanceState) -> None:
         if new not in TRANSITIONS[self._state]:
             raise IllegalTransition(f"instance {self.id}: {self._state.value} -> {new.value}")
+        now = time.monotonic()
+        self.seconds_in["hibernated" if self._state is InstanceState.FROZEN else "active"] += now - self._state_since
+        self._state_since = now
         self._state = new
         self._on_state(self)
 
+    def billing_seconds(self) -> dict[str, float]:
+        with self._lock:
+            current = "hibernated" if self._state is InstanceState.FROZEN else "active"
+            if self._state is InstanceState.STOPPED:
+                return dict(self.seconds_in)
+            return {**self.seconds_in, current: self.seconds_in[current] + time.monotonic() - self._state_since}
+
     # lifecycle ----------------------------------------------------------------------------------------------
     def adopt(self, container: ContainerInfo) -> None:
-        """Take over a container found running after an agent restart."""
+        """Take over a container found running after an agent restart; a frozen one stays frozen."""
         self.container = container
+        self._attach_freezer()
         self._move(InstanceState.READY)
+        if self.freezer is not None and self.freezer.is_frozen():
+            self._move(InstanceState.FROZEN)
+
+    def _attach_freezer(self) -> None:
+        try:
+            self.freezer = Freezer.for_pid(self.container.pid) if self.container and self.container.pid else None
+        except FreezerError:
+            self.freezer = None  # hibernation unavailable for this instance; it simply stays active
 
     def start(self, spec: ContainerSpec, timeout: float) -> None:
         try:
@@ -127,6 +152,7 @@ class Instance:
         except InstanceStartError:
             self.stop()
             raise
+        self._attach_freezer()
         with self._lock:
             drained_while_starting = self._state is InstanceState.DRAINING
             if not drained_while_starting:
@@ -157,7 +183,16 @@ class Instance:
             delay = min(delay * 2, 0.05)
 
     def try_acquire(self) -> bool:
+        """Reserves a slot. A frozen instance is thawed first, under the instance's lock, so concurrent wakers
+        of one instance coalesce into one thaw."""
         with self._lock:
+            if self._state is InstanceState.FROZEN:
+                try:
+                    self.freezer.thaw()  # type: ignore[union-attr]
+                except FreezerError:
+                    return False
+                self.resumes += 1
+                self._move(InstanceState.READY)
             if self._state not in (InstanceState.READY, InstanceState.BUSY):
                 return False
             if self.in_flight >= self.concurrency:
@@ -174,11 +209,25 @@ class Instance:
             if self.in_flight == 0 and self._state is InstanceState.BUSY:
                 self._move(InstanceState.READY)
 
+    def hibernate(self, grace: float) -> bool:
+        """Freezes the instance if it has been idle for ``grace`` seconds; never with a request in flight."""
+        with self._lock:
+            if (self._state is not InstanceState.READY or self.in_flight or self.freezer is None
+                    or time.monotonic() - self.last_used < grace):
+                return False
+            try:
+                self.freezer.freeze()
+            except FreezerError:
+                return False
+            self._move(InstanceState.FROZEN)
+            return True
+
     def begin_drain(self) -> bool:
         """Stop taking requests. Returns True when the instance is idle and can be stopped now."""
         with self._lock:
             if self._state in (InstanceState.DRAINING, InstanceState.STOPPED):
                 return False
+            self._thaw_for_stop()
             self._move(InstanceState.DRAINING)
             return self.in_flight == 0
 
@@ -187,6 +236,7 @@ class Instance:
             if self._state is InstanceState.STOPPED:
                 return
             if self._state is not InstanceState.DRAINING:
+                self._thaw_for_stop()
                 self._move(InstanceState.DRAINING)
             for conn in self._idle_connections:
                 conn.close()
@@ -198,6 +248,14 @@ class Instance:
                 pass  # reconcile removes it later; the instance is gone for the pool either way
         with self._lock:
             self._move(InstanceState.STOPPED)
+
+    def _thaw_for_stop(self) -> None:
+        """Frozen tasks cannot receive the kill signal: a frozen container is thawed before it is stopped."""
+        if self._state is InstanceState.FROZEN and self.freezer is not None:
+            try:
+                self.freezer.thaw()
+            except FreezerError:
+                pass
 
     # invocation ---------------------------------------------------------------------------------------------
     def call(self, path: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:

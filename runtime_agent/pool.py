@@ -53,7 +53,8 @@ class FunctionPool:
         deadline = time.monotonic() + self.queue_timeout
         with self._cond:
             while True:
-                for inst in self._instances:
+                # Warm instances first; a frozen one is thawed only when no warm slot is free.
+                for inst in sorted(self._instances, key=lambda i: i.state is InstanceState.FROZEN):
                     if inst.try_acquire():
                         return inst, False
                 if len(self._instances) < self.max_instances:
@@ -104,15 +105,38 @@ class FunctionPool:
     def reap_idle(self, idle_timeout: float, keep: int = 0) -> int:
         """Stops instances idle longer than ``idle_timeout``, keeping ``keep`` of them. Returns how many stopped."""
         now = time.monotonic()
+        live = (InstanceState.READY, InstanceState.BUSY, InstanceState.FROZEN)
         with self._cond:
-            idle = [i for i in self._instances if i.state is InstanceState.READY and now - i.last_used > idle_timeout]
-            ready = [i for i in self._instances if i.state in (InstanceState.READY, InstanceState.BUSY)]
+            idle = [i for i in self._instances
+                    if i.state in (InstanceState.READY, InstanceState.FROZEN) and now - i.last_used > idle_timeout]
+            ready = [i for i in self._instances if i.state in live]
             victims = idle[: max(0, len(ready) - keep)]
         for inst in victims:
             if inst.begin_drain():
                 inst.stop()
                 self._forget(inst)
         return len(victims)
+
+    def hibernate_idle(self, grace: float) -> int:
+        return sum(1 for inst in self.instances if inst.hibernate(grace))
+
+    def prewarm(self, target: int) -> list[Instance]:
+        """Adds instances until ``target`` exist (counting starting ones); the caller starts the returned ones."""
+        with self._cond:
+            live = [i for i in self._instances if i.state not in (InstanceState.DRAINING, InstanceState.STOPPED)]
+            missing = min(target, self.max_instances) - len(live)
+            new = [self._new_instance(f"{self.function}-{uuid.uuid4().hex[:12]}") for _ in range(max(0, missing))]
+            self._instances.extend(new)
+        return new
+
+    def start_prewarmed(self, inst: Instance) -> None:
+        try:
+            self._start_instance(inst)
+        except Exception:  # noqa: BLE001 - a failed pre-warm is retried by the next reaper pass
+            self._forget(inst)
+            raise
+        with self._cond:
+            self._cond.notify_all()
 
     def shutdown(self) -> None:
         """Drains every instance: idle ones stop now, busy ones when their requests finish."""

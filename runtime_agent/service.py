@@ -28,6 +28,8 @@ log = logging.getLogger("fc-agent")
 RUNTIME_PORT = 9000
 BOOTSTRAP_DIR = Path(__file__).parent / "bootstrap"
 BUILTIN_RUNTIMES = {"python3.10", "python3.11", "python3.12"}
+REAPER_PERIOD = 0.25
+DEFAULT_HIBERNATION_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class Agent:
                 self.driver.destroy(container.id)
                 continue
             inst = self._new_instance(pool, fn, rec.id)
-            inst.adopt(container)
+            inst.adopt(self.driver.inspect(container.id))  # inspect: the pid locates its freezer
             pool.add_adopted(inst)
             adopted.add(rec.id)
         for rec_id in set(records) - adopted:
@@ -136,7 +138,8 @@ class Agent:
             pools = [p for n, p in self._pools.items() if name is None or n == name]
         return [
             {"instance_id": i.id, "function_name": i.function, "state": i.state.value, "in_flight": i.in_flight,
-             "container_id": i.container.id if i.container else None}
+             "container_id": i.container.id if i.container else None, "resumes": i.resumes,
+             "seconds": i.billing_seconds()}
             for p in pools for i in p.instances
         ]
 
@@ -260,16 +263,34 @@ class Agent:
 
     # background -----------------------------------------------------------------------------------------------
     def _reap_loop(self) -> None:
-        while not self._stopping.wait(1.0):
+        """Keeps min_instances ready, hibernates idle instances of functions that ask for it, removes idle ones."""
+        while not self._stopping.wait(REAPER_PERIOD):
             with self._pools_lock:
                 pools = list(self._pools.values())
             for pool in pools:
                 record = self.store.get_function(pool.function)
-                keep = int(record.spec.get("min_instances") or 0) if record else 0
+                if record is None:
+                    continue
                 try:
-                    pool.reap_idle(self.config.idle_timeout_seconds, keep)
+                    self._tend(pool, record)
                 except Exception:  # noqa: BLE001 - the reaper must survive one bad container
                     log.exception("reaper: %s", pool.function)
+
+    def _tend(self, pool: FunctionPool, record: FunctionRecord) -> None:
+        keep = int(record.spec.get("min_instances") or 0)
+        if record.spec.get("hibernation"):
+            pool.hibernate_idle(float(record.spec.get("hibernation_grace_seconds") or DEFAULT_HIBERNATION_GRACE))
+        pool.reap_idle(self.config.idle_timeout_seconds, keep)
+        for inst in pool.prewarm(keep):
+            threading.Thread(target=self._prewarm_one, args=(pool, inst), name=f"prewarm-{inst.id}",
+                             daemon=True).start()
+
+    @staticmethod
+    def _prewarm_one(pool: FunctionPool, inst: Instance) -> None:
+        try:
+            pool.start_prewarmed(inst)
+        except Exception as exc:  # noqa: BLE001 - logged; the next pass tries again
+            log.warning("pre-warming %s failed: %s", inst.id, exc)
 
 
 def new_request_id() -> str:

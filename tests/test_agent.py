@@ -123,3 +123,92 @@ def test_instance_containers_are_hardened(agent_conn: ops.FleetConnection, lab: 
     assert hc["Tmpfs"]["/tmp"].startswith("size=512m")
     code_mount = [m for m in container.attrs["Mounts"] if m["Destination"] == "/code"]
     assert code_mount and code_mount[0]["RW"] is False
+
+
+def _instances(conn: ops.FleetConnection, function: str) -> list[dict]:
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+        return [i for i in agent.instances() if i["function_name"] == function]
+
+
+def _wait_for(condition, what: str, timeout: float = 60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _freezer_state(lab: Lab, conn: ops.FleetConnection, instance_id: str) -> str:
+    client = lab.docker_client(conn.hosts[0].name)
+    try:
+        (container,) = [c for c in client.containers.list() if c.labels.get("fc.instance") == instance_id]
+        pid = container.attrs["State"]["Pid"]
+    finally:
+        client.close()
+    line = next(x for x in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if ":freezer:" in x)
+    return Path("/sys/fs/cgroup/freezer", line.split(":", 2)[2].lstrip("/"), "freezer.state").read_text().strip()
+
+
+def test_min_instances_are_kept_ready_before_the_first_request(agent_conn: ops.FleetConnection,
+                                                                tmp_path: Path) -> None:
+    url = _deploy(agent_conn, tmp_path, "kept", "def handler(event, context):\n    return 'ok'\n", min_instances=1)
+    (ready,) = _wait_for(lambda: [i for i in _instances(agent_conn, "kept") if i["state"] == "ready"],
+                         "a pre-warmed instance")
+    _, headers, _ = _post(url)
+    assert headers["x-fc-instance-id"] == ready["instance_id"]  # served warm: no cold start
+
+
+def test_idle_instance_hibernates_and_the_next_request_resumes_it(agent_conn: ops.FleetConnection, lab: Lab,
+                                                                  tmp_path: Path) -> None:
+    url = _deploy(agent_conn, tmp_path, "sleeper", "def handler(event, context):\n    return 'awake'\n",
+                  min_instances=1, hibernation=True, hibernation_grace_seconds=0.5)
+    _, first, body = _post(url)
+    assert body == b"awake"
+    instance_id = first["x-fc-instance-id"]
+    _wait_for(lambda: [i for i in _instances(agent_conn, "sleeper") if i["state"] == "frozen"], "hibernation")
+    assert _freezer_state(lab, agent_conn, instance_id) == "FROZEN"
+    _, again, body = _post(url)
+    assert body == b"awake" and again["x-fc-instance-id"] == instance_id
+    (inst,) = _instances(agent_conn, "sleeper")
+    assert inst["resumes"] >= 1
+    assert inst["seconds"]["hibernated"] > 0 and inst["seconds"]["active"] > 0
+
+
+def test_agent_killed_with_sigkill_re_adopts_its_instances(agent_conn: ops.FleetConnection, lab: Lab,
+                                                           tmp_path: Path) -> None:
+    from fc_provider import _commands as cmd
+
+    url = _deploy(agent_conn, tmp_path, "survivor", "def handler(event, context):\n    return 'alive'\n",
+                  min_instances=1, hibernation=True, hibernation_grace_seconds=0.5)
+    _, before, _ = _post(url)
+    _wait_for(lambda: [i for i in _instances(agent_conn, "survivor") if i["state"] == "frozen"], "hibernation")
+    host = agent_conn.hosts[0].name
+    # An orphan with our labels that the agent's state cannot account for must go.
+    client = lab.docker_client(host)
+    try:
+        orphan = client.containers.run("fc-runtime/python3.11", ["sleep", "300"], detach=True,
+                                       labels={"fc.agent": host, "fc.instance": "orphan"})
+    finally:
+        client.close()
+    lab.run(host, ["sh", "-c", "kill -9 $(cat /var/lib/fc-agent/agent.pid)"], check=True)
+    with SSHSession(agent_conn.hosts[0], agent_conn.private_key) as ssh:
+        ssh.run(cmd.start_agent())
+    with ops.agent_session(agent_conn, agent_conn.hosts[0]) as (_ssh, agent):
+        agent.wait_healthy()
+    (inst,) = _instances(agent_conn, "survivor")
+    assert inst["instance_id"] == before["x-fc-instance-id"] and inst["state"] == "frozen"
+    _, after, body = _post(url)
+    assert body == b"alive" and after["x-fc-instance-id"] == before["x-fc-instance-id"]
+    client = lab.docker_client(host)
+    try:
+        ours = [c for c in client.containers.list(all=True) if c.labels.get("fc.agent") == host]
+        ids = [c.labels.get("fc.instance") for c in ours]
+        assert orphan.id not in [c.id for c in ours]
+        assert len(ids) == len(set(ids))  # no duplicate instances
+        assert len([i for i in ids if i.startswith("survivor-")]) == 1
+    finally:
+        client.close()
