@@ -1,0 +1,50 @@
+"""Shared by the benchmarks: deploy a throwaway function to a lab host's running agent (its token is read from the
+host, so the fleet that installed the agent stays as it is)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from fc_lab import Lab
+from fc_provider import _fleetops as ops
+from fc_provider._archive import pack_code
+from fc_provider._commands import code_archive
+
+
+def connection(lab: Lab, host_name: str) -> ops.FleetConnection:
+    fleet = lab.fleet()
+    host = next(h for h in fleet["hosts"] if h["name"] == host_name)
+    config = json.loads(lab.run(host_name, ["cat", "/etc/fc-agent/config.json"], capture_output=True, text=True,
+                                check=True).stdout)
+    return ops.FleetConnection.from_dict({
+        "hosts": [{**host, "user": fleet["ssh_user"]}],
+        "private_key": Path(fleet["ssh_private_key_path"]).read_text(),
+        "token": config["token"], "control_port": config.get("control_port", 7701),
+        "invoke_port": config.get("invoke_port", 9000),
+    })
+
+
+@contextmanager
+def function(conn: ops.FleetConnection, name: str, source: str, **spec: Any) -> Iterator[str]:
+    """Deploys ``source`` as index.handler; yields the invoke path; removes the function afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "index.py").write_text(source)
+        package = pack_code(tmp)
+    with ops.agent_session(conn, conn.hosts[0]) as (ssh, agent):
+        ssh.put_bytes(package.data, code_archive(package.checksum))
+        agent.put_function(name, {"runtime": "python3.11", "handler": "index.handler", "memory_size": 512,
+                                  "timeout": 30, **spec, "code_checksum": package.checksum})
+    try:
+        yield f"/2023-03-30/functions/{name}/invocations"
+    finally:
+        with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+            agent.delete_function(name)
+
+
+def instances(conn: ops.FleetConnection, name: str) -> list[dict]:
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+        return [i for i in agent.instances() if i["function_name"] == name]
