@@ -80,7 +80,8 @@ def main() -> None:
             inst.image.id, inst.attrs["Config"]["Cmd"], detach=True, environment=inst.attrs["Config"]["Env"],
             volumes={m["Source"]: {"bind": m["Destination"], "mode": "ro"} for m in inst.attrs["Mounts"]},
             user="65534:65534", labels={"fc.bench": "twin"},
-            nano_cpus=inst.attrs["HostConfig"]["NanoCpus"] or None, mem_limit=inst.attrs["HostConfig"]["Memory"] or None)
+            cpu_period=inst.attrs["HostConfig"]["CpuPeriod"] or None,
+            cpu_quota=inst.attrs["HostConfig"]["CpuQuota"] or None, mem_limit=inst.attrs["HostConfig"]["Memory"] or None)
         try:
             twin.reload()
             twin_ip = next(iter(twin.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]

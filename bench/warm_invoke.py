@@ -64,7 +64,8 @@ def main() -> None:
         volumes={m["Source"]: {"bind": m["Destination"], "mode": "ro"} for m in instance.attrs["Mounts"]},
         user="65534:65534", labels={"fc.bench": "twin"},
         # Same CPU and memory limits: a 128 MB function gets 1/16 vCPU, and CFS throttling is part of its latency.
-        nano_cpus=instance.attrs["HostConfig"]["NanoCpus"] or None, mem_limit=instance.attrs["HostConfig"]["Memory"] or None)
+        cpu_period=instance.attrs["HostConfig"]["CpuPeriod"] or None,
+        cpu_quota=instance.attrs["HostConfig"]["CpuQuota"] or None, mem_limit=instance.attrs["HostConfig"]["Memory"] or None)
     try:
         twin.reload()
         twin_ip = next(iter(twin.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]

@@ -149,9 +149,11 @@ class Instance:
             raise InstanceStartError(str(exc)) from exc
         try:
             self._wait_ready(timeout)
-        except InstanceStartError:
+            if spec.startup_cpu and spec.startup_cpu != spec.cpu:
+                self._driver.set_cpu(self.container.id, spec.cpu)
+        except (InstanceStartError, DriverError) as exc:
             self.stop()
-            raise
+            raise exc if isinstance(exc, InstanceStartError) else InstanceStartError(str(exc)) from exc
         self._attach_freezer()
         with self._lock:
             drained_while_starting = self._state is InstanceState.DRAINING
@@ -180,7 +182,7 @@ class Instance:
                     f"instance {self.id} did not answer on port {self.port} within {timeout:.0f}s"
                 )
             time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.01)
 
     def try_acquire(self) -> bool:
         """Reserves a slot. A frozen instance is thawed first, under the instance's lock, so concurrent wakers

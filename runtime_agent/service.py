@@ -30,6 +30,7 @@ BOOTSTRAP_DIR = Path(__file__).parent / "bootstrap"
 BUILTIN_RUNTIMES = {"python3.10", "python3.11", "python3.12"}
 REAPER_PERIOD = 0.25
 DEFAULT_HIBERNATION_GRACE = 2.0
+STARTUP_CPU = 1.0  # CPU boost while an instance starts; its own limit applies from its first request
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ class Agent:
             "PYTHONDONTWRITEBYTECODE": "1",
         })
         memory = int(spec.get("memory_size", 128))
+        cpu = float(spec.get("cpu") or max(0.05, round(memory / 1024 / 2, 4)))
         return ContainerSpec(
             name=f"fc-{inst.id}",
             image=image,
@@ -218,7 +220,8 @@ class Agent:
                 str(BOOTSTRAP_DIR): "/opt/fc-runtime",
             },
             memory_mb=memory,
-            cpu=float(spec.get("cpu") or max(0.05, round(memory / 1024 / 2, 2))),
+            cpu=cpu,
+            startup_cpu=max(cpu, STARTUP_CPU),
             tmp_size_mb=int(spec.get("disk_size", 512)),
             # The agent reaches the runtime over the bridge network, so it stays on; internet_access=false is
             # enforced by the network the container joins, not by removing its network.

@@ -119,7 +119,7 @@ def test_instance_containers_are_hardened(agent_conn: ops.FleetConnection, lab: 
     assert hc["ReadonlyRootfs"] is True
     assert hc["Memory"] == 256 * 1024 * 1024
     assert hc["PidsLimit"] and hc["PidsLimit"] > 0
-    assert hc["NanoCpus"] > 0
+    assert hc["CpuQuota"] == 12500 and hc["CpuPeriod"] == 100000  # 256 MB: 1/8 vCPU once started
     assert hc["Tmpfs"]["/tmp"].startswith("size=512m")
     code_mount = [m for m in container.attrs["Mounts"] if m["Destination"] == "/code"]
     assert code_mount and code_mount[0]["RW"] is False
