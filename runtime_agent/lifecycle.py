@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import http.client
+import json
 import socket
 import threading
 import time
@@ -68,6 +69,25 @@ class InvocationTimeout(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class LifecycleHooks:
+    """FC's instance lifecycle hooks: ``initializer`` runs once before the first invocation, ``pre_stop`` before
+    the instance is destroyed; each has its own timeout."""
+
+    initializer: str | None = None
+    initializer_timeout: float = 3.0
+    pre_stop: str | None = None
+    pre_stop_timeout: float = 3.0
+
+
+class InitializerFailed(Exception):
+    """The initializer raised or timed out; carries FC's error JSON for the waiting request."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(body.decode(errors="replace"))
+        self.body = body
+
+
 class InstanceBroken(Exception):
     """The instance stopped answering (crashed or closed the connection)."""
 
@@ -85,6 +105,7 @@ class Instance:
         port: int,
         driver: ContainerDriver,
         on_state: "callable[[Instance], None]",
+        hooks: "LifecycleHooks | None" = None,
     ) -> None:
         self.id = instance_id
         self.function = function
@@ -96,6 +117,7 @@ class Instance:
         self.container: ContainerInfo | None = None
         self._driver = driver
         self._on_state = on_state
+        self.hooks = hooks or LifecycleHooks()
         self._state = InstanceState.STARTING
         self._state_since = time.monotonic()
         # Seconds spent per billing state (FC bills active and light-hibernation time differently).
@@ -149,8 +171,12 @@ class Instance:
             raise InstanceStartError(str(exc)) from exc
         try:
             self._wait_ready(timeout)
+            self._run_initializer()
             if spec.startup_cpu and spec.startup_cpu != spec.cpu:
                 self._driver.set_cpu(self.container.id, spec.cpu)
+        except InitializerFailed:
+            self.stop()  # an instance whose initializer failed is discarded
+            raise
         except (InstanceStartError, DriverError) as exc:
             self.stop()
             raise exc if isinstance(exc, InstanceStartError) else InstanceStartError(str(exc)) from exc
@@ -183,6 +209,33 @@ class Instance:
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
+
+    def _run_initializer(self) -> None:
+        if not self.hooks.initializer:
+            return
+        headers = {"x-fc-initializer": self.hooks.initializer, "x-fc-request-id": f"init-{self.id}"}
+        try:
+            reply = self.call("/initialize", b"", headers, self.hooks.initializer_timeout)
+        except InvocationTimeout:
+            raise InitializerFailed(json.dumps({
+                "errorMessage": f"Initializer timed out after {self.hooks.initializer_timeout:g} seconds",
+                "errorType": "InitializerTimeoutError", "stackTrace": []}).encode()) from None
+        except InstanceBroken as exc:
+            raise InitializerFailed(json.dumps({
+                "errorMessage": f"instance exited during the initializer: {exc}",
+                "errorType": "InitializerError", "stackTrace": []}).encode()) from None
+        if "x-fc-error-type" in reply.headers:
+            raise InitializerFailed(reply.body)
+
+    def _run_pre_stop(self) -> None:
+        """Best effort: a failing or slow pre_stop never keeps an instance alive."""
+        if not self.hooks.pre_stop or self.container is None:
+            return
+        try:
+            self.call("/pre-stop", b"", {"x-fc-pre-stop": self.hooks.pre_stop, "x-fc-request-id": f"stop-{self.id}"},
+                      self.hooks.pre_stop_timeout)
+        except (InvocationTimeout, InstanceBroken):
+            pass
 
     def try_acquire(self) -> bool:
         """Reserves a slot. A frozen instance is thawed first, under the instance's lock, so concurrent wakers
@@ -240,6 +293,8 @@ class Instance:
             if self._state is not InstanceState.DRAINING:
                 self._thaw_for_stop()
                 self._move(InstanceState.DRAINING)
+        self._run_pre_stop()
+        with self._lock:
             for conn in self._idle_connections:
                 conn.close()
             self._idle_connections.clear()

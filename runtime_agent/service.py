@@ -19,7 +19,14 @@ from .codestore import CodeStore
 from .config import AgentConfig
 from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerDriver, ContainerSpec
 from .errors import BadRequest, InstanceStartError, NotFound
-from .lifecycle import Instance, InstanceBroken, InstanceState, InvocationTimeout
+from .lifecycle import (
+    InitializerFailed,
+    Instance,
+    InstanceBroken,
+    InstanceState,
+    InvocationTimeout,
+    LifecycleHooks,
+)
 from .pool import FunctionPool
 from .store import FunctionRecord, InstanceRecord, Store
 
@@ -174,6 +181,7 @@ class Agent:
             port=RUNTIME_PORT,
             driver=self.driver,
             on_state=self._persist_state,
+            hooks=_hooks(record.spec),
         )
 
     def _persist_state(self, inst: Instance) -> None:
@@ -238,10 +246,13 @@ class Agent:
         record = self.get_function(name)
         pool = self._pool_for(record)
         timeout = float(record.spec.get("timeout", 3))
-        inst, _cold = pool.acquire()
+        base = {"x-fc-request-id": request_id, "x-fc-code-checksum": record.code_checksum}
+        try:
+            inst, _cold = pool.acquire()
+        except InitializerFailed as exc:  # FC reports it like a function error: 200 with the error JSON
+            return InvokeResult(200, {**base, "x-fc-error-type": "UnhandledInvocationError"}, exc.body)
         recycle = False
-        headers = {"x-fc-request-id": request_id, "x-fc-code-checksum": record.code_checksum,
-                   "x-fc-instance-id": inst.id}
+        headers = {**base, "x-fc-instance-id": inst.id}
         try:
             reply = inst.call("/invoke", body, {"x-fc-request-id": request_id}, timeout)
         except InvocationTimeout:
@@ -283,7 +294,8 @@ class Agent:
         keep = int(record.spec.get("min_instances") or 0)
         if record.spec.get("hibernation"):
             pool.hibernate_idle(float(record.spec.get("hibernation_grace_seconds") or DEFAULT_HIBERNATION_GRACE))
-        pool.reap_idle(self.config.idle_timeout_seconds, keep)
+        idle_timeout = float(record.spec.get("idle_timeout_seconds") or self.config.idle_timeout_seconds)
+        pool.reap_idle(idle_timeout, keep)
         for inst in pool.prewarm(keep):
             threading.Thread(target=self._prewarm_one, args=(pool, inst), name=f"prewarm-{inst.id}",
                              daemon=True).start()
@@ -294,6 +306,15 @@ class Agent:
             pool.start_prewarmed(inst)
         except Exception as exc:  # noqa: BLE001 - logged; the next pass tries again
             log.warning("pre-warming %s failed: %s", inst.id, exc)
+
+
+def _hooks(spec: dict[str, Any]) -> LifecycleHooks:
+    config = spec.get("instance_lifecycle_config") or {}
+    init, stop = config.get("initializer") or {}, config.get("pre_stop") or {}
+    return LifecycleHooks(
+        initializer=init.get("handler") or None, initializer_timeout=float(init.get("timeout") or 3),
+        pre_stop=stop.get("handler") or None, pre_stop_timeout=float(stop.get("timeout") or 3),
+    )
 
 
 def new_request_id() -> str:

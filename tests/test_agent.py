@@ -250,3 +250,62 @@ def test_a_burst_never_exceeds_max_instances_and_every_request_is_answered_or_th
     assert answered and throttled
     assert 1 <= peak[0] <= 5
     assert len(_instances(agent_conn, "burst")) <= 5
+
+
+HOOKED = """
+import os, time
+
+def init(context):
+    if os.environ.get('INIT_FAILS'):
+        raise RuntimeError('initializer refused')
+    with open('/tmp/initialized', 'w') as f:
+        f.write(context.request_id)
+
+def bye(context):
+    print('pre_stop ran for', context.request_id)
+
+def handler(event, context):
+    return open('/tmp/initialized').read()
+"""
+HOOKS = {"initializer": {"handler": "index.init", "timeout": 5}, "pre_stop": {"handler": "index.bye", "timeout": 5}}
+
+
+def test_initializer_runs_once_before_the_first_invocation(agent_conn: ops.FleetConnection, tmp_path: Path) -> None:
+    url = _deploy(agent_conn, tmp_path, "hooked", HOOKED, instance_lifecycle_config=HOOKS)
+    _, headers, body = _post(url)
+    assert "x-fc-error-type" not in headers and body.decode().startswith("init-")
+    _, again, body2 = _post(url)
+    assert again["x-fc-instance-id"] == headers["x-fc-instance-id"] and body2 == body  # ran once
+
+
+def test_a_failing_initializer_fails_the_invocation_and_discards_the_instance(
+        agent_conn: ops.FleetConnection, lab: Lab, tmp_path: Path) -> None:
+    url = _deploy(agent_conn, tmp_path, "badinit", HOOKED, instance_lifecycle_config=HOOKS,
+                  environment_variables={"INIT_FAILS": "1"})
+    status, headers, body = _post(url)
+    assert status == 200 and headers["x-fc-error-type"] == "UnhandledInvocationError"
+    error = json.loads(body)
+    assert error["errorMessage"] == "initializer refused" and error["errorType"] == "RuntimeError"
+    assert _instances(agent_conn, "badinit") == []
+    client = lab.docker_client(agent_conn.hosts[0].name)
+    try:
+        assert client.containers.list(all=True, filters={"label": "fc.function=badinit"}) == []
+    finally:
+        client.close()
+
+
+def test_idle_instances_scale_to_zero_and_come_back_cold(agent_conn: ops.FleetConnection, lab: Lab,
+                                                             tmp_path: Path) -> None:
+    url = _deploy(agent_conn, tmp_path, "fleeting", HOOKED, instance_lifecycle_config=HOOKS,
+                  idle_timeout_seconds=1)
+    _, headers, _ = _post(url)
+    instance_id = headers["x-fc-instance-id"]
+    client = lab.docker_client(agent_conn.hosts[0].name)
+    try:
+        (container,) = client.containers.list(filters={"label": f"fc.instance={instance_id}"})
+        _wait_for(lambda: _instances(agent_conn, "fleeting") == [], "scale to zero", timeout=30)
+        assert client.containers.list(all=True, filters={"label": "fc.function=fleeting"}) == []
+    finally:
+        client.close()
+    _, again, _ = _post(url)  # a cold start brings it back
+    assert again["x-fc-instance-id"] != instance_id
