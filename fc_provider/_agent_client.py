@@ -95,5 +95,19 @@ class AgentClient:
         self._check(status, data)
         return True
 
+    def metrics(self) -> str:
+        """The agent's Prometheus text exposition."""
+        headers = {"authorization": f"Bearer {self._token}"}
+        try:
+            self._conn.request("GET", "/metrics", headers=headers)
+            resp = self._conn.getresponse()
+            raw = resp.read()
+        except (OSError, http.client.HTTPException, paramiko.SSHException) as exc:
+            self._conn.close()
+            raise HostUnreachable(self.host_name, f"agent control API not reachable: {exc}") from exc
+        if resp.status >= 400:
+            self._check(resp.status, json.loads(raw or b"{}"))
+        return raw.decode()
+
     def instances(self) -> list[dict[str, Any]]:
         return self._check(*self._request("GET", "/v1/instances"))["instances"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ._archive import Package, pack_trees
 
-VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer")
+VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client")
 
 
 def _package_dir(name: str) -> Path:

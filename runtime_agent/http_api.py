@@ -99,6 +99,8 @@ class ControlHandler(_Handler):
                                          "invoke_port": self.agent.config.invoke_port})
         if path == "/v1/functions":
             return self._send_json(200, {"functions": [f.to_json() for f in self.agent.list_functions()]})
+        if path == "/metrics":
+            return self._send(200, self.agent.metrics.render(), content_type="text/plain; version=0.0.4")
         if path == "/v1/instances":
             return self._send_json(200, {"instances": self.agent.instances()})
         if m := FUNCTION_PATH.match(path):

@@ -48,15 +48,17 @@ class FunctionPool:
         with self._cond:
             self._instances.append(instance)
 
-    def acquire(self) -> tuple[Instance, bool]:
-        """Returns an instance with a reserved slot, and whether this request had to start it (cold start)."""
+    def acquire(self) -> tuple[Instance, str]:
+        """Returns an instance with a reserved slot, and how it was found: "warm", "resumed" (thawed from light
+        hibernation) or "cold" (this request started it)."""
         deadline = time.monotonic() + self.queue_timeout
         with self._cond:
             while True:
                 # Warm instances first; a frozen one is thawed only when no warm slot is free.
                 for inst in sorted(self._instances, key=lambda i: i.state is InstanceState.FROZEN):
+                    was_frozen = inst.state is InstanceState.FROZEN
                     if inst.try_acquire():
-                        return inst, False
+                        return inst, "resumed" if was_frozen else "warm"
                 if len(self._instances) < self.max_instances:
                     inst = self._new_instance(f"{self.function}-{uuid.uuid4().hex[:12]}")
                     self._instances.append(inst)
@@ -81,7 +83,7 @@ class FunctionPool:
             raise RuntimeError(f"instance {inst.id} refused its first request")
         with self._cond:
             self._cond.notify_all()  # waiters may use the new instance's other slots
-        return inst, True
+        return inst, "cold"
 
     def release(self, inst: Instance, *, recycle: bool = False) -> None:
         inst.release()

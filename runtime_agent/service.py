@@ -18,7 +18,7 @@ from typing import Any
 from .codestore import CodeStore
 from .config import AgentConfig
 from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerDriver, ContainerSpec
-from .errors import BadRequest, InstanceStartError, NotFound
+from .errors import BadRequest, InstanceStartError, NotFound, Throttled
 from .lifecycle import (
     InitializerFailed,
     Instance,
@@ -27,6 +27,7 @@ from .lifecycle import (
     InvocationTimeout,
     LifecycleHooks,
 )
+from .metrics import Metrics
 from .pool import FunctionPool
 from .store import FunctionRecord, InstanceRecord, Store
 
@@ -74,6 +75,7 @@ class Agent:
         self._start_slots = threading.BoundedSemaphore(config.max_concurrent_starts)
         self._stopping = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
+        self.metrics = Metrics(self._pools_snapshot)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -150,6 +152,21 @@ class Agent:
              "seconds": i.billing_seconds()}
             for p in pools for i in p.instances
         ]
+
+    def _pools_snapshot(self) -> list[dict[str, Any]]:
+        with self._pools_lock:
+            pools = list(self._pools.values())
+        snapshot = []
+        for pool in pools:
+            states: dict[str, int] = {}
+            seconds = {"active": 0.0, "hibernated": 0.0}
+            for inst in pool.instances:
+                states[inst.state.value] = states.get(inst.state.value, 0) + 1
+                for key, value in inst.billing_seconds().items():
+                    seconds[key] += value
+            snapshot.append({"function": pool.function, "states": states, "waiting": pool.waiting,
+                             "seconds": seconds})
+        return snapshot
 
     def _pool_for(self, record: FunctionRecord) -> FunctionPool:
         generation = generation_of(record.spec, record.code_checksum)
@@ -247,10 +264,25 @@ class Agent:
         pool = self._pool_for(record)
         timeout = float(record.spec.get("timeout", 3))
         base = {"x-fc-request-id": request_id, "x-fc-code-checksum": record.code_checksum}
+        started = time.perf_counter()
+        self.metrics.invocations.labels(name).inc()
         try:
-            inst, _cold = pool.acquire()
+            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base)
+        except Throttled:
+            self.metrics.throttled.labels(name).inc()
+            raise
+        self.metrics.duration.labels(name).observe(time.perf_counter() - started)
+        if "x-fc-error-type" in result.headers:
+            self.metrics.errors.labels(name, result.headers["x-fc-error-type"]).inc()
+        return result
+
+    def _invoke(self, pool: FunctionPool, record: FunctionRecord, body: bytes, request_id: str, log_tail: bool,
+                timeout: float, base: dict[str, str]) -> InvokeResult:
+        try:
+            inst, kind = pool.acquire()
         except InitializerFailed as exc:  # FC reports it like a function error: 200 with the error JSON
             return InvokeResult(200, {**base, "x-fc-error-type": "UnhandledInvocationError"}, exc.body)
+        self.metrics.starts.labels(record.name, kind).inc()
         recycle = False
         headers = {**base, "x-fc-instance-id": inst.id}
         try:

@@ -309,3 +309,17 @@ def test_idle_instances_scale_to_zero_and_come_back_cold(agent_conn: ops.FleetCo
         client.close()
     _, again, _ = _post(url)  # a cold start brings it back
     assert again["x-fc-instance-id"] != instance_id
+
+
+def test_metrics_count_invocations_starts_and_instances(agent_conn: ops.FleetConnection, tmp_path: Path) -> None:
+    url = _deploy(agent_conn, tmp_path, "counted", "def handler(event, context):\n    return 'ok'\n")
+    for _ in range(3):
+        _post(url)
+    with ops.agent_session(agent_conn, agent_conn.hosts[0]) as (_ssh, agent):
+        text = agent.metrics()
+        assert agent.raw("GET", "/metrics", token="")[0] == 401
+    assert 'fc_invocations_total{function="counted"} 3.0' in text
+    assert 'fc_instance_starts_total{function="counted",kind="cold"} 1.0' in text
+    assert 'fc_instance_starts_total{function="counted",kind="warm"} 2.0' in text
+    assert 'fc_instances{function="counted",state="ready"} 1.0' in text
+    assert 'fc_invocation_duration_seconds_count{function="counted"} 3.0' in text

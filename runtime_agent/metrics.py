@@ -1,0 +1,50 @@
+"""The agent's Prometheus metrics, in a registry of its own (no process-global state). Served as text on the
+control API's ``GET /metrics`` (bearer token, like every control route)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _PoolCollector(Collector):
+    """Instances by state, queue depth and seconds per billing state, read from the pools at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], Iterable[dict]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self):
+        instances = GaugeMetricFamily("fc_instances", "Instances by function and state", labels=["function", "state"])
+        queued = GaugeMetricFamily("fc_queue_depth", "Requests waiting for an instance slot", labels=["function"])
+        seconds = GaugeMetricFamily("fc_instance_seconds", "Seconds of live instances per billing state",
+                                    labels=["function", "billing_state"])
+        for pool in self._snapshot():
+            for state, count in pool["states"].items():
+                instances.add_metric([pool["function"], state], count)
+            queued.add_metric([pool["function"]], pool["waiting"])
+            for billing_state, value in pool["seconds"].items():
+                seconds.add_metric([pool["function"], billing_state], value)
+        yield from (instances, queued, seconds)
+
+
+class Metrics:
+    def __init__(self, pools_snapshot: Callable[[], Iterable[dict]]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.invocations = Counter("fc_invocations", "Invocations", ["function"], registry=self.registry)
+        self.errors = Counter("fc_invocation_errors", "Invocations that ended in a function error",
+                              ["function", "error_type"], registry=self.registry)
+        self.duration = Histogram("fc_invocation_duration_seconds", "Invocation latency inside the agent",
+                                  ["function"], buckets=DURATION_BUCKETS, registry=self.registry)
+        self.starts = Counter("fc_instance_starts", "How invocations found their instance",
+                              ["function", "kind"], registry=self.registry)  # kind: cold, warm, resumed
+        self.throttled = Counter("fc_throttled", "Requests refused with 429 ResourceThrottled", ["function"],
+                                 registry=self.registry)
+        self.registry.register(_PoolCollector(pools_snapshot))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
