@@ -48,3 +48,17 @@ def function(conn: ops.FleetConnection, name: str, source: str, **spec: Any) -> 
 def instances(conn: ops.FleetConnection, name: str) -> list[dict]:
     with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
         return [i for i in agent.instances() if i["function_name"] == name]
+
+
+def start_twin(client: Any, instance: Any) -> tuple[Any, str]:
+    """The floor of a benchmark: a twin of an instance container (same image, code, runtime, CPU and memory
+    limits), started outside the agent. Returns the container and its address."""
+    attrs = instance.attrs
+    twin = client.containers.run(
+        instance.image.id, attrs["Config"]["Cmd"], detach=True, environment=attrs["Config"]["Env"],
+        volumes={m["Source"]: {"bind": m["Destination"], "mode": "ro"} for m in attrs["Mounts"]},
+        user="65534:65534", labels={"fc.bench": "twin"},
+        cpu_period=attrs["HostConfig"]["CpuPeriod"] or None, cpu_quota=attrs["HostConfig"]["CpuQuota"] or None,
+        mem_limit=attrs["HostConfig"]["Memory"] or None)
+    twin.reload()
+    return twin, next(iter(twin.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]

@@ -76,17 +76,9 @@ def main() -> None:
             time.sleep(0.1)
         client = lab.docker_client(args.host)
         inst = client.containers.get(ready[0]["container_id"])
-        twin = client.containers.run(
-            inst.image.id, inst.attrs["Config"]["Cmd"], detach=True, environment=inst.attrs["Config"]["Env"],
-            volumes={m["Source"]: {"bind": m["Destination"], "mode": "ro"} for m in inst.attrs["Mounts"]},
-            user="65534:65534", labels={"fc.bench": "twin"},
-            cpu_period=inst.attrs["HostConfig"]["CpuPeriod"] or None,
-            cpu_quota=inst.attrs["HostConfig"]["CpuQuota"] or None, mem_limit=inst.attrs["HostConfig"]["Memory"] or None)
+        twin, twin_ip = _lab_agent.start_twin(client, inst)
         try:
-            twin.reload()
-            twin_ip = next(iter(twin.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
             time.sleep(1.0)
-            floor = agent = []
             floor, agent = [], []
             for _ in range(2):  # alternate halves so noise hits both alike
                 out = lab.run(args.host, ["python3", "-c", PROBE, "floor", twin_ip, "9000", "/invoke",

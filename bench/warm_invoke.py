@@ -1,9 +1,9 @@
 """Warm invocation: through the agent vs. the same runtime container called directly (the floor), one run.
 
-Needs the quickstart deployed on the lab (`bash scripts/quickstart.sh`). Both paths are measured from inside the
+Needs a lab with a running agent (`bash scripts/quickstart.sh`); deploys its own no-op function. Both paths are measured from inside the
 lab host's network namespace with one kept-alive connection, in alternating rounds, so noise hits both alike.
 
-    .venv/bin/python bench/warm_invoke.py [--requests 2000] [--host lab-1] [--function hello]
+    .venv/bin/python bench/warm_invoke.py [--requests 2000] [--host lab-1] [--memory 1024]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import statistics
 import time
 
+import _lab_agent
 from fc_lab import Lab
 
 PROBE = r'''
@@ -48,9 +49,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--host", default="lab-1")
-    ap.add_argument("--function", default="hello")
+    ap.add_argument("--memory", type=int, default=1024,
+                    help="memory_size of the benchmark's no-op function (cpu defaults to memory/2048)")
     args = ap.parse_args()
     lab = Lab()
+    conn = _lab_agent.connection(lab, args.host)
+    noop = "def handler(event, context):\n    return 'ok'\n"
+    with _lab_agent.function(conn, "bench-warm", noop, memory_size=args.memory) as _:
+        args.function = "bench-warm"
+        run(lab, args)
+
+
+def run(lab: Lab, args: argparse.Namespace) -> None:
     fleet = {h["name"]: h for h in lab.fleet()["hosts"]}
     address = fleet[args.host]["address"]
     agent_path = f"/2023-03-30/functions/{args.function}/invocations"
@@ -58,17 +68,10 @@ def main() -> None:
 
     client = lab.docker_client(args.host)
     (instance,) = [c for c in client.containers.list() if c.labels.get("fc.function") == args.function][:1]
-    # The floor: a twin of the instance (same image, code, runtime and limits), started outside the agent.
-    twin = client.containers.run(
-        instance.image.id, instance.attrs["Config"]["Cmd"], detach=True, environment=instance.attrs["Config"]["Env"],
-        volumes={m["Source"]: {"bind": m["Destination"], "mode": "ro"} for m in instance.attrs["Mounts"]},
-        user="65534:65534", labels={"fc.bench": "twin"},
-        # Same CPU and memory limits: a 128 MB function gets 1/16 vCPU, and CFS throttling is part of its latency.
-        cpu_period=instance.attrs["HostConfig"]["CpuPeriod"] or None,
-        cpu_quota=instance.attrs["HostConfig"]["CpuQuota"] or None, mem_limit=instance.attrs["HostConfig"]["Memory"] or None)
+    # The floor: the same container's twin. Same CPU limits: a 128 MB function gets 1/16 vCPU, and CFS
+    # throttling is part of its latency.
+    twin, twin_ip = _lab_agent.start_twin(client, instance)
     try:
-        twin.reload()
-        twin_ip = next(iter(twin.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
         for _ in range(100):
             try:
                 measure(lab, args.host, twin_ip, 9000, "/invoke", 1)
