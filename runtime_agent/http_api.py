@@ -36,7 +36,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "fc-agent/" + __version__
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        if log.isEnabledFor(logging.DEBUG):  # called on every response: format nothing unless asked
+            log.debug("%s %s", self.client_address[0], format % args)
 
     def _body(self) -> bytes:
         length = int(self.headers.get("content-length") or 0)

@@ -71,6 +71,8 @@ class Agent:
         self.store = Store(config.database)
         self.code = CodeStore(config.code_dir)
         self._pools: dict[str, FunctionPool] = {}
+        # The warm path reads functions from memory; SQLite is written on changes and read at start-up.
+        self._records: dict[str, FunctionRecord] = {}
         self._pools_lock = threading.Lock()
         self._start_slots = threading.BoundedSemaphore(config.max_concurrent_starts)
         self._stopping = threading.Event()
@@ -92,6 +94,7 @@ class Agent:
         functions = {f.name: f for f in self.store.list_functions()}
         for fn in functions.values():
             self._pool_for(fn)
+            self._records[fn.name] = fn
         adopted: set[str] = set()
         for container in self.driver.list_owned(self.config.host_name):
             rec = records.get(container.labels.get(INSTANCE_LABEL, ""))
@@ -123,6 +126,7 @@ class Agent:
         self.code.unpacked(checksum)  # verifies the upload before anything changes
         record = self.store.put_function(name, spec, checksum)
         self._pool_for(record)
+        self._records[name] = record
         return record
 
     def get_function(self, name: str) -> FunctionRecord:
@@ -137,6 +141,7 @@ class Agent:
     def delete_function(self, name: str) -> None:
         if not self.store.delete_function(name):
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
+        self._records.pop(name, None)
         with self._pools_lock:
             pool = self._pools.pop(name, None)
         if pool:
@@ -260,8 +265,10 @@ class Agent:
 
     # invocation -----------------------------------------------------------------------------------------------
     def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool) -> InvokeResult:
-        record = self.get_function(name)
-        pool = self._pool_for(record)
+        record = self._records.get(name)
+        pool = self._pools.get(name)
+        if record is None or pool is None:
+            raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
         timeout = float(record.spec.get("timeout", 3))
         base = {"x-fc-request-id": request_id, "x-fc-code-checksum": record.code_checksum}
         started = time.perf_counter()
@@ -314,7 +321,7 @@ class Agent:
             with self._pools_lock:
                 pools = list(self._pools.values())
             for pool in pools:
-                record = self.store.get_function(pool.function)
+                record = self._records.get(pool.function)
                 if record is None:
                     continue
                 try:
