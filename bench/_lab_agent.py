@@ -18,8 +18,10 @@ from fc_provider._commands import code_archive
 def connection(lab: Lab, host_name: str) -> ops.FleetConnection:
     fleet = lab.fleet()
     host = next(h for h in fleet["hosts"] if h["name"] == host_name)
-    config = json.loads(lab.run(host_name, ["cat", "/etc/fc-agent/config.json"], capture_output=True, text=True,
-                                check=True).stdout)
+    found = lab.run(host_name, ["cat", "/etc/fc-agent/config.json"], capture_output=True, text=True)
+    if found.returncode != 0:
+        raise SystemExit(f"no agent runs on {host_name}: run `bash scripts/quickstart.sh` first")
+    config = json.loads(found.stdout)
     return ops.FleetConnection.from_dict({
         "hosts": [{**host, "user": fleet["ssh_user"]}],
         "private_key": Path(fleet["ssh_private_key_path"]).read_text(),
