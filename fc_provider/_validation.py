@@ -45,6 +45,24 @@ class FleetModel(_Strict):
         return hosts
 
 
+class HookModel(_Strict):
+    handler: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
+    timeout: int = Field(default=3, ge=1)
+
+
+class InitializerModel(HookModel):
+    timeout: int = Field(default=3, ge=1, le=600)
+
+
+class PreStopModel(HookModel):
+    timeout: int = Field(default=3, ge=1, le=900)
+
+
+class LifecycleModel(_Strict):
+    initializer: InitializerModel | None = None
+    pre_stop: PreStopModel | None = None
+
+
 class FunctionModel(_Strict):
     function_name: str
     description: str = Field(default="", max_length=256)
@@ -58,6 +76,7 @@ class FunctionModel(_Strict):
     max_instances: int = Field(default=10, ge=1, le=10000)
     min_instances: int = Field(default=0, ge=0, le=10000)
     hibernation: bool = False
+    instance_lifecycle_config: LifecycleModel | None = None
     environment_variables: dict[str, str] = Field(default_factory=dict)
     placement: list[str] | None = None
 

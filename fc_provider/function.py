@@ -19,7 +19,8 @@ from .fleet import Fleet
 
 # Sent to the agent as the function's spec; everything else is the provider's business.
 SPEC_KEYS = ("description", "runtime", "handler", "memory_size", "cpu", "timeout", "disk_size",
-             "instance_concurrency", "max_instances", "min_instances", "hibernation", "environment_variables")
+             "instance_concurrency", "max_instances", "min_instances", "hibernation", "instance_lifecycle_config",
+             "environment_variables")
 _OUTPUT_ONLY = {"__provider", "function_arn", "function_id", "hosts", "invoke_endpoints", "created_time",
                 "last_modified_time", "state", "code_size"}
 _NOT_DIFFED = _OUTPUT_ONLY | {"code_path"}  # where the code sits does not matter; its checksum does
@@ -33,6 +34,7 @@ class FunctionArgs:
         memory_size: int = 128, cpu: Optional[float] = None, timeout: int = 3, disk_size: int = 512,
         instance_concurrency: int = 1, max_instances: int = 10, min_instances: int = 0, hibernation: bool = False,
         environment_variables: Optional[Mapping[str, pulumi.Input[str]]] = None,
+        instance_lifecycle_config: Optional[Mapping[str, Mapping[str, Any]]] = None,
         placement: Optional[Sequence[str]] = None,
     ) -> None:
         """
@@ -55,6 +57,10 @@ class FunctionArgs:
                and thawed by the next request in milliseconds. Needs min_instances >= 1. Default False.
         :param environment_variables: Keys start with a letter, FC_ is reserved, 4 KB in total. Values may be
                secrets: the outputs holding them are always stored encrypted. Default none.
+        :param instance_lifecycle_config: FC's lifecycle hooks, e.g. {"initializer": {"handler": "index.init",
+               "timeout": 10}, "pre_stop": {"handler": "index.bye", "timeout": 5}}. The initializer runs once per
+               instance before its first invocation (timeout up to 600 s; a failure fails that invocation and
+               discards the instance); pre_stop runs before an instance is destroyed (up to 900 s). Default none.
         :param placement: Names of the hosts to run on. Default: every host of the fleet.
         """
         self.code = code
@@ -63,6 +69,7 @@ class FunctionArgs:
         self.instance_concurrency, self.max_instances, self.min_instances = (instance_concurrency, max_instances,
                                                                              min_instances)
         self.hibernation = hibernation
+        self.instance_lifecycle_config = dict(instance_lifecycle_config) if instance_lifecycle_config else None
         self.environment_variables = dict(environment_variables or {})
         self.placement = list(placement) if placement is not None else None
 
@@ -212,6 +219,7 @@ class Function(pulumi.dynamic.Resource):
             "memory_size": args.memory_size, "cpu": args.cpu, "timeout": args.timeout, "disk_size": args.disk_size,
             "instance_concurrency": args.instance_concurrency, "max_instances": args.max_instances,
             "min_instances": args.min_instances, "hibernation": args.hibernation,
+            "instance_lifecycle_config": args.instance_lifecycle_config,
             # Values may be secrets; the whole map is stored encrypted, inputs and outputs alike.
             "environment_variables": pulumi.Output.secret(args.environment_variables),
             "placement": args.placement,

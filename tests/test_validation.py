@@ -29,6 +29,12 @@ RULES = [
     ({"environment_variables": {"K": "v" * 5000}}, "environment_variables", "4 KB"),
     ({"instance_concurrency": 2}, "(resource)", "must be 1 for built-in runtimes"),
     ({"min_instances": 5, "max_instances": 2}, "(resource)", "must not exceed max_instances"),
+    ({"hibernation": True}, "(resource)", "needs min_instances of 1"),
+    ({"instance_lifecycle_config": {"initializer": {"handler": "index.init", "timeout": 601}}},
+     "instance_lifecycle_config", "less than or equal to 600"),
+    ({"instance_lifecycle_config": {"pre_stop": {"handler": "index.bye", "timeout": 901}}},
+     "instance_lifecycle_config", "less than or equal to 900"),
+    ({"instance_lifecycle_config": {"initializer": {"handler": "noDot"}}}, "instance_lifecycle_config", "pattern"),
 ]
 
 
