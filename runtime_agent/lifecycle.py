@@ -163,7 +163,9 @@ class Instance:
         except FreezerError:
             self.freezer = None  # hibernation unavailable for this instance; it simply stays active
 
-    def start(self, spec: ContainerSpec, timeout: float) -> None:
+    def start(self, spec: ContainerSpec, timeout: float, *, reserve: bool = False) -> None:
+        """Starts the container and waits until it answers. With ``reserve``, the first slot goes to the caller in
+        the same step that makes the instance visible as ready, so no waiter can take it first."""
         try:
             self.container = self._driver.start(spec)
         except DriverError as exc:
@@ -185,6 +187,9 @@ class Instance:
             drained_while_starting = self._state is InstanceState.DRAINING
             if not drained_while_starting:
                 self._move(InstanceState.READY)
+                if reserve:
+                    self.in_flight += 1
+                    self._move(InstanceState.BUSY)
         if drained_while_starting:
             self.stop()
             raise InstanceStartError(f"instance {self.id} was retired while it started")

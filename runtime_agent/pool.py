@@ -26,7 +26,7 @@ class FunctionPool:
         max_instances: int,
         queue_timeout: float,
         new_instance: Callable[[str], Instance],
-        start_instance: Callable[[Instance], None],
+        start_instance: Callable[[Instance, bool], None],
     ) -> None:
         self.function = function
         self.generation = generation
@@ -75,12 +75,10 @@ class FunctionPool:
                 finally:
                     self.waiting -= 1
         try:
-            self._start_instance(inst)
+            self._start_instance(inst, True)  # reserves this request's slot as the instance becomes ready
         except BaseException:
             self._forget(inst)
             raise
-        if not inst.try_acquire():  # cannot happen: nobody else sees a starting instance as free
-            raise RuntimeError(f"instance {inst.id} refused its first request")
         with self._cond:
             self._cond.notify_all()  # waiters may use the new instance's other slots
         return inst, "cold"
@@ -133,7 +131,7 @@ class FunctionPool:
 
     def start_prewarmed(self, inst: Instance) -> None:
         try:
-            self._start_instance(inst)
+            self._start_instance(inst, False)
         except Exception:  # noqa: BLE001 - a failed pre-warm is retried by the next reaper pass
             self._forget(inst)
             raise

@@ -186,7 +186,7 @@ class Agent:
                 max_instances=int(record.spec.get("max_instances") or 10),
                 queue_timeout=float(record.spec.get("queue_timeout") or 10),
                 new_instance=lambda iid: self._new_instance(pool, record, iid),
-                start_instance=lambda inst: self._start_instance(inst, record),
+                start_instance=lambda inst, reserve: self._start_instance(inst, record, reserve),
             )
             self._pools[record.name] = pool
         if old is not None:
@@ -258,10 +258,10 @@ class Agent:
             network_enabled=True,
         )
 
-    def _start_instance(self, inst: Instance, record: FunctionRecord) -> None:
+    def _start_instance(self, inst: Instance, record: FunctionRecord, reserve: bool) -> None:
         spec = self._container_spec(inst, record)
         with self._start_slots:
-            inst.start(spec, self.config.start_timeout_seconds)
+            inst.start(spec, self.config.start_timeout_seconds, reserve=reserve)
 
     # invocation -----------------------------------------------------------------------------------------------
     def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool) -> InvokeResult:
