@@ -63,10 +63,16 @@ class LifecycleModel(_Strict):
     pre_stop: PreStopModel | None = None
 
 
+class CustomRuntimeModel(_Strict):
+    command: list[str] = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    port: int = Field(default=9000, ge=1, le=65535)
+
+
 class FunctionModel(_Strict):
     function_name: str
     description: str = Field(default="", max_length=256)
-    runtime: Literal["python3.10", "python3.11", "python3.12"] = "python3.11"
+    runtime: Literal["python3.10", "python3.11", "python3.12", "custom", "custom.debian12"] = "python3.11"
     handler: str = Field(default="index.handler", pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     memory_size: int = Field(default=128, ge=128, le=32768, multiple_of=64)
     cpu: float | None = Field(default=None, ge=0.05, le=16)
@@ -77,6 +83,7 @@ class FunctionModel(_Strict):
     min_instances: int = Field(default=0, ge=0, le=10000)
     hibernation: bool = False
     instance_lifecycle_config: LifecycleModel | None = None
+    custom_runtime_config: CustomRuntimeModel | None = None
     environment_variables: dict[str, str] = Field(default_factory=dict)
     placement: list[str] | None = None
 
@@ -112,6 +119,8 @@ class FunctionModel(_Strict):
             gb = self.memory_size / 1024
             if not (self.cpu <= gb <= self.cpu * 4):
                 raise ValueError(f"cpu : memory_size (GB) must be between 1:1 and 1:4; got {self.cpu} : {gb:g}")
+        if self.runtime.startswith("custom") and self.custom_runtime_config is None:
+            raise ValueError("custom_runtime_config (command, args, port) is required for a custom runtime")
         if self.instance_concurrency != 1 and self.runtime.startswith("python"):
             raise ValueError("instance_concurrency must be 1 for built-in runtimes")
         if self.hibernation and self.min_instances < 1:

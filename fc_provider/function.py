@@ -20,7 +20,7 @@ from .fleet import Fleet
 # Sent to the agent as the function's spec; everything else is the provider's business.
 SPEC_KEYS = ("description", "runtime", "handler", "memory_size", "cpu", "timeout", "disk_size",
              "instance_concurrency", "max_instances", "min_instances", "hibernation", "instance_lifecycle_config",
-             "environment_variables")
+             "custom_runtime_config", "environment_variables")
 _OUTPUT_ONLY = {"__provider", "function_arn", "function_id", "hosts", "invoke_endpoints", "created_time",
                 "last_modified_time", "state", "code_size"}
 _NOT_DIFFED = _OUTPUT_ONLY | {"code_path"}  # where the code sits does not matter; its checksum does
@@ -35,13 +35,15 @@ class FunctionArgs:
         instance_concurrency: int = 1, max_instances: int = 10, min_instances: int = 0, hibernation: bool = False,
         environment_variables: Optional[Mapping[str, pulumi.Input[str]]] = None,
         instance_lifecycle_config: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        custom_runtime_config: Optional[Mapping[str, Any]] = None,
         placement: Optional[Sequence[str]] = None,
     ) -> None:
         """
         :param code: A folder, a zip or tar archive, or a ``pulumi.FileArchive``. Its sha256 drives the diff.
         :param function_name: 1-64 letters, digits, '_' or '-', starting with a letter or '_'. Changing it replaces
                the function. Default: the resource name.
-        :param runtime: python3.10, python3.11 or python3.12. Default "python3.11".
+        :param runtime: python3.10, python3.11, python3.12 (built-in: handler(event, context)), or custom /
+               custom.debian12 (your own HTTP server, see custom_runtime_config). Default "python3.11".
         :param handler: "module.function", called as handler(event, context). Default "index.handler".
         :param description: Free text, up to 256 characters. Default "".
         :param memory_size: MB, 128-32768, a multiple of 64; the container's hard memory limit. Default 128.
@@ -50,7 +52,8 @@ class FunctionArgs:
         :param timeout: Seconds, 1-86400; a longer invocation fails with a timeout and its instance is recycled.
                Default 3.
         :param disk_size: MB of writable /tmp, 512 or 10240. Default 512.
-        :param instance_concurrency: Requests one instance serves at once; 1 for built-in runtimes. Default 1.
+        :param instance_concurrency: Requests one instance serves at once, 1-200; exactly 1 for built-in runtimes.
+               Default 1.
         :param max_instances: Hard limit of instances per host. Default 10.
         :param min_instances: Instances kept ready (no cold start). Default 0: scale to zero.
         :param hibernation: Light hibernation: an idle kept instance is frozen (cgroup freezer) after a short grace
@@ -61,6 +64,9 @@ class FunctionArgs:
                "timeout": 10}, "pre_stop": {"handler": "index.bye", "timeout": 5}}. The initializer runs once per
                instance before its first invocation (timeout up to 600 s; a failure fails that invocation and
                discards the instance); pre_stop runs before an instance is destroyed (up to 900 s). Default none.
+        :param custom_runtime_config: For custom runtimes: {"command": [...], "args": [...], "port": 9000}. The
+               server starts in the code folder, listens on ``port`` (also in FC_SERVER_PORT) and answers
+               POST /invoke; a 5xx answer is reported as a function error. Default none.
         :param placement: Names of the hosts to run on. Default: every host of the fleet.
         """
         self.code = code
@@ -69,6 +75,7 @@ class FunctionArgs:
         self.instance_concurrency, self.max_instances, self.min_instances = (instance_concurrency, max_instances,
                                                                              min_instances)
         self.hibernation = hibernation
+        self.custom_runtime_config = dict(custom_runtime_config) if custom_runtime_config else None
         self.instance_lifecycle_config = dict(instance_lifecycle_config) if instance_lifecycle_config else None
         self.environment_variables = dict(environment_variables or {})
         self.placement = list(placement) if placement is not None else None
@@ -220,6 +227,7 @@ class Function(pulumi.dynamic.Resource):
             "instance_concurrency": args.instance_concurrency, "max_instances": args.max_instances,
             "min_instances": args.min_instances, "hibernation": args.hibernation,
             "instance_lifecycle_config": args.instance_lifecycle_config,
+            "custom_runtime_config": args.custom_runtime_config,
             # Values may be secrets; the whole map is stored encrypted, inputs and outputs alike.
             "environment_variables": pulumi.Output.secret(args.environment_variables),
             "placement": args.placement,

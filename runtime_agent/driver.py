@@ -49,6 +49,7 @@ class ContainerSpec:
     # CPU granted while the instance starts (then lowered to ``cpu``): a 128 MB function's 1/16 vCPU would
     # stretch the Python start to a second under CFS throttling.
     startup_cpu: float | None = None
+    working_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class DockerDriver:
                 tmpfs={"/tmp": f"size={spec.tmp_size_mb}m,mode=1777"},
                 network_mode="bridge" if spec.network_enabled else "none",
                 dns=spec.dns or None,
+                working_dir=spec.working_dir,
             )
             container.reload()
         except docker.errors.ImageNotFound as exc:

@@ -36,6 +36,7 @@ log = logging.getLogger("fc-agent")
 RUNTIME_PORT = 9000
 BOOTSTRAP_DIR = Path(__file__).parent / "bootstrap"
 BUILTIN_RUNTIMES = {"python3.10", "python3.11", "python3.12"}
+CUSTOM_RUNTIMES = {"custom", "custom.debian12"}  # the user's own HTTP server, started from the code folder
 REAPER_PERIOD = 0.25
 DEFAULT_HIBERNATION_GRACE = 2.0
 STARTUP_CPU = 1.0  # CPU boost while an instance starts; its own limit applies from its first request
@@ -121,8 +122,10 @@ class Agent:
         if not isinstance(checksum, str):
             raise BadRequest("code_checksum is required")
         runtime = spec.get("runtime")
-        if runtime not in BUILTIN_RUNTIMES:
+        if runtime not in BUILTIN_RUNTIMES | CUSTOM_RUNTIMES:
             raise BadRequest(f"runtime {runtime!r} is not supported by this agent")
+        if runtime in CUSTOM_RUNTIMES and not (spec.get("custom_runtime_config") or {}).get("command"):
+            raise BadRequest("custom_runtime_config.command is required for a custom runtime")
         self.code.unpacked(checksum)  # verifies the upload before anything changes
         record = self.store.put_function(name, spec, checksum)
         self._pool_for(record)
@@ -182,7 +185,7 @@ class Agent:
             pool = FunctionPool(
                 function=record.name,
                 generation=generation,
-                concurrency=1,  # the built-in runtime serves one request per instance, as FC's does
+                concurrency=_concurrency(record.spec),
                 max_instances=int(record.spec.get("max_instances") or 10),
                 queue_timeout=float(record.spec.get("queue_timeout") or 10),
                 new_instance=lambda iid: self._new_instance(pool, record, iid),
@@ -200,7 +203,7 @@ class Agent:
             function=record.name,
             generation=pool.generation,
             concurrency=pool.concurrency,
-            port=RUNTIME_PORT,
+            port=_port(record.spec),
             driver=self.driver,
             on_state=self._persist_state,
             hooks=_hooks(record.spec),
@@ -237,12 +240,18 @@ class Agent:
             "FC_INSTANCE_ID": inst.id,
             "PYTHONDONTWRITEBYTECODE": "1",
         })
+        custom = spec["runtime"] in CUSTOM_RUNTIMES
+        if custom:
+            env["FC_SERVER_PORT"] = str(_port(spec))
         memory = int(spec.get("memory_size", 128))
         cpu = float(spec.get("cpu") or max(0.05, round(memory / 1024 / 2, 4)))
+        runtime_config = spec.get("custom_runtime_config") or {}
         return ContainerSpec(
             name=f"fc-{inst.id}",
             image=image,
-            command=["python3", "-u", "/opt/fc-runtime/runtime.py"],
+            command=([*runtime_config["command"], *(runtime_config.get("args") or [])] if custom
+                     else ["python3", "-u", "/opt/fc-runtime/runtime.py"]),
+            working_dir="/code",
             environment=env,
             labels={AGENT_LABEL: self.config.host_name, FUNCTION_LABEL: record.name, INSTANCE_LABEL: inst.id},
             read_only_binds={
@@ -310,6 +319,8 @@ class Agent:
             pool.release(inst, recycle=recycle)
         if "x-fc-error-type" in reply.headers:
             headers["x-fc-error-type"] = reply.headers["x-fc-error-type"]
+        elif reply.status >= 500:  # a custom runtime's server reports its failure by status, as FC reads it
+            headers["x-fc-error-type"] = "UnhandledInvocationError"
         if log_tail and "x-fc-log-result" in reply.headers:
             headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]
         return InvokeResult(200, headers, reply.body)
@@ -345,6 +356,19 @@ class Agent:
             pool.start_prewarmed(inst)
         except Exception as exc:  # noqa: BLE001 - logged; the next pass tries again
             log.warning("pre-warming %s failed: %s", inst.id, exc)
+
+
+def _concurrency(spec: dict[str, Any]) -> int:
+    """The built-in runtime serves one request per instance, as FC's does; custom runtimes take their setting."""
+    if spec.get("runtime") in CUSTOM_RUNTIMES:
+        return max(1, int(spec.get("instance_concurrency") or 1))
+    return 1
+
+
+def _port(spec: dict[str, Any]) -> int:
+    if spec.get("runtime") in CUSTOM_RUNTIMES:
+        return int((spec.get("custom_runtime_config") or {}).get("port") or RUNTIME_PORT)
+    return RUNTIME_PORT
 
 
 def _hooks(spec: dict[str, Any]) -> LifecycleHooks:

@@ -323,3 +323,59 @@ def test_metrics_count_invocations_starts_and_instances(agent_conn: ops.FleetCon
     assert 'fc_instance_starts_total{function="counted",kind="warm"} 2.0' in text
     assert 'fc_instances{function="counted",state="ready"} 1.0' in text
     assert 'fc_invocation_duration_seconds_count{function="counted"} 3.0' in text
+
+
+WEB_SERVER = """
+import json, os, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+lock = threading.Lock()
+state = {"now": 0, "peak": 0}
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status, body):
+        self.send_response(status)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self._reply(200, b"up")
+
+    def do_POST(self):
+        event = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if event == b"fail":
+            return self._reply(500, b"server says no")
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.5)
+        with lock:
+            state["now"] -= 1
+            peak = state["peak"]
+        self._reply(200, json.dumps({"peak": peak, "pid": os.getpid()}).encode())
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["FC_SERVER_PORT"])), Handler).serve_forever()
+"""
+
+
+def test_a_web_function_serves_concurrent_requests_up_to_its_instance_concurrency(
+        agent_conn: ops.FleetConnection, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = _deploy(agent_conn, tmp_path, "web", WEB_SERVER, runtime="custom.debian12", instance_concurrency=3,
+                  max_instances=1, queue_timeout=20, timeout=10,
+                  custom_runtime_config={"command": ["python3", "-u", "index.py"], "port": 8080})
+    with ThreadPoolExecutor(max_workers=7) as pool:
+        results = list(pool.map(lambda _: _post(url, b"go"), range(7)))
+    assert all(r[0] == 200 and "x-fc-error-type" not in r[1] for r in results), [r[:1] for r in results]
+    assert len({r[1]["x-fc-instance-id"] for r in results}) == 1  # max_instances 1
+    peaks = [json.loads(r[2])["peak"] for r in results]
+    assert max(peaks) == 3  # concurrency was used, and never exceeded inside the instance
+    status, headers, body = _post(url, b"fail")
+    assert status == 200 and headers["x-fc-error-type"] == "UnhandledInvocationError" and body == b"server says no"
