@@ -63,10 +63,20 @@ class LifecycleModel(_Strict):
     pre_stop: PreStopModel | None = None
 
 
+class HealthCheckModel(_Strict):
+    http_get_url: str = Field(default="/", pattern=r"^/")
+    initial_delay_seconds: int = Field(default=0, ge=0, le=120)
+    period_seconds: int = Field(default=3, ge=1, le=120)
+    timeout_seconds: int = Field(default=1, ge=1, le=3)
+    failure_threshold: int = Field(default=3, ge=1, le=120)
+    success_threshold: int = Field(default=1, ge=1, le=120)
+
+
 class CustomRuntimeModel(_Strict):
     command: list[str] = Field(min_length=1)
     args: list[str] = Field(default_factory=list)
     port: int = Field(default=9000, ge=1, le=65535)
+    health_check_config: HealthCheckModel | None = None
 
 
 class FunctionModel(_Strict):

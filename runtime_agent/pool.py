@@ -96,6 +96,12 @@ class FunctionPool:
                 self._instances.remove(inst)
             self._cond.notify_all()
 
+    def retire(self, inst: Instance) -> None:
+        """Takes the instance out of service: it stops now if idle, else when its last request finishes."""
+        self._retire(inst)
+        with self._cond:
+            self._cond.notify_all()
+
     def _retire(self, inst: Instance) -> None:
         inst.begin_drain()
         if inst.in_flight == 0:

@@ -19,6 +19,7 @@ from .codestore import CodeStore
 from .config import AgentConfig
 from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerDriver, ContainerSpec
 from .errors import BadRequest, InstanceStartError, NotFound, Throttled
+from .health import HealthCheck, HealthMonitor
 from .lifecycle import (
     InitializerFailed,
     Instance,
@@ -79,6 +80,7 @@ class Agent:
         self._stopping = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
         self.metrics = Metrics(self._pools_snapshot)
+        self._health = HealthMonitor()
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -344,11 +346,19 @@ class Agent:
         keep = int(record.spec.get("min_instances") or 0)
         if record.spec.get("hibernation"):
             pool.hibernate_idle(float(record.spec.get("hibernation_grace_seconds") or DEFAULT_HIBERNATION_GRACE))
+        check = HealthCheck.from_spec(record.spec)
+        if check is not None:
+            self._health.tend(pool.instances, check, lambda inst: self._replace_unhealthy(pool, inst))
         idle_timeout = float(record.spec.get("idle_timeout_seconds") or self.config.idle_timeout_seconds)
         pool.reap_idle(idle_timeout, keep)
         for inst in pool.prewarm(keep):
             threading.Thread(target=self._prewarm_one, args=(pool, inst), name=f"prewarm-{inst.id}",
                              daemon=True).start()
+
+    @staticmethod
+    def _replace_unhealthy(pool: FunctionPool, inst: Instance) -> None:
+        log.warning("instance %s failed its health check; replacing it", inst.id)
+        pool.retire(inst)
 
     @staticmethod
     def _prewarm_one(pool: FunctionPool, inst: Instance) -> None:

@@ -379,3 +379,47 @@ def test_a_web_function_serves_concurrent_requests_up_to_its_instance_concurrenc
     assert max(peaks) == 3  # concurrency was used, and never exceeded inside the instance
     status, headers, body = _post(url, b"fail")
     assert status == 200 and headers["x-fc-error-type"] == "UnhandledInvocationError" and body == b"server says no"
+
+
+SICKENING_SERVER = """
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sick = []
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status, body):
+        self.send_response(status)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self._reply(503 if (sick and self.path == "/health") else 200, b"")
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        sick.append(1)
+        self._reply(200, b"now sick")
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["FC_SERVER_PORT"])), Handler).serve_forever()
+"""
+
+
+def test_an_instance_that_fails_its_health_check_is_replaced(agent_conn: ops.FleetConnection, tmp_path: Path) -> None:
+    health = {"http_get_url": "/health", "initial_delay_seconds": 0, "period_seconds": 1, "timeout_seconds": 1,
+              "failure_threshold": 2}
+    url = _deploy(agent_conn, tmp_path, "sickly", SICKENING_SERVER, runtime="custom.debian12",
+                  custom_runtime_config={"command": ["python3", "index.py"], "port": 9000,
+                                         "health_check_config": health})
+    _, first, body = _post(url)
+    assert body == b"now sick"
+    _wait_for(lambda: all(i["instance_id"] != first["x-fc-instance-id"] for i in _instances(agent_conn, "sickly")),
+              "the unhealthy instance to be taken out", timeout=30)
+    _, second, _ = _post(url)
+    assert second["x-fc-instance-id"] != first["x-fc-instance-id"]
