@@ -325,14 +325,12 @@ def test_metrics_count_invocations_starts_and_instances(agent_conn: ops.FleetCon
     assert 'fc_invocation_duration_seconds_count{function="counted"} 3.0' in text
 
 
-WEB_SERVER = """
+# The start of each test server: a keep-alive handler with a quiet log and a one-call reply.
+SERVER_BASE = """
 import json, os, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-lock = threading.Lock()
-state = {"now": 0, "peak": 0}
-
-class Handler(BaseHTTPRequestHandler):
+class Base(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args):
@@ -343,6 +341,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+"""
+
+WEB_SERVER = SERVER_BASE + """
+lock = threading.Lock()
+state = {"now": 0, "peak": 0}
+
+class Handler(Base):
 
     def do_GET(self):
         self._reply(200, b"up")
@@ -381,23 +386,10 @@ def test_a_web_function_serves_concurrent_requests_up_to_its_instance_concurrenc
     assert status == 200 and headers["x-fc-error-type"] == "UnhandledInvocationError" and body == b"server says no"
 
 
-SICKENING_SERVER = """
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
+SICKENING_SERVER = SERVER_BASE + """
 sick = []
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, status, body):
-        self.send_response(status)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class Handler(Base):
 
     def do_GET(self):
         self._reply(503 if (sick and self.path == "/health") else 200, b"")
