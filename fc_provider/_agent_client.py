@@ -7,7 +7,7 @@ import http.client
 import json
 import time
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import paramiko
 
@@ -108,6 +108,11 @@ class AgentClient:
         if resp.status >= 400:
             self._check(resp.status, json.loads(raw or b"{}"))
         return raw.decode()
+
+    def logs(self, function: str | None = None, request_id: str | None = None) -> list[dict[str, Any]]:
+        """Per-invocation log tails kept by the agent, newest first; one entry when ``request_id`` is given."""
+        query = urlencode({k: v for k, v in (("function", function), ("request_id", request_id)) if v})
+        return self._check(*self._request("GET", f"/v1/logs?{query}"))["logs"]
 
     def instances(self) -> list[dict[str, Any]]:
         return self._check(*self._request("GET", "/v1/instances"))["instances"]

@@ -2,7 +2,7 @@
 
 - Control API (loopback only, bearer token; the provider reaches it through an SSH tunnel):
   ``GET /healthz``, ``GET /v1/info``, ``GET|PUT|DELETE /v1/functions/{name}``, ``GET /v1/functions``,
-  ``GET /v1/instances``.
+  ``GET /v1/instances``, ``GET /v1/logs?function=&request_id=``, ``GET /metrics``.
 - Invoke API shaped like Function Compute's: ``POST /2023-03-30/functions/{name}/invocations``.
 
 Every platform error leaves through ``_send_error`` in FC's shape (``Code``, ``Message``, ``RequestId``).
@@ -16,7 +16,7 @@ import logging
 import re
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from . import __version__
 from .errors import AgentError, BadRequest, NotFound, Unauthorized
@@ -102,6 +102,10 @@ class ControlHandler(_Handler):
             return self._send_json(200, {"functions": [f.to_json() for f in self.agent.list_functions()]})
         if path == "/metrics":
             return self._send(200, self.agent.metrics.render(), content_type="text/plain; version=0.0.4")
+        if path == "/v1/logs":
+            query = parse_qs(urlsplit(self.path).query)
+            return self._send_json(200, {"logs": self.agent.request_log.find(
+                function=(query.get("function") or [None])[0], request_id=(query.get("request_id") or [None])[0])})
         if path == "/v1/instances":
             return self._send_json(200, {"instances": self.agent.instances()})
         if m := FUNCTION_PATH.match(path):

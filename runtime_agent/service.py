@@ -30,6 +30,7 @@ from .lifecycle import (
 )
 from .metrics import Metrics
 from .pool import FunctionPool
+from .requestlog import RequestLog
 from .store import FunctionRecord, InstanceRecord, Store
 
 log = logging.getLogger("fc-agent")
@@ -81,6 +82,7 @@ class Agent:
         self._reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
         self.metrics = Metrics(self._pools_snapshot)
         self._health = HealthMonitor()
+        self.request_log = RequestLog()
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -323,6 +325,7 @@ class Agent:
             headers["x-fc-error-type"] = reply.headers["x-fc-error-type"]
         elif reply.status >= 500:  # a custom runtime's server reports its failure by status, as FC reads it
             headers["x-fc-error-type"] = "UnhandledInvocationError"
+        self.request_log.record(request_id, record.name, inst.id, reply.headers.get("x-fc-log-result"))
         if log_tail and "x-fc-log-result" in reply.headers:
             headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]
         return InvokeResult(200, headers, reply.body)

@@ -100,6 +100,10 @@ def test_log_tail_is_returned_when_asked(agent_conn: ops.FleetConnection, tmp_pa
     assert "said hello" in base64.b64decode(headers["x-fc-log-result"]).decode()
     _, headers, _ = _post(url, b"")
     assert "x-fc-log-result" not in headers
+    with ops.agent_session(agent_conn, agent_conn.hosts[0]) as (_ssh, agent):
+        (entry,) = agent.logs(request_id=headers["x-fc-request-id"])  # kept by request id all the same
+        assert "said hello" in entry["log"] and entry["function_name"] == "chatty"
+        assert agent.logs(function="chatty")[0]["request_id"] == headers["x-fc-request-id"]
 
 
 def test_instance_containers_are_hardened(agent_conn: ops.FleetConnection, lab: Lab, tmp_path: Path) -> None:

@@ -1,0 +1,36 @@
+"""The last lines each invocation wrote (the runtime's 4 KB tail), kept in memory by request id for
+``GET /v1/logs``. Bounded: the oldest entries go first. Lost when the agent restarts; the container's own log stays
+with the engine."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+
+class RequestLog:
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def record(self, request_id: str, function: str, instance_id: str, tail_b64: str | None) -> None:
+        text = base64.b64decode(tail_b64).decode(errors="replace") if tail_b64 else ""
+        entry = {"request_id": request_id, "function_name": function, "instance_id": instance_id,
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "log": text}
+        with self._lock:
+            self._entries[request_id] = entry
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+    def find(self, *, function: str | None = None, request_id: str | None = None,
+             limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            if request_id is not None:
+                entry = self._entries.get(request_id)
+                return [entry] if entry and (function is None or entry["function_name"] == function) else []
+            matches = [e for e in reversed(self._entries.values()) if function is None or e["function_name"] == function]
+        return matches[:limit]
