@@ -179,9 +179,12 @@ class Instance:
         except InitializerFailed:
             self.stop()  # an instance whose initializer failed is discarded
             raise
-        except (InstanceStartError, DriverError) as exc:
+        except InstanceStartError:
             self.stop()
-            raise exc if isinstance(exc, InstanceStartError) else InstanceStartError(str(exc)) from exc
+            raise
+        except DriverError as exc:
+            self.stop()
+            raise InstanceStartError(str(exc)) from exc
         self._attach_freezer()
         with self._lock:
             drained_while_starting = self._state is InstanceState.DRAINING
@@ -206,6 +209,7 @@ class Instance:
                 if resp.status < 500:
                     self._idle_connections.append(conn)
                     return
+                conn.close()
             except (OSError, http.client.HTTPException):
                 conn.close()
             if time.monotonic() > deadline:
