@@ -38,6 +38,9 @@ class FunctionPool:
         self._instances: list[Instance] = []
         self._cond = threading.Condition()
         self.waiting = 0
+        # Slots of instances still starting that no request has claimed yet: a request that finds no free slot
+        # waits for one of these rather than starting another instance (concurrent cold starts share starts).
+        self._unclaimed_starting: dict[str, int] = {}
 
     @property
     def instances(self) -> list[Instance]:
@@ -52,6 +55,7 @@ class FunctionPool:
         """Returns an instance with a reserved slot, and how it was found: "warm", "resumed" (thawed from light
         hibernation) or "cold" (this request started it)."""
         deadline = time.monotonic() + self.queue_timeout
+        claimed: str | None = None
         with self._cond:
             while True:
                 # Warm instances first; a frozen one is thawed only when no warm slot is free.
@@ -59,10 +63,15 @@ class FunctionPool:
                     was_frozen = inst.state is InstanceState.FROZEN
                     if inst.try_acquire():
                         return inst, "resumed" if was_frozen else "warm"
-                if len(self._instances) < self.max_instances:
-                    inst = self._new_instance(f"{self.function}-{uuid.uuid4().hex[:12]}")
-                    self._instances.append(inst)
-                    break
+                if claimed not in self._unclaimed_starting:
+                    claimed = next((iid for iid, n in self._unclaimed_starting.items() if n > 0), None)
+                    if claimed is not None:
+                        self._unclaimed_starting[claimed] -= 1
+                    elif len(self._instances) < self.max_instances:
+                        inst = self._new_instance(f"{self.function}-{uuid.uuid4().hex[:12]}")
+                        self._instances.append(inst)
+                        self._unclaimed_starting[inst.id] = self.concurrency - 1
+                        break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise Throttled(
@@ -80,6 +89,7 @@ class FunctionPool:
             self._forget(inst)
             raise
         with self._cond:
+            self._unclaimed_starting.pop(inst.id, None)
             self._cond.notify_all()  # waiters may use the new instance's other slots
         return inst, "cold"
 
@@ -92,6 +102,7 @@ class FunctionPool:
 
     def _forget(self, inst: Instance) -> None:
         with self._cond:
+            self._unclaimed_starting.pop(inst.id, None)
             if inst in self._instances:
                 self._instances.remove(inst)
             self._cond.notify_all()

@@ -419,3 +419,14 @@ def test_an_instance_that_fails_its_health_check_is_replaced(agent_conn: ops.Fle
               "the unhealthy instance to be taken out", timeout=30)
     _, second, _ = _post(url)
     assert second["x-fc-instance-id"] != first["x-fc-instance-id"]
+
+
+def test_concurrent_cold_starts_share_one_start(agent_conn: ops.FleetConnection, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = _deploy(agent_conn, tmp_path, "shared", WEB_SERVER, runtime="custom.debian12", instance_concurrency=10,
+                  max_instances=5, timeout=10, custom_runtime_config={"command": ["python3", "index.py"]})
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: _post(url, b"go"), range(8)))
+    assert all(r[0] == 200 for r in results)
+    assert len({r[1]["x-fc-instance-id"] for r in results}) == 1  # one start served all eight
