@@ -64,11 +64,3 @@ def stop(pid: int, *, timeout: float = 15.0) -> None:
         if not alive(pid):
             return
         time.sleep(0.05)
-
-
-def read_pid(path: Path) -> int | None:
-    """The pid stored in a pid file, or None when the file is missing or malformed."""
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None

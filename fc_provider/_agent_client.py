@@ -37,6 +37,10 @@ class AgentClient:
         self._conn.close()
 
     def _request(self, method: str, path: str, body: Any = None, *, token: str | None = None) -> tuple[int, Any]:
+        status, raw = self._exchange(method, path, body, token=token)
+        return status, (json.loads(raw) if raw else None)
+
+    def _exchange(self, method: str, path: str, body: Any = None, *, token: str | None = None) -> tuple[int, bytes]:
         headers = {"authorization": f"Bearer {self._token if token is None else token}"}
         payload = None
         if body is not None:
@@ -49,7 +53,7 @@ class AgentClient:
         except (OSError, http.client.HTTPException, paramiko.SSHException) as exc:
             self._conn.close()
             raise HostUnreachable(self.host_name, f"agent control API not reachable: {exc}") from exc
-        return resp.status, (json.loads(raw) if raw else None)
+        return resp.status, raw
 
     def _check(self, status: int, data: Any) -> Any:
         if status >= 400:
@@ -97,16 +101,9 @@ class AgentClient:
 
     def metrics(self) -> str:
         """The agent's Prometheus text exposition."""
-        headers = {"authorization": f"Bearer {self._token}"}
-        try:
-            self._conn.request("GET", "/metrics", headers=headers)
-            resp = self._conn.getresponse()
-            raw = resp.read()
-        except (OSError, http.client.HTTPException, paramiko.SSHException) as exc:
-            self._conn.close()
-            raise HostUnreachable(self.host_name, f"agent control API not reachable: {exc}") from exc
-        if resp.status >= 400:
-            self._check(resp.status, json.loads(raw or b"{}"))
+        status, raw = self._exchange("GET", "/metrics")
+        if status >= 400:
+            self._check(status, json.loads(raw or b"{}"))
         return raw.decode()
 
     def logs(self, function: str | None = None, request_id: str | None = None) -> list[dict[str, Any]]:

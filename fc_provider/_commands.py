@@ -67,10 +67,6 @@ def start_agent() -> list[str]:
     return ["sh", "-c", script]
 
 
-def agent_running() -> list[str]:
-    return ["sh", "-c", f"p=$(cat {AGENT_PIDFILE} 2>/dev/null) && kill -0 \"$p\""]
-
-
 def agent_log_tail(lines: int = 30) -> list[str]:
     return ["tail", f"-{lines}", AGENT_LOG]
 

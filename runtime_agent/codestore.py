@@ -20,9 +20,6 @@ class CodeStore:
     def archive_path(self, checksum: str) -> Path:
         return self.root / f"{checksum}.tar.gz"
 
-    def has(self, checksum: str) -> bool:
-        return self.archive_path(checksum).exists()
-
     def unpacked(self, checksum: str) -> Path:
         """Returns the unpacked folder, unpacking (and verifying) the archive on first use."""
         _check_name(checksum)

@@ -80,21 +80,6 @@ class DockerDriver:
         except docker.errors.DockerException as exc:
             raise DriverError(f"cannot reach the container engine at {base_url}: {exc}") from exc
 
-    def ping(self) -> bool:
-        try:
-            return bool(self._client.ping())
-        except docker.errors.DockerException:
-            return False
-
-    def image_present(self, image: str) -> bool:
-        try:
-            self._client.images.get(image)
-            return True
-        except docker.errors.ImageNotFound:
-            return False
-        except docker.errors.DockerException as exc:
-            raise DriverError(str(exc)) from exc
-
     def start(self, spec: ContainerSpec) -> ContainerInfo:
         mounts = [
             Mount(target=target, source=source, type="bind", read_only=True)
@@ -167,12 +152,6 @@ class DockerDriver:
             return _info(self._client.api.inspect_container(container_id))
         except docker.errors.DockerException as exc:
             raise DriverError(f"cannot inspect container {container_id[:12]}: {exc}") from exc
-
-    def logs(self, container_id: str, tail: int = 200) -> str:
-        try:
-            return self._client.api.logs(container_id, tail=tail).decode(errors="replace")
-        except docker.errors.DockerException:
-            return ""
 
 
 def _info(attrs: dict) -> ContainerInfo:

@@ -14,13 +14,14 @@ from typing import Callable
 
 from .errors import Throttled
 from .lifecycle import Instance, InstanceState
+from .store import FunctionRecord
 
 
 class FunctionPool:
     def __init__(
         self,
         *,
-        function: str,
+        record: FunctionRecord,
         generation: str,
         concurrency: int,
         max_instances: int,
@@ -28,7 +29,8 @@ class FunctionPool:
         new_instance: Callable[[str], Instance],
         start_instance: Callable[[Instance, bool], None],
     ) -> None:
-        self.function = function
+        self.record = record
+        self.function = record.name
         self.generation = generation
         self.concurrency = concurrency
         self.max_instances = max_instances

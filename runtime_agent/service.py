@@ -73,9 +73,9 @@ class Agent:
         self.driver = driver
         self.store = Store(config.database)
         self.code = CodeStore(config.code_dir)
+        # One pool per function, holding its record: the warm path reads functions from memory, SQLite is
+        # written on changes and read at start-up.
         self._pools: dict[str, FunctionPool] = {}
-        # The warm path reads functions from memory; SQLite is written on changes and read at start-up.
-        self._records: dict[str, FunctionRecord] = {}
         self._pools_lock = threading.Lock()
         self._start_slots = threading.BoundedSemaphore(config.max_concurrent_starts)
         self._stopping = threading.Event()
@@ -99,7 +99,6 @@ class Agent:
         functions = {f.name: f for f in self.store.list_functions()}
         for fn in functions.values():
             self._pool_for(fn)
-            self._records[fn.name] = fn
         adopted: set[str] = set()
         for container in self.driver.list_owned(self.config.host_name):
             rec = records.get(container.labels.get(INSTANCE_LABEL, ""))
@@ -133,7 +132,6 @@ class Agent:
         self.code.unpacked(checksum)  # verifies the upload before anything changes
         record = self.store.put_function(name, spec, checksum)
         self._pool_for(record)
-        self._records[name] = record
         return record
 
     def get_function(self, name: str) -> FunctionRecord:
@@ -148,7 +146,6 @@ class Agent:
     def delete_function(self, name: str) -> None:
         if not self.store.delete_function(name):
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
-        self._records.pop(name, None)
         with self._pools_lock:
             pool = self._pools.pop(name, None)
         if pool:
@@ -185,9 +182,10 @@ class Agent:
         with self._pools_lock:
             old = self._pools.get(record.name)
             if old is not None and old.generation == generation:
+                old.record = record  # same instances; the record's times moved on
                 return old
             pool = FunctionPool(
-                function=record.name,
+                record=record,
                 generation=generation,
                 concurrency=_concurrency(record.spec),
                 max_instances=int(record.spec.get("max_instances") or 10),
@@ -278,10 +276,10 @@ class Agent:
 
     # invocation -----------------------------------------------------------------------------------------------
     def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool) -> InvokeResult:
-        record = self._records.get(name)
         pool = self._pools.get(name)
-        if record is None or pool is None:
+        if pool is None:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
+        record = pool.record
         timeout = float(record.spec.get("timeout", 3))
         base = {"x-fc-request-id": request_id, "x-fc-code-checksum": record.code_checksum}
         started = time.perf_counter()
@@ -337,11 +335,10 @@ class Agent:
             with self._pools_lock:
                 pools = list(self._pools.values())
             for pool in pools:
-                record = self._records.get(pool.function)
-                if record is None:
-                    continue
+                if self._pools.get(pool.function) is not pool:
+                    continue  # deleted or replaced since the snapshot: never pre-warm a retired pool
                 try:
-                    self._tend(pool, record)
+                    self._tend(pool, pool.record)
                 except Exception:  # noqa: BLE001 - the reaper must survive one bad container
                     log.exception("reaper: %s", pool.function)
 

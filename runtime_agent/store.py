@@ -115,10 +115,6 @@ class Store:
                 (rec.id, rec.function, rec.generation, rec.container_id, rec.address, rec.state, rec.created_time),
             )
 
-    def set_instance_state(self, instance_id: str, state: str) -> None:
-        with self._lock:
-            self._db.execute("UPDATE instances SET state=? WHERE id=?", (state, instance_id))
-
     def delete_instance(self, instance_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM instances WHERE id=?", (instance_id,))

@@ -9,6 +9,7 @@ built-in runtime's instance concurrency is exactly 1, and the agent never sends 
 
 from __future__ import annotations
 
+import base64
 import importlib
 import io
 import json
@@ -134,8 +135,6 @@ class RuntimeHandler(BaseHTTPRequestHandler):
             self.stderr_tee.buffer_for_request = None
         tail = log.getvalue().encode()[-LOG_TAIL_BYTES:]
         if tail:
-            import base64
-
             headers["x-fc-log-result"] = base64.b64encode(tail).decode()
         self._reply(200, body, headers)
 
