@@ -41,17 +41,31 @@ def default_state_dir() -> Path:
     return Path(env) if env else DEFAULT_STATE_DIR
 
 
+def default_prefix() -> str:
+    return os.environ.get("FC_LAB_PREFIX") or "fclab"
+
+
+def default_subnet() -> str:
+    return os.environ.get("FC_LAB_SUBNET") or "10.213.0"
+
+
 class Lab:
     """A lab fleet on this machine.
 
     state_dir: folder for all lab state; default ``$FC_LAB_DIR`` or ``/var/lib/fc-lab``. Must not lie
         under /tmp, /run or the agent paths, which each host mounts over.
     prefix: names the netns (``{prefix}-{i}``), veths, bridge (``{prefix}br``) and dockerd cgroup parent;
-        at most 10 characters so that interface names fit in 15.
+        at most 10 characters so that interface names fit in 15. Default ``$FC_LAB_PREFIX`` or ``fclab``.
     subnet: first three octets of the lab's /24; host i gets ``{subnet}.{10+i}``, the bridge ``.1``.
+        Default ``$FC_LAB_SUBNET`` or ``10.213.0``.
+
+    Two labs with different state dirs, prefixes and subnets run side by side (e.g. two checkouts testing at once).
     """
 
-    def __init__(self, state_dir: Path | None = None, *, prefix: str = "fclab", subnet: str = "10.213.0") -> None:
+    def __init__(self, state_dir: Path | None = None, *, prefix: str | None = None,
+                 subnet: str | None = None) -> None:
+        prefix = prefix or default_prefix()
+        subnet = subnet or default_subnet()
         self.state_dir = Path(state_dir if state_dir is not None else default_state_dir()).absolute()
         if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", prefix):
             raise LabError(f"prefix {prefix!r}: use 1-10 lowercase letters/digits (interface names are <= 15 chars)")

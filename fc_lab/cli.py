@@ -16,8 +16,10 @@ from ._lab import Lab
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fc-lab", description="A local lab fleet of isolated hosts on this machine.")
     p.add_argument("--state-dir", type=Path, default=None, help="state folder (default $FC_LAB_DIR or /var/lib/fc-lab)")
-    p.add_argument("--prefix", default="fclab", help="name prefix for netns, veths, bridge, cgroups (default fclab)")
-    p.add_argument("--subnet", default="10.213.0", help="first three octets of the lab /24 (default 10.213.0)")
+    p.add_argument("--prefix", default=None,
+                   help="name prefix for netns, veths, bridge, cgroups (default $FC_LAB_PREFIX or fclab)")
+    p.add_argument("--subnet", default=None,
+                   help="first three octets of the lab /24 (default $FC_LAB_SUBNET or 10.213.0)")
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="bring the lab up (idempotent)")
     up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")

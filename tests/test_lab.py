@@ -93,22 +93,29 @@ def test_exports_are_complete_and_sorted() -> None:
 
 # --- (1) a separate lab leaves nothing behind ---------------------------------------------------
 
+def _side_lab(state: Path) -> Lab:
+    """A second lab beside the main one: its own prefix and the next /24."""
+    main = Lab()
+    a, b, c = main.subnet.split(".")
+    return Lab(state, prefix=f"{main.prefix[:9]}t", subnet=f"{a}.{b}.{int(c) + 1}")
+
+
 @pytest.fixture
 def side_state() -> Iterator[Path]:
     # Not under /tmp: each host mounts its own /tmp, which would hide a state folder there.
     path = Path("/var/tmp") / f"fc-lab-test-{uuid.uuid4().hex[:8]}"
     yield path
-    Lab(path, prefix="fct", subnet="10.214.0").down()
+    _side_lab(path).down()
     shutil.rmtree(path, ignore_errors=True)
 
 
 def test_separate_lab_up_is_idempotent_and_down_leaves_nothing(side_state: Path) -> None:
     before = _snapshot()
-    side = Lab(side_state, prefix="fct", subnet="10.214.0")
+    side = _side_lab(side_state)
 
     fleet = side.up(2)
     assert [h["name"] for h in fleet["hosts"]] == ["lab-1", "lab-2"]
-    assert [h["address"] for h in fleet["hosts"]] == ["10.214.0.11", "10.214.0.12"]
+    assert [h["address"] for h in fleet["hosts"]] == [f"{side.subnet}.11", f"{side.subnet}.12"]
     assert json.loads((side_state / "fleet.json").read_text()) == fleet == side.fleet()
     holders = [(side_state / "hosts" / h / "holder.pid").read_text() for h in ("lab-1", "lab-2")]
 
@@ -171,7 +178,7 @@ def test_agent_dir_is_private_to_each_host(lab: Lab) -> None:
 
 def test_hosts_reach_each_other_but_not_each_others_loopback(lab: Lab) -> None:
     connect = "import socket,sys; socket.create_connection((sys.argv[1], 22), timeout=3).close()"
-    to_peer = lab.run("lab-2", ["python3", "-c", connect, "10.213.0.11"], capture_output=True)
+    to_peer = lab.run("lab-2", ["python3", "-c", connect, f"{lab.subnet}.11"], capture_output=True)
     assert to_peer.returncode == 0, to_peer.stderr
     # lab-2's own loopback has no sshd: loopback ports are per host.
     to_loopback = lab.run("lab-2", ["python3", "-c", connect, "127.0.0.1"], capture_output=True)
