@@ -17,6 +17,10 @@ def release_dir(version: str) -> str:
     return f"{AGENT_ROOT}/releases/{version}"
 
 
+def read_agent_config() -> list[str]:
+    return ["cat", AGENT_CONFIG]
+
+
 def prepare_dirs() -> list[str]:
     return ["mkdir", "-p", f"{AGENT_ROOT}/releases", AGENT_CONFIG_DIR, f"{AGENT_STATE}/code"]
 

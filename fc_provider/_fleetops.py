@@ -25,6 +25,7 @@ class FleetConnection:
 
     hosts: tuple[HostSpec, ...]
     private_key: str
+    # Empty: read the token from each host's agent config over SSH (root-only file), e.g. for the `fc` CLI.
     token: str
     control_port: int
     invoke_port: int
@@ -44,11 +45,21 @@ class FleetConnection:
 @contextmanager
 def agent_session(conn: FleetConnection, host: HostSpec) -> Iterator[tuple[SSHSession, AgentClient]]:
     with SSHSession(host, conn.private_key) as ssh:
-        client = AgentClient(host.name, ssh.transport, conn.control_port, conn.token)
+        client = AgentClient(host.name, ssh.transport, conn.control_port, conn.token or _host_token(ssh))
         try:
             yield ssh, client
         finally:
             client.close()
+
+
+def _host_token(ssh: SSHSession) -> str:
+    result = ssh.run(cmd.read_agent_config(), check=False)
+    if result.exit_status != 0:
+        return ""  # no agent installed yet: the first request reports it as unauthorized or unreachable
+    try:
+        return str(json.loads(result.stdout)["token"])
+    except (ValueError, KeyError) as exc:
+        raise RemoteCommandFailed(ssh.host.name, cmd.read_agent_config(), 1, f"unreadable agent config: {exc}") from exc
 
 
 def on_hosts(operation: str, hosts: list[HostSpec], work: Callable[[HostSpec], T]) -> dict[str, T]:

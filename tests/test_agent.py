@@ -50,6 +50,14 @@ def agent_conn(lab: Lab, lab_fleet: dict) -> Iterator[ops.FleetConnection]:
     ops.uninstall_agent(conn, conn.hosts[0])
 
 
+def test_a_connection_without_a_token_reads_it_from_the_host(agent_conn: ops.FleetConnection) -> None:
+    """What the `fc` CLI and a second stack rely on: SSH access is the credential; the token stays on the host."""
+    tokenless = ops.FleetConnection(agent_conn.hosts, agent_conn.private_key, "", agent_conn.control_port,
+                                    agent_conn.invoke_port)
+    with ops.agent_session(tokenless, tokenless.hosts[0]) as (_ssh, agent):
+        assert agent.health()
+
+
 def _deploy(conn: ops.FleetConnection, tmp: Path, name: str, source: str, **spec: object) -> str:
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "index.py").write_text(source)
