@@ -138,3 +138,17 @@ def load_runtime_image(client: docker.DockerClient, tar_path: Path) -> None:
         raise ImageBuildError(f"docker import of {tar_path} failed: {exc}") from exc
     if not has_runtime_image(client):
         raise ImageBuildError(f"{RUNTIME_IMAGE}:{RUNTIME_TAG} missing after import")
+
+
+def build_context_image(client: docker.DockerClient, context: Path, tag: str) -> str:
+    """Build the Dockerfile in ``context`` as ``tag`` on one engine, offline (``pull=False``: a ``FROM`` must name
+    an image the engine holds, such as ``fc-runtime/python3.11``). Returns the image id."""
+    try:
+        image, _logs = client.images.build(path=str(context), tag=tag, pull=False, rm=True, forcerm=True,
+                                           timeout=300)
+    except docker.errors.BuildError as exc:
+        tail = "".join(str(chunk.get("stream") or chunk.get("error") or "") for chunk in exc.build_log)[-2000:]
+        raise ImageBuildError(f"building {tag} from {context} failed: {exc.msg}\n{tail}") from exc
+    except (docker.errors.DockerException, OSError) as exc:
+        raise ImageBuildError(f"building {tag} from {context} failed: {exc}") from exc
+    return image.id

@@ -141,6 +141,18 @@ class Lab:
         """A Docker client talking to that host's engine through its socket in the state folder."""
         return _host.docker_client(self._spec_by_name(host_name))
 
+    def build_image(self, context: Path, tag: str, hosts: Sequence[str] | None = None) -> dict[str, str]:
+        """Builds ``context``'s Dockerfile as ``tag`` on each lab host's engine (all hosts by default): no registry
+        is reachable, so an image a function runs must exist on every host it is placed on. Returns host -> id."""
+        built = {}
+        for name in hosts or [h["name"] for h in self.fleet()["hosts"]]:
+            client = self.docker_client(name)
+            try:
+                built[name] = _images.build_context_image(client, Path(context), tag)
+            finally:
+                client.close()
+        return built
+
     def run(self, host_name: str, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
         """subprocess.run(argv) inside the host's mount and network namespaces."""
         spec = self._spec_by_name(host_name)

@@ -27,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="print host health; exit 1 unless all hosts are healthy")
     images = sub.add_parser("images", help="build the runtime image tarball and print its path")
     images.add_argument("--force", action="store_true", help="rebuild even if cached")
+    build = sub.add_parser("build-image", help="build a Dockerfile folder into an image on every lab host")
+    build.add_argument("context", type=Path, help="folder holding the Dockerfile (FROM an image the hosts hold)")
+    build.add_argument("--tag", required=True, help="image name and tag, e.g. fc-example/web:1")
+    build.add_argument("--host", action="append", help="only this host (repeatable; default: all)")
     return p
 
 
@@ -56,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for h in fleet["hosts"]:
                 print(f"{h['name']:8} {h['address']}")
             print(f"fleet file: {lab.fleet_path} ({time.monotonic() - started:.1f}s)")
+            return 0
+        if args.command == "build-image":
+            for host, image_id in lab.build_image(args.context, args.tag, args.host).items():
+                print(f"{host:8} {args.tag} {image_id[:19]}")
             return 0
         if args.command == "down":
             lab.down()

@@ -35,7 +35,7 @@ class DriverError(Exception):
 class ContainerSpec:
     name: str
     image: str
-    command: list[str]
+    command: list[str] | None  # None: the image's own CMD
     environment: dict[str, str]
     labels: dict[str, str]
     read_only_binds: dict[str, str]  # host path -> container path
@@ -44,8 +44,12 @@ class ContainerSpec:
     tmp_size_mb: int
     pids_limit: int = 512
     user: str = "65534:65534"
-    network_enabled: bool = True
+    # "bridge", or the internal network of instances without internet access (the agent still reaches them).
+    network: str = "bridge"
     dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_opt: list[str] = field(default_factory=list)
+    entrypoint: list[str] | None = None  # None: the image's own ENTRYPOINT
     # CPU granted while the instance starts (then lowered to ``cpu``): a 128 MB function's 1/16 vCPU would
     # stretch the Python start to a second under CFS throttling.
     startup_cpu: float | None = None
@@ -71,6 +75,12 @@ class ContainerDriver(Protocol):
     def inspect(self, container_id: str) -> ContainerInfo: ...
 
     def set_cpu(self, container_id: str, cpu: float) -> None: ...
+
+    def has_image(self, image: str) -> bool: ...
+
+    def exit_report(self, container_id: str) -> str | None: ...
+
+    def ensure_network(self, name: str, *, internal: bool) -> None: ...
 
 
 class DockerDriver:
@@ -104,8 +114,11 @@ class DockerDriver:
                 security_opt=["no-new-privileges"],
                 read_only=True,
                 tmpfs={"/tmp": f"size={spec.tmp_size_mb}m,mode=1777"},
-                network_mode="bridge" if spec.network_enabled else "none",
+                network=spec.network,
                 dns=spec.dns or None,
+                dns_search=spec.dns_search or None,
+                dns_opt=spec.dns_opt or None,
+                entrypoint=spec.entrypoint,
                 working_dir=spec.working_dir,
             )
             container.reload()
@@ -114,6 +127,40 @@ class DockerDriver:
         except docker.errors.DockerException as exc:
             raise DriverError(f"cannot start container {spec.name}: {exc}") from exc
         return _info(container.attrs)
+
+    def exit_report(self, container_id: str) -> str | None:
+        """None while the container runs; else its exit code and the last lines it wrote."""
+        try:
+            state = self._client.api.inspect_container(container_id)["State"]
+            if state.get("Running"):
+                return None
+            logs = self._client.api.logs(container_id, tail=5).decode(errors="replace").strip()
+        except docker.errors.DockerException as exc:
+            return f"cannot be inspected: {exc}"
+        return f"exited with code {state.get('ExitCode')}" + (f"; its last output: {logs}" if logs else "")
+
+    def has_image(self, image: str) -> bool:
+        try:
+            self._client.api.inspect_image(image)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot look up image {image!r}: {exc}") from exc
+
+    def ensure_network(self, name: str, *, internal: bool) -> None:
+        """Creates the bridge network ``name`` once. ``internal``: no route out of the host (docker drops its
+        forwarded traffic), while the host itself still reaches the containers on it."""
+        try:
+            if any(n["Name"] == name for n in self._client.api.networks(names=[name])):
+                return
+            self._client.api.create_network(name, driver="bridge", internal=internal,
+                                            labels={AGENT_LABEL: "network"}, check_duplicate=True)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # another start created it first
+                raise DriverError(f"cannot create network {name}: {exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot create network {name}: {exc}") from exc
 
     def set_cpu(self, container_id: str, cpu: float) -> None:
         try:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .lifecycle import Instance, InstanceState
+from .spec import is_web, server_config
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class HealthCheck:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "HealthCheck | None":
-        config = (spec.get("custom_runtime_config") or {}).get("health_check_config")
+        config = server_config(spec).get("health_check_config") if is_web(spec) else None
         if not config:
             return None
         return cls(config.get("http_get_url") or "/", float(config.get("initial_delay_seconds") or 0),

@@ -200,6 +200,7 @@ class Instance:
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         delay = 0.002
+        next_look = time.monotonic() + 0.2
         while True:
             conn = _Connection(self.container.address, self.port, timeout=1)
             try:
@@ -216,6 +217,12 @@ class Instance:
                 raise InstanceStartError(
                     f"instance {self.id} did not answer on port {self.port} within {timeout:.0f}s"
                 )
+            if time.monotonic() > next_look:  # a process that exited will never answer: say so now
+                next_look = time.monotonic() + 0.2
+                report = self._driver.exit_report(self.container.id)
+                if report is not None:
+                    raise InstanceStartError(f"instance {self.id} stopped before it listened on port "
+                                             f"{self.port}: its process {report}")
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
 
@@ -286,10 +293,13 @@ class Instance:
             self._move(InstanceState.FROZEN)
             return True
 
-    def begin_drain(self) -> bool:
-        """Stop taking requests. Returns True when the instance is idle and can be stopped now."""
+    def begin_drain(self, *, only_if_idle: bool = False) -> bool:
+        """Stop taking requests. Returns True when the instance is idle and can be stopped now. With
+        ``only_if_idle``, an instance that is starting or serving is left alone (and False returned)."""
         with self._lock:
             if self._state in (InstanceState.DRAINING, InstanceState.STOPPED):
+                return False
+            if only_if_idle and (self.in_flight or self._state not in (InstanceState.READY, InstanceState.FROZEN)):
                 return False
             self._thaw_for_stop()
             self._move(InstanceState.DRAINING)

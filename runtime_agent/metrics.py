@@ -32,8 +32,23 @@ class _PoolCollector(Collector):
         yield from (instances, queued, seconds)
 
 
+class _HostCollector(Collector):
+    """The host's capacity and what instances reserve of it now (starting, running and hibernated)."""
+
+    def __init__(self, usage: Callable[[], dict]) -> None:
+        self._usage = usage
+
+    def collect(self):
+        usage = self._usage()
+        for resource, unit in (("cpu", "vCPU"), ("memory_mb", "MB")):
+            yield GaugeMetricFamily(f"fc_host_capacity_{resource}", f"Host capacity for instances ({unit})",
+                                    value=usage["capacity"][resource])
+            yield GaugeMetricFamily(f"fc_host_reserved_{resource}", f"Reserved by live instances ({unit})",
+                                    value=usage["in_use"][resource])
+
+
 class Metrics:
-    def __init__(self, pools_snapshot: Callable[[], Iterable[dict]]) -> None:
+    def __init__(self, pools_snapshot: Callable[[], Iterable[dict]], host_usage: Callable[[], dict]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.invocations = Counter("fc_invocations", "Invocations", ["function"], registry=self.registry)
         self.errors = Counter("fc_invocation_errors", "Invocations that ended in a function error",
@@ -45,6 +60,7 @@ class Metrics:
         self.throttled = Counter("fc_throttled", "Requests refused with 429 ResourceThrottled", ["function"],
                                  registry=self.registry)
         self.registry.register(_PoolCollector(pools_snapshot))
+        self.registry.register(_HostCollector(host_usage))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,6 +1,7 @@
 """The instance pool of one function: hands out instance slots, starts instances on demand, drains old ones.
 
-Invariants: never more than ``max_instances`` instances (counting those still starting); never more than
+Invariants: never more than ``max_instances`` instances (counting those still starting); never an instance the
+host's capacity cannot hold (a reservation is taken before the instance exists); never more than
 ``instance_concurrency`` requests inside one instance; a request that finds no slot waits on the pool's condition
 until one frees up or its queue timeout passes (then ResourceThrottled).
 """
@@ -10,11 +11,34 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Callable
+from typing import Callable, Protocol
 
-from .errors import Throttled
-from .lifecycle import Instance, InstanceState
+from .errors import AgentError, InstanceStartError, Throttled
+from .lifecycle import InitializerFailed, Instance, InstanceState
+from .spec import Size
 from .store import FunctionRecord
+
+
+class HostRoom(Protocol):
+    """What a pool asks of its host: capacity for one more instance, room made by evicting idle instances of
+    other functions, and word that an instance is gone (its reservation returns)."""
+
+    def reserve(self, pool: "FunctionPool", inst: Instance) -> bool: ...
+
+    def make_room(self, pool: "FunctionPool") -> bool: ...
+
+    def removed(self, inst: Instance) -> None: ...
+
+    def full_message(self, pool: "FunctionPool") -> str: ...
+
+
+def _for_claimant(exc: BaseException) -> BaseException:
+    """A fresh copy of a start failure for each request that waited on that start."""
+    if isinstance(exc, InitializerFailed):
+        return InitializerFailed(exc.body)
+    if isinstance(exc, AgentError):
+        return type(exc)(exc.message, code=exc.code)
+    return InstanceStartError(f"the instance this request waited for failed to start: {exc}")
 
 
 class FunctionPool:
@@ -28,21 +52,26 @@ class FunctionPool:
         queue_timeout: float,
         new_instance: Callable[[str], Instance],
         start_instance: Callable[[Instance, bool], None],
+        host: "HostRoom",
     ) -> None:
         self.record = record
         self.function = record.name
+        self.size = Size.of(record.spec)
         self.generation = generation
         self.concurrency = concurrency
         self.max_instances = max_instances
         self.queue_timeout = queue_timeout
         self._new_instance = new_instance
         self._start_instance = start_instance
+        self._host = host
         self._instances: list[Instance] = []
         self._cond = threading.Condition()
         self.waiting = 0
         # Slots of instances still starting that no request has claimed yet: a request that finds no free slot
         # waits for one of these rather than starting another instance (concurrent cold starts share starts).
         self._unclaimed_starting: dict[str, int] = {}
+        # A start that fails reaches the requests that claimed its slots: instance id -> [error, claimants left].
+        self._failed_starts: dict[str, list] = {}
 
     @property
     def instances(self) -> list[Instance]:
@@ -58,6 +87,7 @@ class FunctionPool:
         hibernation) or "cold" (this request started it)."""
         deadline = time.monotonic() + self.queue_timeout
         claimed: str | None = None
+        host_full = False
         with self._cond:
             while True:
                 # Warm instances first; a frozen one is thawed only when no warm slot is free.
@@ -65,30 +95,42 @@ class FunctionPool:
                     was_frozen = inst.state is InstanceState.FROZEN
                     if inst.try_acquire():
                         return inst, "resumed" if was_frozen else "warm"
+                if claimed is not None and claimed in self._failed_starts:
+                    raise self._failure_for_claimant(claimed)
                 if claimed not in self._unclaimed_starting:
                     claimed = next((iid for iid, n in self._unclaimed_starting.items() if n > 0), None)
                     if claimed is not None:
                         self._unclaimed_starting[claimed] -= 1
                     elif len(self._instances) < self.max_instances:
                         inst = self._new_instance(f"{self.function}-{uuid.uuid4().hex[:12]}")
-                        self._instances.append(inst)
-                        self._unclaimed_starting[inst.id] = self.concurrency - 1
-                        break
+                        if self._host.reserve(self, inst):
+                            self._instances.append(inst)
+                            self._unclaimed_starting[inst.id] = self.concurrency - 1
+                            break
+                        if not host_full:  # once per wait: evict idle instances elsewhere, outside our lock
+                            host_full = True
+                            self._cond.release()
+                            try:
+                                made_room = self._host.make_room(self)
+                            finally:
+                                self._cond.acquire()
+                            if made_room:
+                                continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise Throttled(
+                    raise Throttled(self._host.full_message(self) if host_full else (
                         f"Reserved resource exhausted: function {self.function} has reached max_instances "
-                        f"({self.max_instances}) and no instance freed up within {self.queue_timeout:g}s"
-                    )
+                        f"({self.max_instances}) and no instance freed up within {self.queue_timeout:g}s"))
                 self.waiting += 1
                 try:
                     self._cond.wait(remaining)
                 finally:
                     self.waiting -= 1
+                host_full = False
         try:
             self._start_instance(inst, True)  # reserves this request's slot as the instance becomes ready
-        except BaseException:
-            self._forget(inst)
+        except BaseException as exc:
+            self._forget(inst, failure=exc)
             raise
         with self._cond:
             self._unclaimed_starting.pop(inst.id, None)
@@ -102,11 +144,27 @@ class FunctionPool:
         with self._cond:
             self._cond.notify()
 
-    def _forget(self, inst: Instance) -> None:
+    def _forget(self, inst: Instance, failure: BaseException | None = None) -> None:
         with self._cond:
-            self._unclaimed_starting.pop(inst.id, None)
+            unclaimed = self._unclaimed_starting.pop(inst.id, None)
+            claimants = self.concurrency - 1 - unclaimed if unclaimed is not None else 0
+            if failure is not None and claimants > 0:
+                self._failed_starts[inst.id] = [failure, claimants]
             if inst in self._instances:
                 self._instances.remove(inst)
+            self._cond.notify_all()
+        self._host.removed(inst)
+
+    def _failure_for_claimant(self, instance_id: str) -> BaseException:
+        entry = self._failed_starts[instance_id]
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._failed_starts[instance_id]
+        return _for_claimant(entry[0])
+
+    def wake(self) -> None:
+        """Capacity freed up on the host: waiters try again."""
+        with self._cond:
             self._cond.notify_all()
 
     def retire(self, inst: Instance) -> None:
@@ -136,6 +194,14 @@ class FunctionPool:
                 self._forget(inst)
         return len(victims)
 
+    def evict(self, inst: Instance) -> bool:
+        """Stops ``inst`` if it is idle now (never one with a request in flight). True if it stopped."""
+        if not inst.begin_drain(only_if_idle=True):
+            return False
+        inst.stop()
+        self._forget(inst)
+        return True
+
     def hibernate_idle(self, grace: float) -> int:
         return sum(1 for inst in self.instances if inst.hibernate(grace))
 
@@ -143,8 +209,12 @@ class FunctionPool:
         """Adds instances until ``target`` exist (counting starting ones); the caller starts the returned ones."""
         with self._cond:
             live = [i for i in self._instances if i.state not in (InstanceState.DRAINING, InstanceState.STOPPED)]
-            missing = min(target, self.max_instances) - len(live)
-            new = [self._new_instance(f"{self.function}-{uuid.uuid4().hex[:12]}") for _ in range(max(0, missing))]
+            new: list[Instance] = []
+            for _ in range(min(target, self.max_instances) - len(live)):
+                inst = self._new_instance(f"{self.function}-{uuid.uuid4().hex[:12]}")
+                if not self._host.reserve(self, inst):
+                    break  # the next reaper pass tries again; pre-warming never evicts
+                new.append(inst)
             self._instances.extend(new)
         return new
 

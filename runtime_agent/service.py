@@ -5,29 +5,23 @@ The HTTP layer (``http_api``) calls into ``Agent``; ``Agent`` never sees HTTP an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from . import spec as specs
+from .capacity import Capacity
 from .codestore import CodeStore
 from .config import AgentConfig
-from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerDriver, ContainerSpec
-from .errors import BadRequest, InstanceStartError, NotFound, Throttled
+from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
+from .errors import Conflict, InstanceStartError, NotFound, Throttled
+from .functionlog import FunctionLogs
 from .health import HealthCheck, HealthMonitor
-from .lifecycle import (
-    InitializerFailed,
-    Instance,
-    InstanceBroken,
-    InstanceState,
-    InvocationTimeout,
-    LifecycleHooks,
-)
+from .lifecycle import InitializerFailed, Instance, InstanceBroken, InstanceState, InvocationTimeout
 from .metrics import Metrics
 from .pool import FunctionPool
 from .requestlog import RequestLog
@@ -35,13 +29,9 @@ from .store import FunctionRecord, InstanceRecord, Store
 
 log = logging.getLogger("fc-agent")
 
-RUNTIME_PORT = 9000
-BOOTSTRAP_DIR = Path(__file__).parent / "bootstrap"
-BUILTIN_RUNTIMES = {"python3.10", "python3.11", "python3.12"}
-CUSTOM_RUNTIMES = {"custom", "custom.debian12"}  # the user's own HTTP server, started from the code folder
 REAPER_PERIOD = 0.25
 DEFAULT_HIBERNATION_GRACE = 2.0
-STARTUP_CPU = 1.0  # CPU boost while an instance starts; its own limit applies from its first request
+NO_INTERNET_NETWORK = "fc-no-internet"  # internal bridge: no route out, the agent still reaches its instances
 
 
 @dataclass(frozen=True)
@@ -51,28 +41,13 @@ class InvokeResult:
     body: bytes
 
 
-def _runtime_digest() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(BOOTSTRAP_DIR.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-RUNTIME_DIGEST = _runtime_digest()
-
-
-def generation_of(spec: dict[str, Any], code_checksum: str) -> str:
-    """Instances of another generation are replaced: a new spec, new code, or a new built-in runtime."""
-    blob = json.dumps([spec, code_checksum, RUNTIME_DIGEST], sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
 class Agent:
     def __init__(self, config: AgentConfig, driver: ContainerDriver) -> None:
         self.config = config
         self.driver = driver
         self.store = Store(config.database)
         self.code = CodeStore(config.code_dir)
+        self.capacity = Capacity(config.capacity_cpu, config.capacity_memory_mb)
         # One pool per function, holding its record: the warm path reads functions from memory, SQLite is
         # written on changes and read at start-up.
         self._pools: dict[str, FunctionPool] = {}
@@ -80,9 +55,11 @@ class Agent:
         self._start_slots = threading.BoundedSemaphore(config.max_concurrent_starts)
         self._stopping = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
-        self.metrics = Metrics(self._pools_snapshot)
+        self.metrics = Metrics(self._pools_snapshot, self.host_usage)
         self._health = HealthMonitor()
         self.request_log = RequestLog()
+        self.function_logs = FunctionLogs(config.state_dir / "logs")
+        self._networks: set[str] = set()
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -113,6 +90,7 @@ class Agent:
                 continue
             inst = self._new_instance(pool, fn, rec.id)
             inst.adopt(self.driver.inspect(container.id))  # inspect: the pid locates its freezer
+            self.capacity.force_reserve(inst.id, pool.size)
             pool.add_adopted(inst)
             adopted.add(rec.id)
         for rec_id in set(records) - adopted:
@@ -122,14 +100,15 @@ class Agent:
     # functions ------------------------------------------------------------------------------------------------
     def put_function(self, name: str, spec: dict[str, Any]) -> FunctionRecord:
         checksum = spec.pop("code_checksum", None)
-        if not isinstance(checksum, str):
-            raise BadRequest("code_checksum is required")
-        runtime = spec.get("runtime")
-        if runtime not in BUILTIN_RUNTIMES | CUSTOM_RUNTIMES:
-            raise BadRequest(f"runtime {runtime!r} is not supported by this agent")
-        if runtime in CUSTOM_RUNTIMES and not (spec.get("custom_runtime_config") or {}).get("command"):
-            raise BadRequest("custom_runtime_config.command is required for a custom runtime")
-        self.code.unpacked(checksum)  # verifies the upload before anything changes
+        specs.validate(spec, checksum)
+        if specs.is_container(spec):
+            image = specs.server_config(spec)["image"]
+            if not self.driver.has_image(image):
+                raise Conflict(f"custom_container_config.image {image!r} is not present on host "
+                               f"{self.config.host_name}; build or load it there first (no registry is reached)",
+                               code="ImageNotFound")
+        else:
+            self.code.unpacked(checksum)  # verifies the upload before anything changes
         record = self.store.put_function(name, spec, checksum)
         self._pool_for(record)
         return record
@@ -153,20 +132,20 @@ class Agent:
         self.code.remove_unused({f.code_checksum for f in self.store.list_functions()})
 
     def instances(self, name: str | None = None) -> list[dict[str, Any]]:
-        with self._pools_lock:
-            pools = [p for n, p in self._pools.items() if name is None or n == name]
         return [
             {"instance_id": i.id, "function_name": i.function, "state": i.state.value, "in_flight": i.in_flight,
              "container_id": i.container.id if i.container else None, "resumes": i.resumes,
              "seconds": i.billing_seconds()}
-            for p in pools for i in p.instances
+            for p in self._all_pools() if name is None or p.function == name for i in p.instances
         ]
 
-    def _pools_snapshot(self) -> list[dict[str, Any]]:
+    def _all_pools(self) -> list[FunctionPool]:
         with self._pools_lock:
-            pools = list(self._pools.values())
+            return list(self._pools.values())
+
+    def _pools_snapshot(self) -> list[dict[str, Any]]:
         snapshot = []
-        for pool in pools:
+        for pool in self._all_pools():
             states: dict[str, int] = {}
             seconds = {"active": 0.0, "hibernated": 0.0}
             for inst in pool.instances:
@@ -177,26 +156,74 @@ class Agent:
                              "seconds": seconds})
         return snapshot
 
+    def host_usage(self) -> dict[str, dict[str, float | int]]:
+        """Contract B: the host's capacity, what its functions commit (max(min_instances, 1) instances each) and
+        what its instances reserve now."""
+        committed_cpu, committed_memory = 0.0, 0
+        for pool in self._all_pools():
+            n = max(int(pool.record.spec.get("min_instances") or 0), 1)
+            committed_cpu += n * pool.size.cpu
+            committed_memory += n * pool.size.memory_mb
+        return {"capacity": self.capacity.total.to_json(),
+                "committed": {"cpu": round(committed_cpu, 4), "memory_mb": committed_memory},
+                "in_use": self.capacity.in_use().to_json()}
+
     def _pool_for(self, record: FunctionRecord) -> FunctionPool:
-        generation = generation_of(record.spec, record.code_checksum)
+        generation = specs.generation_of(record.spec, record.code_checksum)
         with self._pools_lock:
             old = self._pools.get(record.name)
             if old is not None and old.generation == generation:
-                old.record = record  # same instances; the record's times moved on
+                old.record = record  # same instances; the record's times, tags or description moved on
                 return old
             pool = FunctionPool(
                 record=record,
                 generation=generation,
-                concurrency=_concurrency(record.spec),
+                concurrency=specs.concurrency(record.spec),
                 max_instances=int(record.spec.get("max_instances") or 10),
                 queue_timeout=float(record.spec.get("queue_timeout") or 10),
                 new_instance=lambda iid: self._new_instance(pool, record, iid),
                 start_instance=lambda inst, reserve: self._start_instance(inst, record, reserve),
+                host=self,
             )
             self._pools[record.name] = pool
         if old is not None:
             old.shutdown()
         return pool
+
+    # host capacity (pool.HostRoom) ----------------------------------------------------------------------------
+    def reserve(self, pool: FunctionPool, inst: Instance) -> bool:
+        return self.capacity.try_reserve(inst.id, pool.size)
+
+    def removed(self, inst: Instance) -> None:
+        if self.capacity.release(inst.id):
+            for pool in self._all_pools():  # waiters of any function may fit now
+                pool.wake()
+
+    def make_room(self, pool: FunctionPool) -> bool:
+        """Evicts idle instances of other functions beyond their min_instances, least recently used first
+        (OpenWhisk's container pool does the same), until ``pool``'s instance fits. True if any went."""
+        candidates: list[tuple[float, FunctionPool, Instance]] = []
+        for other in self._all_pools():
+            if other is pool:
+                continue
+            instances = other.instances
+            live = [i for i in instances if i.state not in (InstanceState.DRAINING, InstanceState.STOPPED)]
+            idle = sorted((i for i in live if i.state in (InstanceState.READY, InstanceState.FROZEN)
+                           and not i.in_flight), key=lambda i: i.last_used)
+            spare = len(live) - int(other.record.spec.get("min_instances") or 0)
+            candidates += [(i.last_used, other, i) for i in idle[:max(0, spare)]]
+        evicted = False
+        for _, other, inst in sorted(candidates, key=lambda c: c[0]):
+            if self.capacity.fits(pool.size):
+                break
+            if other.evict(inst):
+                log.info("evicted idle instance %s to make room for %s", inst.id, pool.function)
+                evicted = True
+        return evicted
+
+    def full_message(self, pool: FunctionPool) -> str:
+        return (f"Reserved resource exhausted: function {pool.function} cannot start an instance on host "
+                f"{self.config.host_name} within {pool.queue_timeout:g}s: {self.capacity.describe(pool.size)}")
 
     # instances ------------------------------------------------------------------------------------------------
     def _new_instance(self, pool: FunctionPool, record: FunctionRecord, instance_id: str) -> Instance:
@@ -205,10 +232,10 @@ class Agent:
             function=record.name,
             generation=pool.generation,
             concurrency=pool.concurrency,
-            port=_port(record.spec),
+            port=specs.port(record.spec),
             driver=self.driver,
             on_state=self._persist_state,
-            hooks=_hooks(record.spec),
+            hooks=specs.hooks(record.spec),
         )
 
     def _persist_state(self, inst: Instance) -> None:
@@ -228,46 +255,24 @@ class Agent:
 
     def _container_spec(self, inst: Instance, record: FunctionRecord) -> ContainerSpec:
         spec = record.spec
-        image = self.config.runtime_images.get(spec["runtime"])
-        if not image:
-            raise InstanceStartError(f"no image is configured for runtime {spec['runtime']}")
-        env = {str(k): str(v) for k, v in (spec.get("environment_variables") or {}).items()}
-        env.update({
-            "FC_FUNCTION_NAME": record.name,
-            "FC_FUNCTION_HANDLER": spec.get("handler", "index.handler"),
-            "FC_FUNCTION_MEMORY_SIZE": str(spec.get("memory_size", 128)),
-            "FC_FUNCTION_TIMEOUT": str(spec.get("timeout", 3)),
-            "FC_FUNC_CODE_PATH": "/code",
-            "FC_RUNTIME_PORT": str(RUNTIME_PORT),
-            "FC_INSTANCE_ID": inst.id,
-            "PYTHONDONTWRITEBYTECODE": "1",
-        })
-        custom = spec["runtime"] in CUSTOM_RUNTIMES
-        if custom:
-            env["FC_SERVER_PORT"] = str(_port(spec))
-        memory = int(spec.get("memory_size", 128))
-        cpu = float(spec.get("cpu") or max(0.05, round(memory / 1024 / 2, 4)))
-        runtime_config = spec.get("custom_runtime_config") or {}
-        return ContainerSpec(
-            name=f"fc-{inst.id}",
-            image=image,
-            command=([*runtime_config["command"], *(runtime_config.get("args") or [])] if custom
-                     else ["python3", "-u", "/opt/fc-runtime/runtime.py"]),
-            working_dir="/code",
-            environment=env,
-            labels={AGENT_LABEL: self.config.host_name, FUNCTION_LABEL: record.name, INSTANCE_LABEL: inst.id},
-            read_only_binds={
-                str(self.code.unpacked(record.code_checksum)): "/code",
-                str(BOOTSTRAP_DIR): "/opt/fc-runtime",
-            },
-            memory_mb=memory,
-            cpu=cpu,
-            startup_cpu=max(cpu, STARTUP_CPU),
-            tmp_size_mb=int(spec.get("disk_size", 512)),
-            # The agent reaches the runtime over the bridge network, so it stays on; internet_access=false is
-            # enforced by the network the container joins, not by removing its network.
-            network_enabled=True,
-        )
+        if specs.is_container(spec):
+            image, code_dir = specs.server_config(spec)["image"], None
+        else:
+            image = self.config.runtime_images.get(spec["runtime"])
+            if not image:
+                raise InstanceStartError(f"no image is configured for runtime {spec['runtime']}")
+            code_dir = self.code.unpacked(record.code_checksum)
+        network = "bridge"
+        if spec.get("internet_access") is False:
+            network = NO_INTERNET_NETWORK
+            if network not in self._networks:
+                try:
+                    self.driver.ensure_network(network, internal=True)
+                except DriverError as exc:
+                    raise InstanceStartError(str(exc)) from exc
+                self._networks.add(network)
+        return specs.container_spec(record.name, spec, instance_id=inst.id, host_name=self.config.host_name,
+                                    image=image, code_dir=code_dir, network=network)
 
     def _start_instance(self, inst: Instance, record: FunctionRecord, reserve: bool) -> None:
         spec = self._container_spec(inst, record)
@@ -281,7 +286,9 @@ class Agent:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
         record = pool.record
         timeout = float(record.spec.get("timeout", 3))
-        base = {"x-fc-request-id": request_id, "x-fc-code-checksum": record.code_checksum}
+        base = {"x-fc-request-id": request_id}
+        if record.code_checksum:  # a container function has no code
+            base["x-fc-code-checksum"] = record.code_checksum
         started = time.perf_counter()
         self.metrics.invocations.labels(name).inc()
         try:
@@ -324,6 +331,10 @@ class Agent:
         elif reply.status >= 500:  # a custom runtime's server reports its failure by status, as FC reads it
             headers["x-fc-error-type"] = "UnhandledInvocationError"
         self.request_log.record(request_id, record.name, inst.id, reply.headers.get("x-fc-log-result"))
+        if record.spec.get("log_config"):
+            self.function_logs.append(record.spec["log_config"], request_id=request_id, function=record.name,
+                                      qualifier="LATEST", instance_id=inst.id,
+                                      tail_b64=reply.headers.get("x-fc-log-result"))
         if log_tail and "x-fc-log-result" in reply.headers:
             headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]
         return InvokeResult(200, headers, reply.body)
@@ -366,28 +377,6 @@ class Agent:
             pool.start_prewarmed(inst)
         except Exception as exc:  # noqa: BLE001 - logged; the next pass tries again
             log.warning("pre-warming %s failed: %s", inst.id, exc)
-
-
-def _concurrency(spec: dict[str, Any]) -> int:
-    """The built-in runtime serves one request per instance, as FC's does; custom runtimes take their setting."""
-    if spec.get("runtime") in CUSTOM_RUNTIMES:
-        return max(1, int(spec.get("instance_concurrency") or 1))
-    return 1
-
-
-def _port(spec: dict[str, Any]) -> int:
-    if spec.get("runtime") in CUSTOM_RUNTIMES:
-        return int((spec.get("custom_runtime_config") or {}).get("port") or RUNTIME_PORT)
-    return RUNTIME_PORT
-
-
-def _hooks(spec: dict[str, Any]) -> LifecycleHooks:
-    config = spec.get("instance_lifecycle_config") or {}
-    init, stop = config.get("initializer") or {}, config.get("pre_stop") or {}
-    return LifecycleHooks(
-        initializer=init.get("handler") or None, initializer_timeout=float(init.get("timeout") or 3),
-        pre_stop=stop.get("handler") or None, pre_stop_timeout=float(stop.get("timeout") or 3),
-    )
 
 
 def new_request_id() -> str:

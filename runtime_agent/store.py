@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS instances (
 class FunctionRecord:
     name: str
     spec: dict[str, Any]
-    code_checksum: str
+    code_checksum: str | None  # None: a custom-container function, which has no code
     created_time: float
     last_modified_time: float
 
@@ -81,14 +81,14 @@ class Store:
             self._db.close()
 
     # functions
-    def put_function(self, name: str, spec: dict[str, Any], code_checksum: str) -> FunctionRecord:
+    def put_function(self, name: str, spec: dict[str, Any], code_checksum: str | None) -> FunctionRecord:
         now = time.time()
         with self._lock:
             row = self._db.execute("SELECT created_time FROM functions WHERE name=?", (name,)).fetchone()
             created = row[0] if row else now
             self._db.execute(
                 "INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?)",
-                (name, json.dumps(spec, sort_keys=True), code_checksum, created, now),
+                (name, json.dumps(spec, sort_keys=True), code_checksum or "", created, now),
             )
         return FunctionRecord(name, spec, code_checksum, created, now)
 
@@ -126,4 +126,4 @@ class Store:
 
 
 def _function(row: tuple) -> FunctionRecord:
-    return FunctionRecord(row[0], json.loads(row[1]), row[2], row[3], row[4])
+    return FunctionRecord(row[0], json.loads(row[1]), row[2] or None, row[3], row[4])

@@ -4,19 +4,19 @@ timeouts that recycle the instance, the FC error shapes, and the hardening of in
 from __future__ import annotations
 
 import json
-import secrets
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from _agent import SICKENING_SERVER, WEB_SERVER, install
+from _agent import deploy as _deploy
+from _agent import instances as _instances
+from _agent import post as _post
+from _agent import wait_for as _wait_for
 from fc_lab import Lab
 from fc_provider import HostKeyMismatch
 from fc_provider import _fleetops as ops
-from fc_provider._archive import pack_code
-from fc_provider._commands import code_archive
 from fc_provider._ssh import HostSpec, SSHSession
 
 
@@ -40,12 +40,7 @@ def test_ssh_refuses_a_host_whose_key_differs(lab_fleet: dict) -> None:
 @pytest.fixture(scope="module")
 def agent_conn(lab: Lab, lab_fleet: dict) -> Iterator[ops.FleetConnection]:
     """The agent installed on the first lab host by the provider's own fleet operations."""
-    conn = ops.FleetConnection.from_dict({
-        "hosts": [{**h, "user": lab_fleet["ssh_user"]} for h in lab_fleet["hosts"][:1]],
-        "private_key": Path(lab_fleet["ssh_private_key_path"]).read_text(),
-        "token": secrets.token_urlsafe(16),
-    })
-    ops.install_agent(conn, conn.hosts[0], {"idle_timeout_seconds": 300})
+    conn = install(lab_fleet)
     yield conn
     ops.uninstall_agent(conn, conn.hosts[0])
 
@@ -56,26 +51,6 @@ def test_a_connection_without_a_token_reads_it_from_the_host(agent_conn: ops.Fle
                                     agent_conn.invoke_port)
     with ops.agent_session(tokenless, tokenless.hosts[0]) as (_ssh, agent):
         assert agent.health()
-
-
-def _deploy(conn: ops.FleetConnection, tmp: Path, name: str, source: str, **spec: object) -> str:
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "index.py").write_text(source)
-    package = pack_code(tmp)
-    with ops.agent_session(conn, conn.hosts[0]) as (ssh, agent):
-        ssh.put_bytes(package.data, code_archive(package.checksum))
-        agent.put_function(name, {"runtime": "python3.11", "handler": "index.handler", "memory_size": 128,
-                                  "timeout": 3, **spec, "code_checksum": package.checksum})
-    return f"http://{conn.hosts[0].address}:{conn.invoke_port}/2023-03-30/functions/{name}/invocations"
-
-
-def _post(url: str, body: bytes = b"", headers: dict[str, str] | None = None):
-    req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
 
 def test_unknown_function_is_a_platform_error_in_fc_shape(agent_conn: ops.FleetConnection) -> None:
@@ -135,23 +110,6 @@ def test_instance_containers_are_hardened(agent_conn: ops.FleetConnection, lab: 
     assert hc["Tmpfs"]["/tmp"].startswith("size=512m")
     code_mount = [m for m in container.attrs["Mounts"] if m["Destination"] == "/code"]
     assert code_mount and code_mount[0]["RW"] is False
-
-
-def _instances(conn: ops.FleetConnection, function: str) -> list[dict]:
-    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
-        return [i for i in agent.instances() if i["function_name"] == function]
-
-
-def _wait_for(condition, what: str, timeout: float = 60.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _freezer_state(lab: Lab, conn: ops.FleetConnection, instance_id: str) -> str:
@@ -337,50 +295,6 @@ def test_metrics_count_invocations_starts_and_instances(agent_conn: ops.FleetCon
     assert 'fc_invocation_duration_seconds_count{function="counted"} 3.0' in text
 
 
-# The start of each test server: a keep-alive handler with a quiet log and a one-call reply.
-SERVER_BASE = """
-import json, os, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class Base(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, status, body):
-        self.send_response(status)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-"""
-
-WEB_SERVER = SERVER_BASE + """
-lock = threading.Lock()
-state = {"now": 0, "peak": 0}
-
-class Handler(Base):
-
-    def do_GET(self):
-        self._reply(200, b"up")
-
-    def do_POST(self):
-        event = self.rfile.read(int(self.headers.get("content-length") or 0))
-        if event == b"fail":
-            return self._reply(500, b"server says no")
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.5)
-        with lock:
-            state["now"] -= 1
-            peak = state["peak"]
-        self._reply(200, json.dumps({"peak": peak, "pid": os.getpid()}).encode())
-
-ThreadingHTTPServer(("0.0.0.0", int(os.environ["FC_SERVER_PORT"])), Handler).serve_forever()
-"""
-
-
 def test_a_web_function_serves_concurrent_requests_up_to_its_instance_concurrency(
         agent_conn: ops.FleetConnection, tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
@@ -396,23 +310,6 @@ def test_a_web_function_serves_concurrent_requests_up_to_its_instance_concurrenc
     assert max(peaks) == 3  # concurrency was used, and never exceeded inside the instance
     status, headers, body = _post(url, b"fail")
     assert status == 200 and headers["x-fc-error-type"] == "UnhandledInvocationError" and body == b"server says no"
-
-
-SICKENING_SERVER = SERVER_BASE + """
-sick = []
-
-class Handler(Base):
-
-    def do_GET(self):
-        self._reply(503 if (sick and self.path == "/health") else 200, b"")
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        sick.append(1)
-        self._reply(200, b"now sick")
-
-ThreadingHTTPServer(("0.0.0.0", int(os.environ["FC_SERVER_PORT"])), Handler).serve_forever()
-"""
 
 
 def test_an_instance_that_fails_its_health_check_is_replaced(agent_conn: ops.FleetConnection, tmp_path: Path) -> None:
