@@ -4,7 +4,9 @@ invoke it over HTTP, and the small web servers the custom-runtime tests run."""
 from __future__ import annotations
 
 import secrets
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -69,6 +71,29 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> 
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def burst(lab: Any, conn: ops.FleetConnection, url: str, requests: int, label: str) -> tuple[list, int]:
+    """Sends ``requests`` concurrent invocations; returns their results and the peak number of containers with
+    ``label`` a sampler saw meanwhile (the sampler stops when the burst ends)."""
+    client = lab.docker_client(conn.hosts[0].name)
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], len(client.containers.list(filters={"label": label})))
+            stop.wait(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(max_workers=requests) as pool:
+            results = list(pool.map(lambda _: post(url, b"x"), range(requests)))
+    finally:
+        stop.set()
+        sampler.join()
+        client.close()
+    return results, peak[0]
 
 
 # The start of each test server: a keep-alive handler with a quiet log and a one-call reply.

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from _agent import SICKENING_SERVER, WEB_SERVER, install
+from _agent import SICKENING_SERVER, WEB_SERVER, burst, install
 from _agent import deploy as _deploy
 from _agent import instances as _instances
 from _agent import post as _post
@@ -186,29 +186,9 @@ def test_agent_killed_with_sigkill_re_adopts_its_instances(agent_conn: ops.Fleet
 
 def test_a_burst_never_exceeds_max_instances_and_every_request_is_answered_or_throttled(
         agent_conn: ops.FleetConnection, lab: Lab, tmp_path: Path) -> None:
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
     url = _deploy(agent_conn, tmp_path, "burst", "import time\n\ndef handler(event, context):\n"
                   "    time.sleep(0.2)\n    return 'done'\n", max_instances=5, queue_timeout=3)
-    client = lab.docker_client(agent_conn.hosts[0].name)
-    peak, stop = [0], threading.Event()
-
-    def sample() -> None:  # bounded by the burst: stops when it ends
-        while not stop.is_set():
-            running = client.containers.list(filters={"label": "fc.function=burst"})
-            peak[0] = max(peak[0], len(running))
-            stop.wait(0.05)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        with ThreadPoolExecutor(max_workers=500) as pool:
-            results = list(pool.map(lambda _: _post(url, b"x"), range(500)))
-    finally:
-        stop.set()
-        sampler.join()
-        client.close()
+    results, peak = burst(lab, agent_conn, url, 500, "fc.function=burst")
     answered = [r for r in results if r[0] == 200]
     throttled = [r for r in results if r[0] == 429]
     assert len(answered) + len(throttled) == 500, [r[2][:300] for r in results if r[0] not in (200, 429)][:3]
@@ -218,7 +198,7 @@ def test_a_burst_never_exceeds_max_instances_and_every_request_is_answered_or_th
         assert error["Code"] == "ResourceThrottled" and "max_instances" in error["Message"]
         assert error["RequestId"] == headers["x-fc-request-id"]
     assert answered and throttled
-    assert 1 <= peak[0] <= 5
+    assert 1 <= peak <= 5
     assert len(_instances(agent_conn, "burst")) <= 5
 
 
