@@ -3,7 +3,7 @@
 Needs a lab with a running agent (`bash scripts/quickstart.sh`); deploys its own no-op function. Both paths are measured from inside the
 lab host's network namespace with one kept-alive connection, in alternating rounds, so noise hits both alike.
 
-    .venv/bin/python bench/warm_invoke.py [--requests 2000] [--host lab-1] [--memory 1024]
+    .venv/bin/python bench/warm_invoke.py [--requests 2000] [--rounds 20] [--host lab-1] [--memory 1024]
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--host", default="lab-1")
+    ap.add_argument("--rounds", type=int, default=20,
+                    help="alternating agent/direct rounds; each pair also gives a throughput ratio (the median of "
+                         "those is robust against a burst of load from elsewhere on a shared machine)")
     ap.add_argument("--memory", type=int, default=1024,
                     help="memory_size of the benchmark's no-op function (cpu defaults to memory/2048)")
     args = ap.parse_args()
@@ -78,11 +81,13 @@ def run(lab: Lab, args: argparse.Namespace) -> None:
                 break
             except Exception:  # noqa: BLE001 - still starting
                 time.sleep(0.05)
-        agent, direct = [], []
-        rounds = 10
-        for _ in range(rounds):
-            agent += measure(lab, args.host, address, 9000, agent_path, args.requests // rounds)
-            direct += measure(lab, args.host, twin_ip, 9000, "/invoke", args.requests // rounds)
+        agent, direct, paired = [], [], []
+        for _ in range(args.rounds):
+            a_round = measure(lab, args.host, address, 9000, agent_path, args.requests // args.rounds)
+            d_round = measure(lab, args.host, twin_ip, 9000, "/invoke", args.requests // args.rounds)
+            agent += a_round
+            direct += d_round
+            paired.append(sum(d_round) / sum(a_round))
     finally:
         twin.remove(force=True)
         client.close()
@@ -91,7 +96,8 @@ def run(lab: Lab, args: argparse.Namespace) -> None:
     for name, s in (("agent", a), ("direct", d)):
         print(f"{name:<10}{s['median_ms']:>12.3f}{s['p99_ms']:>10.3f}{s['throughput_rps']:>10.0f}")
     print(f"added median latency: {a['median_ms'] - d['median_ms']:.3f} ms; "
-          f"throughput ratio agent/direct: {a['throughput_rps'] / d['throughput_rps']:.2f}")
+          f"throughput ratio agent/direct: {a['throughput_rps'] / d['throughput_rps']:.2f} over the whole run, "
+          f"{statistics.median(paired):.2f} median of {args.rounds} back-to-back round pairs")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 class AgentError(Exception):
     status = 500
@@ -52,3 +54,8 @@ class Throttled(AgentError):
 class InstanceStartError(AgentError):
     status = 503
     code = "InstanceStartFailed"
+
+
+def error_body(exc: AgentError, request_id: str) -> bytes:
+    """FC's platform error shape: the keys the official SDK reads."""
+    return json.dumps({"Code": exc.code, "Message": exc.message, "RequestId": request_id}).encode()

@@ -3,7 +3,7 @@
 - Control API (loopback only, bearer token; the provider reaches it through an SSH tunnel):
   ``GET /healthz``, ``GET /v1/info``, ``GET|PUT|DELETE /v1/functions/{name}``, ``GET /v1/functions``,
   ``GET /v1/instances``, ``GET /v1/logs?function=&request_id=``, ``GET /metrics``.
-- Invoke API shaped like Function Compute's: ``POST /2023-03-30/functions/{name}/invocations``.
+- Invoke API shaped like Function Compute's (``invoke_api``, on the lean wire).
 
 Every platform error leaves through ``_send_error`` in FC's shape (``Code``, ``Message``, ``RequestId``).
 """
@@ -19,14 +19,14 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from . import __version__
-from .errors import AgentError, BadRequest, NotFound, Unauthorized
+from .errors import AgentError, BadRequest, NotFound, Unauthorized, error_body
+from .invoke_api import InvokeServer
 from .service import Agent, new_request_id
 
 log = logging.getLogger("fc-agent")
 
-INVOKE_PATH = re.compile(r"^/2023-03-30/functions/([^/]+)/invocations$")
 FUNCTION_PATH = re.compile(r"^/v1/functions/([^/]+)$")
-MAX_SYNC_PAYLOAD = 32 * 1024 * 1024
+MAX_CONTROL_PAYLOAD = 32 * 1024 * 1024
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,8 +41,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         length = int(self.headers.get("content-length") or 0)
-        if length > MAX_SYNC_PAYLOAD:
-            raise BadRequest(f"payload of {length} bytes exceeds the 32 MB limit of a sync invocation")
+        if length > MAX_CONTROL_PAYLOAD:
+            raise BadRequest(f"request body of {length} bytes exceeds the 32 MB limit")
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
@@ -59,8 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode(), headers)
 
     def _send_error(self, exc: AgentError, request_id: str) -> None:
-        self._send_json(exc.status, {"Code": exc.code, "Message": exc.message, "RequestId": request_id},
-                        {"x-fc-request-id": request_id})
+        self._send(exc.status, error_body(exc, request_id), {"x-fc-request-id": request_id})
 
     def _dispatch(self, route: Callable[[str], None]) -> None:
         request_id = self.headers.get("x-fc-request-id") or new_request_id()
@@ -132,37 +131,16 @@ class ControlHandler(_Handler):
         raise NotFound(f"no route {path}", code="NotFound")
 
 
-class InvokeHandler(_Handler):
-    def do_POST(self) -> None:
-        self._dispatch(self._post)
-
-    def do_GET(self) -> None:
-        self._dispatch(lambda rid: (_ for _ in ()).throw(NotFound(f"no route {self.path}", code="NotFound")))
-
-    def _post(self, request_id: str) -> None:
-        path = urlsplit(self.path).path
-        m = INVOKE_PATH.match(path)
-        if not m:
-            raise NotFound(f"no route {path}", code="NotFound")
-        body = self._body()
-        result = self.agent.invoke(
-            m.group(1), body, request_id=request_id,
-            log_tail=self.headers.get("x-fc-log-type", "None") == "Tail",
-        )
-        self._send(result.status, result.body, result.headers, content_type="application/octet-stream")
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 512
 
 
-def make_servers(agent: Agent) -> tuple[ThreadingHTTPServer, ThreadingHTTPServer]:
+def make_servers(agent: Agent) -> tuple[ThreadingHTTPServer, InvokeServer]:
     cfg = agent.config
     if cfg.control_address not in ("127.0.0.1", "::1", "localhost"):
         raise ValueError("the control API binds to loopback only")
     control = type("BoundControl", (ControlHandler,), {"agent": agent, "token": cfg.token})
-    invoke = type("BoundInvoke", (InvokeHandler,), {"agent": agent})
     return (_Server((cfg.control_address, cfg.control_port), control),
-            _Server((cfg.invoke_address, cfg.invoke_port), invoke))
+            InvokeServer((cfg.invoke_address, cfg.invoke_port), agent))

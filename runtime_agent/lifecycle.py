@@ -13,7 +13,6 @@ Transitions outside ``TRANSITIONS`` are bugs and raise.
 from __future__ import annotations
 
 import enum
-import http.client
 import json
 import socket
 import threading
@@ -23,15 +22,9 @@ from dataclasses import dataclass
 from .driver import ContainerDriver, ContainerInfo, ContainerSpec, DriverError
 from .errors import InstanceStartError
 from .freezer import Freezer, FreezerError
+from .wire import PeerClosed, Wire, WireError, request_head
 
-
-class _Connection(http.client.HTTPConnection):
-    """http.client writes headers and body in two sends; without TCP_NODELAY, Nagle and delayed ACKs hold the
-    body back for up to 40 ms."""
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+MAX_REPLY = 32 * 1024 * 1024  # FC's limit on a sync invocation's response
 
 
 class InstanceState(str, enum.Enum):
@@ -58,7 +51,7 @@ class IllegalTransition(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reply:
     status: int
     headers: dict[str, str]
@@ -126,7 +119,7 @@ class Instance:
         self.resumes = 0
         self.persisted_state: InstanceState | None = None  # owned by the agent's persistence hook
         self._lock = threading.Lock()
-        self._idle_connections: list[http.client.HTTPConnection] = []
+        self._idle_connections: list[Wire] = []  # kept-alive connections to the instance's server
 
     @property
     def state(self) -> InstanceState:
@@ -202,17 +195,21 @@ class Instance:
         delay = 0.002
         next_look = time.monotonic() + 0.2
         while True:
-            conn = _Connection(self.container.address, self.port, timeout=1)
+            conn: Wire | None = None
             try:
-                conn.request("GET", "/")
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status < 500:
-                    self._idle_connections.append(conn)
+                conn = self._connect(timeout=1)
+                reply = conn.exchange(request_head("GET", "/", self._authority, {}, 0), b"", timeout=1,
+                                      limit=MAX_REPLY, method="GET")
+                if int(reply.start[1]) < 500:
+                    if reply.keep_alive:
+                        self._idle_connections.append(conn)
+                    else:
+                        conn.close()
                     return
                 conn.close()
-            except (OSError, http.client.HTTPException):
-                conn.close()
+            except (OSError, WireError, ValueError):
+                if conn is not None:
+                    conn.close()
             if time.monotonic() > deadline:
                 raise InstanceStartError(
                     f"instance {self.id} did not answer on port {self.port} within {timeout:.0f}s"
@@ -334,27 +331,41 @@ class Instance:
                 pass
 
     # invocation ---------------------------------------------------------------------------------------------
-    def call(self, path: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
-        conn = self._take_connection()
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        try:
-            conn.request("POST", path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except socket.timeout as exc:
-            conn.close()
-            raise InvocationTimeout() from exc
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise InstanceBroken(str(exc)) from exc
-        with self._lock:
-            self._idle_connections.append(conn)
-        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+    @property
+    def _authority(self) -> str:
+        return f"{self.container.address}:{self.port}"
 
-    def _take_connection(self) -> http.client.HTTPConnection:
+    def _connect(self, timeout: float | None = None) -> Wire:
+        sock = socket.create_connection((self.container.address, self.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one write per request; never wait for ACKs
+        return Wire(sock)
+
+    def call(self, path: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
+        head = request_head("POST", path, self._authority, headers, len(body))
         with self._lock:
-            if self._idle_connections:
-                return self._idle_connections.pop()
-        return _Connection(self.container.address, self.port)
+            conn = self._idle_connections.pop() if self._idle_connections else None
+        try:
+            if conn is not None:
+                try:
+                    reply = conn.exchange(head, body, timeout=timeout, limit=MAX_REPLY)
+                except (PeerClosed, BrokenPipeError, ConnectionResetError):
+                    # The server closed a kept-alive connection while it was idle: it never saw this request.
+                    conn.close()
+                    conn = None
+            if conn is None:
+                conn = self._connect(timeout)
+                reply = conn.exchange(head, body, timeout=timeout, limit=MAX_REPLY)
+        except socket.timeout as exc:
+            if conn is not None:
+                conn.close()
+            raise InvocationTimeout() from exc
+        except (OSError, WireError) as exc:
+            if conn is not None:
+                conn.close()
+            raise InstanceBroken(str(exc) or type(exc).__name__) from exc
+        if reply.keep_alive:
+            with self._lock:
+                self._idle_connections.append(conn)
+        else:
+            conn.close()
+        return Reply(int(reply.start[1]), reply.headers, reply.body)

@@ -3,7 +3,8 @@ control API's ``GET /metrics`` (bearer token, like every control route)."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -47,6 +48,14 @@ class _HostCollector(Collector):
                                     value=usage["in_use"][resource])
 
 
+@dataclass(frozen=True)
+class FunctionCounters:
+    invocations: Any
+    duration: Any
+    throttled: Any
+    starts: dict[str, Any]
+
+
 class Metrics:
     def __init__(self, pools_snapshot: Callable[[], Iterable[dict]], host_usage: Callable[[], dict]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -59,8 +68,18 @@ class Metrics:
                               ["function", "kind"], registry=self.registry)  # kind: cold, warm, resumed
         self.throttled = Counter("fc_throttled", "Requests refused with 429 ResourceThrottled", ["function"],
                                  registry=self.registry)
+        self._children: dict[str, FunctionCounters] = {}
         self.registry.register(_PoolCollector(pools_snapshot))
         self.registry.register(_HostCollector(host_usage))
+
+    def of(self, function: str) -> "FunctionCounters":
+        """The per-function children, looked up once: ``labels()`` takes a lock and validates every call."""
+        counters = self._children.get(function)
+        if counters is None:
+            counters = self._children[function] = FunctionCounters(
+                self.invocations.labels(function), self.duration.labels(function), self.throttled.labels(function),
+                {kind: self.starts.labels(function, kind) for kind in ("cold", "warm", "resumed")})
+        return counters
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -91,10 +91,15 @@ class FunctionPool:
         with self._cond:
             while True:
                 # Warm instances first; a frozen one is thawed only when no warm slot is free.
-                for inst in sorted(self._instances, key=lambda i: i.state is InstanceState.FROZEN):
-                    was_frozen = inst.state is InstanceState.FROZEN
+                frozen = []
+                for inst in self._instances:
+                    if inst.state is InstanceState.FROZEN:
+                        frozen.append(inst)
+                    elif inst.try_acquire():
+                        return inst, "warm"
+                for inst in frozen:
                     if inst.try_acquire():
-                        return inst, "resumed" if was_frozen else "warm"
+                        return inst, "resumed"
                 if claimed is not None and claimed in self._failed_starts:
                     raise self._failure_for_claimant(claimed)
                 if claimed not in self._unclaimed_starting:

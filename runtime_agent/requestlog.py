@@ -18,9 +18,9 @@ class RequestLog:
         self._lock = threading.Lock()
 
     def record(self, request_id: str, function: str, instance_id: str, tail_b64: str | None) -> None:
-        text = base64.b64decode(tail_b64).decode(errors="replace") if tail_b64 else ""
+        # Decoded and formatted when read: recording is on every invocation's path, reading is rare.
         entry = {"request_id": request_id, "function_name": function, "instance_id": instance_id,
-                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "log": text}
+                 "time": time.time(), "log": tail_b64}
         with self._lock:
             self._entries[request_id] = entry
             while len(self._entries) > self._capacity:
@@ -31,6 +31,13 @@ class RequestLog:
         with self._lock:
             if request_id is not None:
                 entry = self._entries.get(request_id)
-                return [entry] if entry and (function is None or entry["function_name"] == function) else []
-            matches = [e for e in reversed(self._entries.values()) if function is None or e["function_name"] == function]
-        return matches[:limit]
+                matches = [entry] if entry and (function is None or entry["function_name"] == function) else []
+            else:
+                matches = [e for e in reversed(self._entries.values())
+                           if function is None or e["function_name"] == function][:limit]
+        return [_readable(e) for e in matches]
+
+
+def _readable(entry: dict[str, Any]) -> dict[str, Any]:
+    return {**entry, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["time"])),
+            "log": base64.b64decode(entry["log"]).decode(errors="replace") if entry["log"] else ""}

@@ -1,0 +1,251 @@
+"""A lean HTTP/1.1 wire for the warm path: one buffered socket, heads parsed with ``bytes.split``, each message
+written with one ``sendall``.
+
+Why not ``http.server``/``http.client``: they parse every head through the ``email`` package and write heads and
+bodies in separate calls; on a no-op invocation that was most of the agent's added latency (see
+docs/performance.md). The invoke API's server side and the agent's keep-alive connections to instances both use
+this module; the control API keeps ``http.server`` (rare calls, many routes).
+
+Supported: Content-Length and chunked bodies, bodies delimited by the connection's close (responses only),
+``Expect: 100-continue``, keep-alive and ``Connection: close``. Not supported: pipelined requests (a client that
+pipelines is answered in order all the same, since each request is read after the previous answer is written).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+MAX_HEAD = 64 * 1024
+_RECV = 256 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
+REASONS = {200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+           404: "Not Found", 409: "Conflict", 411: "Length Required", 413: "Payload Too Large",
+           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+class WireError(Exception):
+    """The peer sent something that is not HTTP/1.1 we accept, or closed the connection mid-message."""
+
+
+class PeerClosed(WireError):
+    """The connection closed cleanly between messages."""
+
+
+@dataclass(slots=True)
+class Message:
+    start: list[str]  # request: [method, target, version]; response: [version, status, reason]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    @property
+    def keep_alive(self) -> bool:
+        connection = self.headers.get("connection", "").lower()
+        if self.start[0].startswith("HTTP/1.0") or self.start[-1] == "HTTP/1.0":
+            return connection == "keep-alive"
+        return connection != "close"
+
+
+class Wire:
+    """One connection: a socket and the bytes received but not consumed yet."""
+
+    __slots__ = ("sock", "_buf", "_deadline", "_timeout")
+
+    def __init__(self, sock: socket.socket) -> None:
+        # Blocking mode, with timeouts as SO_RCVTIMEO/SO_SNDTIMEO when needed: a Python socket timeout would add
+        # a poll() before every recv and send.
+        sock.settimeout(None)
+        self.sock = sock
+        self._buf = bytearray()
+        self._deadline: float | None = None  # of the exchange in progress
+        self._timeout: float | None = None
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _set_timeout(self, timeout: float | None) -> None:
+        seconds = max(timeout, 0.001) if timeout is not None else 0.0
+        timeval = struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        self._timeout = timeout
+
+    def _fill(self) -> bool:
+        """Reads more bytes; False at end of stream. Honours the deadline of the message being read."""
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("deadline passed")
+            if self._timeout is None or remaining < self._timeout - 0.05:  # two syscalls: only when the
+                self._set_timeout(remaining)                                 # deadline draws near
+        try:
+            chunk = self.sock.recv(_RECV)
+        except BlockingIOError as exc:  # SO_RCVTIMEO passed
+            raise socket.timeout("timed out") from exc
+        if not chunk:
+            return False
+        self._buf += chunk
+        return True
+
+    def read_head(self) -> tuple[list[str], dict[str, str]]:
+        while True:
+            end = self._buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(self._buf) > MAX_HEAD:
+                raise WireError(f"message head longer than {MAX_HEAD} bytes")
+            if not self._fill():
+                if self._buf.strip():
+                    raise WireError("connection closed inside a message head")
+                raise PeerClosed("connection closed")
+        lines = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
+        del self._buf[: end + 4]
+        start = lines[0].split(" ", 2)
+        if len(start) < 2:
+            raise WireError(f"malformed start line {lines[0][:80]!r}")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise WireError(f"malformed header line {line[:80]!r}")
+            key = name.strip().lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        return start, headers
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            if not self._fill():
+                raise WireError("connection closed inside a message body")
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def _read_line(self) -> bytes:
+        while (end := self._buf.find(b"\r\n")) < 0:
+            if len(self._buf) > MAX_HEAD or not self._fill():
+                raise WireError("malformed chunked body")
+        line = bytes(self._buf[:end])
+        del self._buf[: end + 2]
+        return line
+
+    def _read_chunked(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            try:
+                size = int(self._read_line().split(b";", 1)[0], 16)
+            except ValueError as exc:
+                raise WireError("malformed chunk size") from exc
+            if size == 0:
+                while self._read_line():  # trailers, then the empty line
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                raise BodyTooLarge(total, limit)
+            parts.append(self._read_exact(size))
+            self._read_exact(2)
+
+    def read_body(self, headers: dict[str, str], *, limit: int, until_close: bool = False) -> bytes:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return self._read_chunked(limit)
+        length = headers.get("content-length")
+        if length is not None:
+            try:
+                n = int(length)
+            except ValueError as exc:
+                raise WireError(f"malformed content-length {length!r}") from exc
+            if n > limit:
+                raise BodyTooLarge(n, limit)
+            return self._read_exact(n) if n else b""
+        if not until_close:
+            return b""
+        while self._fill():
+            if len(self._buf) > limit:
+                raise BodyTooLarge(len(self._buf), limit)
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+    def read_request(self, limit: int) -> Message:
+        """The next request, its body included (after a 100 Continue when the client waits for one)."""
+        start, headers = self.read_head()
+        if len(start) != 3:
+            raise WireError(f"malformed request line {' '.join(start)[:80]!r}")
+        if "expect" in headers and headers["expect"].lower() == "100-continue":
+            self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if "content-length" in headers or "transfer-encoding" in headers:
+            try:
+                return Message(start, headers, self.read_body(headers, limit=limit))
+            except BodyTooLarge as exc:
+                exc.headers = headers
+                raise
+        return Message(start, headers, b"")
+
+    def exchange(self, head: bytes, body: bytes, *, timeout: float, limit: int, method: str = "POST") -> Message:
+        """Sends one request and reads its response, all within ``timeout`` seconds."""
+        self._deadline = time.monotonic() + timeout
+        if self._timeout != timeout:
+            self._set_timeout(timeout)
+        try:
+            self.sock.sendall(head + body if len(body) < 65536 else head)
+            if len(body) >= 65536:
+                self.sock.sendall(body)
+        except BlockingIOError as exc:  # SO_SNDTIMEO passed
+            raise socket.timeout("timed out") from exc
+        while True:
+            start, headers = self.read_head()
+            try:
+                status = int(start[1])
+            except ValueError as exc:
+                raise WireError(f"malformed status line {' '.join(start)[:80]!r}") from exc
+            if status >= 200 or status == 101:
+                break  # 1xx interim responses (100 Continue) are skipped
+        if method == "HEAD" or status in _NO_BODY_STATUSES:
+            body_in = b""
+        else:
+            body_in = self.read_body(headers, limit=limit, until_close=True)
+        self._deadline = None
+        return Message(start, headers, body_in)
+
+
+class BodyTooLarge(WireError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"body of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+        self.headers: dict[str, str] = {}  # of the request, when it was one
+
+
+def request_head(method: str, target: str, host: str, headers: dict[str, str], body_length: int) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", f"host: {host}", f"content-length: {body_length}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def response_head(status: int, headers: dict[str, str], body_length: int, *, close: bool = False) -> bytes:
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}", f"date: {_http_date()}",
+             f"content-length: {body_length}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    if close:
+        lines.append("connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+_date_cache: list = [0, ""]
+
+
+def _http_date() -> str:
+    now = int(time.time())
+    if _date_cache[0] != now:  # formatted once a second, not once a request
+        _date_cache[0], _date_cache[1] = now, time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
+    return _date_cache[1]
