@@ -22,6 +22,7 @@ def purge(config_path: Path) -> int:
         driver = DockerDriver(config.docker_url)
         for container in driver.list_owned(config.host_name):
             driver.destroy(container.id)
+        driver.remove_networks()
     except (OSError, ValueError, DriverError) as exc:
         logging.getLogger("fc-agent").error("purge failed: %s", exc)
         return 1

@@ -162,6 +162,14 @@ class DockerDriver:
         except docker.errors.DockerException as exc:
             raise DriverError(f"cannot create network {name}: {exc}") from exc
 
+    def remove_networks(self) -> None:
+        """Removes the networks ``ensure_network`` created (when uninstalling)."""
+        try:
+            for network in self._client.api.networks(filters={"label": f"{AGENT_LABEL}=network"}):
+                self._client.api.remove_network(network["Id"])
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot remove the agent's networks: {exc}") from exc
+
     def set_cpu(self, container_id: str, cpu: float) -> None:
         try:
             self._client.api.update_container(container_id, cpu_period=CPU_PERIOD_US, cpu_quota=_quota(cpu))

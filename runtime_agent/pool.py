@@ -210,18 +210,21 @@ class FunctionPool:
     def hibernate_idle(self, grace: float) -> int:
         return sum(1 for inst in self.instances if inst.hibernate(grace))
 
-    def prewarm(self, target: int) -> list[Instance]:
-        """Adds instances until ``target`` exist (counting starting ones); the caller starts the returned ones."""
+    def prewarm(self, target: int) -> tuple[list[Instance], bool]:
+        """Adds instances until ``target`` exist (counting starting ones); the caller starts the returned ones.
+        The flag tells whether the host's capacity fell short."""
         with self._cond:
             live = [i for i in self._instances if i.state not in (InstanceState.DRAINING, InstanceState.STOPPED)]
             new: list[Instance] = []
+            short = False
             for _ in range(min(target, self.max_instances) - len(live)):
                 inst = self._new_instance(f"{self.function}-{uuid.uuid4().hex[:12]}")
                 if not self._host.reserve(self, inst):
-                    break  # the next reaper pass tries again; pre-warming never evicts
+                    short = True  # the caller may make room; the next reaper pass tries again
+                    break
                 new.append(inst)
             self._instances.extend(new)
-        return new
+        return new, short
 
     def start_prewarmed(self, inst: Instance) -> None:
         try:

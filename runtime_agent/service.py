@@ -60,6 +60,7 @@ class Agent:
         self.request_log = RequestLog()
         self.function_logs = FunctionLogs(config.state_dir / "logs")
         self._networks: set[str] = set()
+        self._making_room: set[str] = set()  # functions whose min_instances an eviction is making room for
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -101,6 +102,11 @@ class Agent:
     def put_function(self, name: str, spec: dict[str, Any]) -> FunctionRecord:
         checksum = spec.pop("code_checksum", None)
         specs.validate(spec, checksum)
+        size, total = specs.Size.of(spec), self.capacity.total
+        if size.cpu > total.cpu + 1e-9 or size.memory_mb > total.memory_mb:
+            raise Conflict(f"an instance of {name} ({size.cpu:g} vCPU, {size.memory_mb} MB) is larger than host "
+                           f"{self.config.host_name}'s capacity ({total.cpu:g} vCPU, {total.memory_mb} MB)",
+                           code="InsufficientCapacity")
         if specs.is_container(spec):
             image = specs.server_config(spec)["image"]
             if not self.driver.has_image(image):
@@ -363,9 +369,22 @@ class Agent:
             self._health.tend(pool.instances, check, lambda inst: self._replace_unhealthy(pool, inst))
         idle_timeout = float(record.spec.get("idle_timeout_seconds") or self.config.idle_timeout_seconds)
         pool.reap_idle(idle_timeout, keep)
-        for inst in pool.prewarm(keep):
+        new, short = pool.prewarm(keep)
+        for inst in new:
             threading.Thread(target=self._prewarm_one, args=(pool, inst), name=f"prewarm-{inst.id}",
                              daemon=True).start()
+        if short and pool.function not in self._making_room:  # min_instances are a commitment: evict for them
+            self._making_room.add(pool.function)
+            threading.Thread(target=self._room_for_min_instances, args=(pool,), name=f"room-{pool.function}",
+                             daemon=True).start()
+
+    def _room_for_min_instances(self, pool: FunctionPool) -> None:
+        try:
+            self.make_room(pool)
+        except Exception:  # noqa: BLE001 - logged; the next reaper pass tries again
+            log.exception("making room for %s", pool.function)
+        finally:
+            self._making_room.discard(pool.function)
 
     @staticmethod
     def _replace_unhealthy(pool: FunctionPool, inst: Instance) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from _agent import burst, deploy, install, instances, post, wait_for
 from fc_lab import Lab
+from fc_provider import AgentAPIError
 from fc_provider import _fleetops as ops
 
 SLEEPY = "import time\n\ndef handler(event, context):\n    time.sleep(1)\n    return 'done'\n"
@@ -69,7 +70,16 @@ def test_a_host_never_runs_more_than_its_capacity_and_evicts_idle_instances_for_
     assert len(instances(small_host, "pinned")) == 1
     with ops.agent_session(small_host, small_host.hosts[0]) as (_ssh, agent):
         metrics = agent.metrics()
+        with pytest.raises(AgentAPIError) as too_big:
+            agent.put_function("huge", {"runtime": "custom-container", "memory_size": 2048,
+                                        "custom_container_config": {"image": "fc-runtime/python3.11"}})
     assert "fc_host_reserved_memory_mb 1024.0" in metrics and "fc_host_capacity_cpu 1.0" in metrics
+    assert too_big.value.code == "InsufficientCapacity" and "1024 MB" in str(too_big.value)
+
+    # min_instances are a commitment: the idle instance of "other" makes way for a new pinned function.
+    deploy(small_host, tmp_path / "pinned2", "pinned2", NOOP, memory_size=512, min_instances=1)
+    wait_for(lambda: [i for i in instances(small_host, "pinned2") if i["state"] == "ready"], "room for pinned2")
+    assert instances(small_host, "other") == [] and len(instances(small_host, "pinned")) == 1
 
 
 def test_without_internet_access_an_instance_reaches_no_other_host_but_the_agent_reaches_it(
