@@ -47,6 +47,9 @@ TRANSITIONS: dict[InstanceState, frozenset[InstanceState]] = {
 }
 
 
+_SERVING = frozenset({S.READY, S.BUSY})
+
+
 class IllegalTransition(RuntimeError):
     pass
 
@@ -128,6 +131,11 @@ class Instance:
     def _move(self, new: InstanceState) -> None:
         if new not in TRANSITIONS[self._state]:
             raise IllegalTransition(f"instance {self.id}: {self._state.value} -> {new.value}")
+        if new in _SERVING and self._state in _SERVING:
+            # READY <-> BUSY, twice per invocation: one billing state (active) and one durable state, so there
+            # is nothing to account or persist.
+            self._state = new
+            return
         now = time.monotonic()
         self.seconds_in["hibernated" if self._state is InstanceState.FROZEN else "active"] += now - self._state_since
         self._state_since = now
