@@ -1,16 +1,25 @@
 """Per-host capacity (contract B): every instance reserves its CPU and memory from the moment it is created until it
 has stopped (starting and frozen instances count), and no reservation is granted past the host's capacity.
 
-The ledger only counts; who is evicted when a start does not fit is the agent's decision (``service``)."""
+``Capacity`` is the ledger; ``HostRoom`` is what the pools ask of the host, including who is evicted when a start
+does not fit."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
+from .lifecycle import Instance, InstanceState
 from .spec import Size
+
+if TYPE_CHECKING:
+    from .pool import FunctionPool
+
+log = logging.getLogger("fc-agent")
 
 
 def detected_memory_mb(meminfo: Path = Path("/proc/meminfo")) -> int:
@@ -72,3 +81,58 @@ class Capacity:
         return (f"host capacity exhausted: an instance needs {size.cpu:g} vCPU and {size.memory_mb} MB; the host "
                 f"has {self.total.cpu:g} vCPU and {self.total.memory_mb} MB, of which {used.cpu:g} vCPU and "
                 f"{used.memory_mb} MB are reserved by running, starting and hibernated instances")
+
+
+class HostRoom:
+    """The pools' view of the host (``pool.Host``): a reservation per instance, room made by evicting idle
+    instances of other functions, waiters woken when a reservation returns, and contract B's usage report."""
+
+    def __init__(self, capacity: Capacity, pools: Callable[[], list[FunctionPool]], host_name: str) -> None:
+        self.capacity = capacity
+        self._pools = pools
+        self._host_name = host_name
+
+    def reserve(self, pool: FunctionPool, inst: Instance) -> bool:
+        return self.capacity.try_reserve(inst.id, pool.size)
+
+    def removed(self, inst: Instance) -> None:
+        if self.capacity.release(inst.id):
+            for pool in self._pools():  # waiters of any function may fit now
+                pool.wake()
+
+    def make_room(self, pool: FunctionPool) -> bool:
+        """Evicts idle instances of other functions beyond their min_instances, least recently used first
+        (OpenWhisk's container pool does the same), until ``pool``'s instance fits. True if any went."""
+        candidates: list[tuple[float, FunctionPool, Instance]] = []
+        for other in self._pools():
+            if other is pool:
+                continue
+            live = [i for i in other.instances if i.state not in (InstanceState.DRAINING, InstanceState.STOPPED)]
+            idle = sorted((i for i in live if i.state in (InstanceState.READY, InstanceState.FROZEN)
+                           and not i.in_flight), key=lambda i: i.last_used)
+            spare = len(live) - int(other.record.spec.get("min_instances") or 0)
+            candidates += [(i.last_used, other, i) for i in idle[:max(0, spare)]]
+        evicted = False
+        for _, other, inst in sorted(candidates, key=lambda c: c[0]):
+            if self.capacity.fits(pool.size):
+                break
+            if other.evict(inst):
+                log.info("evicted idle instance %s to make room for %s", inst.id, pool.function)
+                evicted = True
+        return evicted
+
+    def full_message(self, pool: FunctionPool) -> str:
+        return (f"Reserved resource exhausted: function {pool.function} cannot start an instance on host "
+                f"{self._host_name} within {pool.queue_timeout:g}s: {self.capacity.describe(pool.size)}")
+
+    def usage(self) -> dict[str, dict[str, float | int]]:
+        """Contract B: the host's capacity, what its functions commit (max(min_instances, 1) instances each) and
+        what its instances reserve now."""
+        committed_cpu, committed_memory = 0.0, 0
+        for pool in self._pools():
+            n = max(int(pool.record.spec.get("min_instances") or 0), 1)
+            committed_cpu += n * pool.size.cpu
+            committed_memory += n * pool.size.memory_mb
+        return {"capacity": self.capacity.total.to_json(),
+                "committed": {"cpu": round(committed_cpu, 4), "memory_mb": committed_memory},
+                "in_use": self.capacity.in_use().to_json()}

@@ -19,7 +19,7 @@ from .spec import Size
 from .store import FunctionRecord
 
 
-class HostRoom(Protocol):
+class Host(Protocol):
     """What a pool asks of its host: capacity for one more instance, room made by evicting idle instances of
     other functions, and word that an instance is gone (its reservation returns)."""
 
@@ -52,7 +52,7 @@ class FunctionPool:
         queue_timeout: float,
         new_instance: Callable[[str], Instance],
         start_instance: Callable[[Instance, bool], None],
-        host: "HostRoom",
+        host: Host,
     ) -> None:
         self.record = record
         self.function = record.name

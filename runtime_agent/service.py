@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import spec as specs
-from .capacity import Capacity
+from .capacity import Capacity, HostRoom
 from .codestore import CodeStore
 from .config import AgentConfig
 from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
@@ -47,7 +47,8 @@ class Agent:
         self.driver = driver
         self.store = Store(config.database)
         self.code = CodeStore(config.code_dir)
-        self.capacity = Capacity(config.capacity_cpu, config.capacity_memory_mb)
+        self.room = HostRoom(Capacity(config.capacity_cpu, config.capacity_memory_mb), self._all_pools,
+                             config.host_name)
         # One pool per function, holding its record: the warm path reads functions from memory, SQLite is
         # written on changes and read at start-up.
         self._pools: dict[str, FunctionPool] = {}
@@ -55,7 +56,7 @@ class Agent:
         self._start_slots = threading.BoundedSemaphore(config.max_concurrent_starts)
         self._stopping = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
-        self.metrics = Metrics(self._pools_snapshot, self.host_usage)
+        self.metrics = Metrics(self._pools_snapshot, self.room.usage)
         self._health = HealthMonitor()
         self.request_log = RequestLog()
         self.function_logs = FunctionLogs(config.state_dir / "logs")
@@ -91,7 +92,7 @@ class Agent:
                 continue
             inst = self._new_instance(pool, fn, rec.id)
             inst.adopt(self.driver.inspect(container.id))  # inspect: the pid locates its freezer
-            self.capacity.force_reserve(inst.id, pool.size)
+            self.room.capacity.force_reserve(inst.id, pool.size)
             pool.add_adopted(inst)
             adopted.add(rec.id)
         for rec_id in set(records) - adopted:
@@ -102,7 +103,7 @@ class Agent:
     def put_function(self, name: str, spec: dict[str, Any]) -> FunctionRecord:
         checksum = spec.pop("code_checksum", None)
         specs.validate(spec, checksum)
-        size, total = specs.Size.of(spec), self.capacity.total
+        size, total = specs.Size.of(spec), self.room.capacity.total
         if size.cpu > total.cpu + 1e-9 or size.memory_mb > total.memory_mb:
             raise Conflict(f"an instance of {name} ({size.cpu:g} vCPU, {size.memory_mb} MB) is larger than host "
                            f"{self.config.host_name}'s capacity ({total.cpu:g} vCPU, {total.memory_mb} MB)",
@@ -162,18 +163,6 @@ class Agent:
                              "seconds": seconds})
         return snapshot
 
-    def host_usage(self) -> dict[str, dict[str, float | int]]:
-        """Contract B: the host's capacity, what its functions commit (max(min_instances, 1) instances each) and
-        what its instances reserve now."""
-        committed_cpu, committed_memory = 0.0, 0
-        for pool in self._all_pools():
-            n = max(int(pool.record.spec.get("min_instances") or 0), 1)
-            committed_cpu += n * pool.size.cpu
-            committed_memory += n * pool.size.memory_mb
-        return {"capacity": self.capacity.total.to_json(),
-                "committed": {"cpu": round(committed_cpu, 4), "memory_mb": committed_memory},
-                "in_use": self.capacity.in_use().to_json()}
-
     def _pool_for(self, record: FunctionRecord) -> FunctionPool:
         generation = specs.generation_of(record.spec, record.code_checksum)
         with self._pools_lock:
@@ -189,47 +178,12 @@ class Agent:
                 queue_timeout=float(record.spec.get("queue_timeout") or 10),
                 new_instance=lambda iid: self._new_instance(pool, record, iid),
                 start_instance=lambda inst, reserve: self._start_instance(inst, record, reserve),
-                host=self,
+                host=self.room,
             )
             self._pools[record.name] = pool
         if old is not None:
             old.shutdown()
         return pool
-
-    # host capacity (pool.HostRoom) ----------------------------------------------------------------------------
-    def reserve(self, pool: FunctionPool, inst: Instance) -> bool:
-        return self.capacity.try_reserve(inst.id, pool.size)
-
-    def removed(self, inst: Instance) -> None:
-        if self.capacity.release(inst.id):
-            for pool in self._all_pools():  # waiters of any function may fit now
-                pool.wake()
-
-    def make_room(self, pool: FunctionPool) -> bool:
-        """Evicts idle instances of other functions beyond their min_instances, least recently used first
-        (OpenWhisk's container pool does the same), until ``pool``'s instance fits. True if any went."""
-        candidates: list[tuple[float, FunctionPool, Instance]] = []
-        for other in self._all_pools():
-            if other is pool:
-                continue
-            instances = other.instances
-            live = [i for i in instances if i.state not in (InstanceState.DRAINING, InstanceState.STOPPED)]
-            idle = sorted((i for i in live if i.state in (InstanceState.READY, InstanceState.FROZEN)
-                           and not i.in_flight), key=lambda i: i.last_used)
-            spare = len(live) - int(other.record.spec.get("min_instances") or 0)
-            candidates += [(i.last_used, other, i) for i in idle[:max(0, spare)]]
-        evicted = False
-        for _, other, inst in sorted(candidates, key=lambda c: c[0]):
-            if self.capacity.fits(pool.size):
-                break
-            if other.evict(inst):
-                log.info("evicted idle instance %s to make room for %s", inst.id, pool.function)
-                evicted = True
-        return evicted
-
-    def full_message(self, pool: FunctionPool) -> str:
-        return (f"Reserved resource exhausted: function {pool.function} cannot start an instance on host "
-                f"{self.config.host_name} within {pool.queue_timeout:g}s: {self.capacity.describe(pool.size)}")
 
     # instances ------------------------------------------------------------------------------------------------
     def _new_instance(self, pool: FunctionPool, record: FunctionRecord, instance_id: str) -> Instance:
@@ -380,7 +334,7 @@ class Agent:
 
     def _room_for_min_instances(self, pool: FunctionPool) -> None:
         try:
-            self.make_room(pool)
+            self.room.make_room(pool)
         except Exception:  # noqa: BLE001 - logged; the next reaper pass tries again
             log.exception("making room for %s", pool.function)
         finally:
