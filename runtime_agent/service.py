@@ -31,6 +31,7 @@ log = logging.getLogger("fc-agent")
 
 REAPER_PERIOD = 0.25
 DEFAULT_HIBERNATION_GRACE = 2.0
+ROOM_RETRY = 2.0  # seconds between evictions for one function's min_instances
 NO_INTERNET_NETWORK = "fc-no-internet"  # internal bridge: no route out, the agent still reaches its instances
 
 
@@ -61,7 +62,7 @@ class Agent:
         self.request_log = RequestLog()
         self.function_logs = FunctionLogs(config.state_dir / "logs")
         self._networks: set[str] = set()
-        self._making_room: set[str] = set()  # functions whose min_instances an eviction is making room for
+        self._making_room: dict[str, float] = {}  # function -> when room was last made for its min_instances
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -327,8 +328,9 @@ class Agent:
         for inst in new:
             threading.Thread(target=self._prewarm_one, args=(pool, inst), name=f"prewarm-{inst.id}",
                              daemon=True).start()
-        if short and pool.function not in self._making_room:  # min_instances are a commitment: evict for them
-            self._making_room.add(pool.function)
+        # min_instances are a commitment: evict for them (at most every few seconds per function).
+        if short and time.monotonic() - self._making_room.get(pool.function, -ROOM_RETRY) >= ROOM_RETRY:
+            self._making_room[pool.function] = time.monotonic()
             threading.Thread(target=self._room_for_min_instances, args=(pool,), name=f"room-{pool.function}",
                              daemon=True).start()
 
@@ -338,7 +340,7 @@ class Agent:
         except Exception:  # noqa: BLE001 - logged; the next reaper pass tries again
             log.exception("making room for %s", pool.function)
         finally:
-            self._making_room.discard(pool.function)
+            self._making_room[pool.function] = time.monotonic()
 
     @staticmethod
     def _replace_unhealthy(pool: FunctionPool, inst: Instance) -> None:
