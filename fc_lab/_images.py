@@ -143,6 +143,8 @@ def load_runtime_image(client: docker.DockerClient, tar_path: Path) -> None:
 def build_context_image(client: docker.DockerClient, context: Path, tag: str) -> str:
     """Build the Dockerfile in ``context`` as ``tag`` on one engine, offline (``pull=False``: a ``FROM`` must name
     an image the engine holds, such as ``fc-runtime/python3.11``). Returns the image id."""
+    if not (context / "Dockerfile").is_file():
+        raise ImageBuildError(f"{context} is not a folder with a Dockerfile")
     try:
         image, _logs = client.images.build(path=str(context), tag=tag, pull=False, rm=True, forcerm=True,
                                            timeout=300)
