@@ -40,7 +40,8 @@ class FleetConnection:
     def from_dict(cls, d: dict[str, Any]) -> "FleetConnection":
         return cls(tuple(HostSpec.from_dict(h) for h in d["hosts"]), d["private_key"], d.get("token", ""),
                    int(d.get("control_port", 7701)), int(d.get("invoke_port", 9000)),
-                   float(d.get("lock_timeout_seconds") or _lock.DEFAULT_TIMEOUT_SECONDS), str(d.get("stack") or ""))
+                   float(_lock.DEFAULT_TIMEOUT_SECONDS if d.get("lock_timeout_seconds") is None
+                         else d["lock_timeout_seconds"]), str(d.get("stack") or ""))
 
     def host(self, name: str) -> HostSpec:
         for h in self.hosts:
