@@ -67,6 +67,16 @@ def _known_hosts(host: HostSpec) -> paramiko.HostKeys:
     return keys
 
 
+def _connect_reason(exc: OSError) -> str:
+    """paramiko folds the socket errors of every address tried into one without an errno; name them again."""
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        reasons = {err.strerror or str(err) for err in exc.errors.values()}
+        return "; ".join(sorted(reasons)) or str(exc)
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    return exc.strerror or str(exc)
+
+
 class SSHSession:
     """A live connection to one host; use as a context manager."""
 
@@ -106,7 +116,7 @@ class SSHSession:
         except (OSError, socket.timeout) as exc:
             client.close()
             raise HostUnreachable(self.host.name, f"cannot connect to {self.host.address}:{self.host.port}: "
-                                  f"{exc}") from exc
+                                  f"{_connect_reason(exc)}") from exc
         self._client = client
         return self
 
