@@ -146,9 +146,9 @@ def agent_config(conn: FleetConnection, host: HostSpec, settings: dict[str, Any]
 
 
 def install_agent(conn: FleetConnection, host: HostSpec, settings: dict[str, Any],
-                  fleet_id: str) -> dict[str, Any]:
+                  fleet_id: str = "") -> dict[str, Any]:
     """Installs (or upgrades) the agent on one host, restarts it and waits until it answers healthy; registers
-    ``fleet_id`` as one of its users. An agent already there with this version and config is left running (another
+    ``fleet_id`` (if given) as one of its users. An agent already there with this version and config is left running (another
     stack's Fleet on the same hosts shares it), and its token is kept: other stacks hold it."""
     version = agent_version()
     with _pool.session(host, conn.private_key) as ssh:
@@ -161,7 +161,8 @@ def install_agent(conn: FleetConnection, host: HostSpec, settings: dict[str, Any
             installed = info is None
             if info is None:
                 info = _install(ssh, client, config, version)
-            ssh.run(cmd.register_fleet(fleet_id, conn.stack or fleet_id))
+            if fleet_id:
+                ssh.run(cmd.register_fleet(fleet_id, conn.stack or fleet_id))
         finally:
             client.close()
         return {**info, "version": version, "token": token, "installed": installed}
@@ -213,10 +214,20 @@ def retire_agent(conn: FleetConnection, host: HostSpec, fleet_id: str, *, keep_i
             names = _function_names(conn, ssh)
             if names:
                 return f"kept: still serves {', '.join(sorted(names)[:5])}"
-        ssh.run(cmd.stop_agent())
-        ssh.run(cmd.purge_instances())
-        ssh.run(cmd.uninstall_agent())
+        _uninstall(ssh)
         return "removed"
+
+
+def uninstall_agent(conn: FleetConnection, host: HostSpec) -> None:
+    """Stops the agent, removes its containers and every file of it, whoever else uses it."""
+    with _pool.session(host, conn.private_key) as ssh:
+        _uninstall(ssh)
+
+
+def _uninstall(ssh: SSHSession) -> None:
+    ssh.run(cmd.stop_agent())
+    ssh.run(cmd.purge_instances())
+    ssh.run(cmd.uninstall_agent())
 
 
 def _function_names(conn: FleetConnection, ssh: SSHSession) -> list[str]:
