@@ -228,6 +228,37 @@ def test_an_agent_roll_stops_at_the_host_that_fails_its_health_gate(lab: Lab, la
         assert host == {"containers": [], "files": CLEAN_AGENT_DIRS}
 
 
+def lock_held(lab: Lab, host: str) -> bool:
+    return lab.run(host, ["test", "-d", "/var/lib/fc-agent/deploy.lock"]).returncode == 0
+
+
+def test_parallel_operations_of_one_process_share_the_lock(lab: Lab, lab_fleet: dict) -> None:
+    conn = connection(lab_fleet)
+    first, middle, last = conn.hosts
+    with _lock.fleet_lock(conn.private_key, [first, middle], operation="op1", stack="t/s"):
+        with ThreadPoolExecutor(1) as pool:  # another resource operation of the same `pulumi up`
+            def second() -> bool:
+                with _lock.fleet_lock(conn.private_key, [last, middle], operation="op2", stack="t/s", timeout=0):
+                    return all(lock_held(lab, h.name) for h in conn.hosts)
+            assert pool.submit(second).result()
+        assert [lock_held(lab, h.name) for h in conn.hosts] == [True, True, False]
+    assert not any(lock_held(lab, h.name) for h in conn.hosts)
+
+
+def test_a_lock_left_by_a_dead_process_on_this_machine_is_taken_over(lab: Lab, lab_fleet: dict) -> None:
+    conn = connection(lab_fleet)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    holder = {**_lock._holder("deploy of function f", "t/crashed"), "process": "another", "pid": gone.pid}
+    host = conn.hosts[0]
+    lab.run(host.name, ["sh", "-c", "mkdir /var/lib/fc-agent/deploy.lock && "
+                                    "cat > /var/lib/fc-agent/deploy.lock/holder.json"],
+            input=json.dumps(holder), text=True, check=True)
+    with _lock.fleet_lock(conn.private_key, [host], operation="op", stack="t/s", timeout=0):
+        assert ops.lock_holders(connection(lab_fleet))[host.name]["stack"] == "t/s"
+    assert not lock_held(lab, host.name)
+
+
 @pytest.mark.parametrize("capacity, rule", [
     ({"cpu": 0, "memory_mb": 1024}, "hosts.0.capacity.cpu: Input should be greater than 0"),
     ({"cpu": 2, "memory_mb": 64}, "hosts.0.capacity.memory_mb: Input should be greater than or equal to 128"),
