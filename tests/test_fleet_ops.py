@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +18,7 @@ from _pulumi import Stack
 from conftest import CLEAN_AGENT_DIRS, host_snapshot, reset_agents
 from fc_lab import Lab
 from fc_provider import _fleetops as ops
-from fc_provider import _lock, _pool
+from fc_provider import _lock
 from fc_provider._errors import FleetOperationError
 from fc_provider._validation import FleetModel, check
 from fc_provider.fleet import FleetProvider, _settings
@@ -63,6 +64,10 @@ def ssh_logins(lab: Lab, fleet: dict) -> dict[str, int]:
             for h in fleet["hosts"]}
 
 
+def lock_held(lab: Lab, host: str) -> bool:
+    return lab.run(host, ["test", "-d", "/var/lib/fc-agent/deploy.lock"]).returncode == 0
+
+
 def agent_function(lab: Lab, fleet: dict, host: str, name: str) -> dict | None:
     conn = connection(fleet)
     with ops.agent_session(conn, conn.host(host)) as (_ssh, agent):
@@ -105,34 +110,47 @@ def test_two_stacks_deploy_at_once_and_share_one_agent_per_host(stacks: dict[str
     assert agent_pids(lab, lab_fleet) == pids
 
 
-def test_a_held_lock_makes_one_stack_wait_and_the_other_fail_naming_the_holder(
+def wait_for_holder(lab: Lab, host: str, stack: str) -> dict:
+    for _ in range(600):  # bounded: 5 minutes at most
+        found = host_file(lab, host, "/var/lib/fc-agent/deploy.lock/holder.json")
+        if found and json.loads(found).get("stack") == stack:
+            return json.loads(found)
+        time.sleep(0.5)
+    raise AssertionError(f"{stack} never took the deploy lock of {host}")
+
+
+def test_a_stack_holding_the_lock_makes_the_other_stack_fail_naming_it_and_both_converge(
         stacks: dict[str, Stack], lab: Lab, lab_fleet: dict) -> None:
     alpha, beta = stacks["alpha"], stacks["beta"]
     beta.config(lockTimeout="0")
     for name in ("alpha", "beta"):
         write_code(alpha.workdir.parent / name / "code", HANDLER.format(tag=f"{name}-v2"))
     conn = connection(lab_fleet)
-    # Another deploy (here: this test, as an operator would) holds the lock while both stacks run `pulumi up`.
-    with ThreadPoolExecutor(2) as pool:
-        with _lock.fleet_lock(conn.private_key, list(conn.hosts), operation="maintenance", stack="ops/holder"):
+    first, last = conn.hosts[0], conn.hosts[-1]
+    # An operator's maintenance holds the last host: alpha's deploys take the first hosts (hosts are locked in
+    # order) and wait there, holding them, which makes the two stacks' `pulumi up` collide for certain.
+    with ThreadPoolExecutor(1) as pool:
+        with _lock.fleet_lock(conn.private_key, [last], operation="maintenance", stack="ops/holder"):
             waiting = pool.submit(up, alpha)
-            failed = pool.submit(up, beta).result()
+            wait_for_holder(lab, first.name, "fc-test/alpha")
+            failed = up(beta)
             assert not waiting.done(), waiting.result().stdout
-        _pool.POOL.close_all()
         waited = waiting.result()
     assert failed.returncode != 0
     message = failed.stdout + failed.stderr
-    assert "deploy lock held by stack ops/holder" in message and "for maintenance since 20" in message, message
+    assert f"host {first.name}: deploy lock held by stack fc-test/alpha (" in message, message
+    assert "for deploy of function alpha-" in message and " since 20" in message, message
     assert "gave up after waiting 0s" in message and "break the lock" in message, message
     assert waited.returncode == 0, waited.stdout + waited.stderr
     for host in lab_fleet["hosts"]:
         assert invoke(url(host, "alpha-3"), b"z")[2] == b"alpha-v2:z"
         assert invoke(url(host, "beta-0"), b"z")[2] == b"beta-v1:z"  # nothing half-deployed
-        assert not lab.run(host["name"], ["test", "-e", "/var/lib/fc-agent/deploy.lock"]).returncode == 0
-    # Re-running the stack that failed converges.
+        assert not lock_held(lab, host["name"])
+    # Re-running the stack that failed converges, and so does the other one (no change left).
     assert up(beta).returncode == 0
     for host in lab_fleet["hosts"]:
         assert invoke(url(host, "beta-0"), b"z")[2] == b"beta-v2:z"
+    assert "updated" not in alpha.up().split("Resources:")[1]
 
 
 def test_a_stale_lock_is_reported_and_broken(stacks: dict[str, Stack], lab: Lab, lab_fleet: dict) -> None:
@@ -226,10 +244,6 @@ def test_an_agent_roll_stops_at_the_host_that_fails_its_health_gate(lab: Lab, la
     provider.delete(created.id, outs)
     for host in host_snapshot(lab).values():
         assert host == {"containers": [], "files": CLEAN_AGENT_DIRS}
-
-
-def lock_held(lab: Lab, host: str) -> bool:
-    return lab.run(host, ["test", "-d", "/var/lib/fc-agent/deploy.lock"]).returncode == 0
 
 
 def test_parallel_operations_of_one_process_share_the_lock(lab: Lab, lab_fleet: dict) -> None:
