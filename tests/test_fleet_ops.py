@@ -64,6 +64,13 @@ def ssh_logins(lab: Lab, fleet: dict) -> dict[str, int]:
             for h in fleet["hosts"]}
 
 
+def rejected_packets(lab: Lab, host: str) -> int:
+    """Packets the SSH_BLOCK rule rejected on ``host``: connection attempts (a reset answers each SYN at once)."""
+    listing = lab.run(host, ["iptables", "-L", "INPUT", "-v", "-x", "-n"], capture_output=True, text=True,
+                      check=True).stdout
+    return sum(int(line.split()[0]) for line in listing.splitlines() if "REJECT" in line and "dpt:22" in line)
+
+
 def lock_held(lab: Lab, host: str) -> bool:
     return lab.run(host, ["test", "-d", "/var/lib/fc-agent/deploy.lock"]).returncode == 0
 
@@ -197,9 +204,12 @@ def test_an_unreachable_host_fails_the_deploy_by_name_and_up_converges_when_back
     lab.run(victim, ["iptables", "-I", *SSH_BLOCK], check=True)
     try:
         result = up(alpha)
+        attempts = rejected_packets(lab, victim)
     finally:
         lab.run(victim, ["iptables", "-D", *SSH_BLOCK], check=True)
     assert result.returncode != 0
+    # 6 functions, each locking then deploying: without the remembered failure that would be 12 connect attempts.
+    assert 1 <= attempts <= 2, attempts
     message = result.stdout + result.stderr
     assert f"host {victim}: cannot connect to {lab_fleet['hosts'][1]['address']}:22" in message, message
     assert "Connection refused" in message, message
