@@ -8,6 +8,8 @@ import shlex
 AGENT_ROOT = "/opt/fc-agent"
 AGENT_CONFIG_DIR = "/etc/fc-agent"
 AGENT_CONFIG = f"{AGENT_CONFIG_DIR}/config.json"
+# One file per Fleet resource (any stack) that uses this host's agent; the last one out uninstalls it.
+FLEET_REGISTRY = f"{AGENT_CONFIG_DIR}/fleets"
 AGENT_STATE = "/var/lib/fc-agent"
 AGENT_PIDFILE = f"{AGENT_STATE}/agent.pid"
 AGENT_LOG = f"{AGENT_STATE}/agent.log"
@@ -83,10 +85,53 @@ def purge_instances() -> list[str]:
     return ["sh", "-c", script]
 
 
+def current_release() -> list[str]:
+    return ["readlink", f"{AGENT_ROOT}/current"]
+
+
+def register_fleet(fleet_id: str, stack: str) -> list[str]:
+    entry = shlex.quote(f"{FLEET_REGISTRY}/{fleet_id}")
+    return ["sh", "-c", f"mkdir -p {FLEET_REGISTRY} && printf '%s\\n' {shlex.quote(stack)} > {entry}"]
+
+
+def deregister_fleet(fleet_id: str) -> list[str]:
+    """Removes the fleet's registration and prints the registrations that remain, one per line."""
+    entry = shlex.quote(f"{FLEET_REGISTRY}/{fleet_id}")
+    return ["sh", "-c", f"rm -f {entry}; ls -A {FLEET_REGISTRY} 2>/dev/null; exit 0"]
+
+
 def uninstall_agent() -> list[str]:
-    return ["rm", "-rf", AGENT_ROOT + "/releases", AGENT_ROOT + "/current", AGENT_CONFIG, AGENT_STATE + "/agent.db",
+    return ["rm", "-rf", AGENT_ROOT + "/releases", AGENT_ROOT + "/current", AGENT_CONFIG, FLEET_REGISTRY,
+            AGENT_STATE + "/agent.db",
             AGENT_STATE + "/agent.db-wal", AGENT_STATE + "/agent.db-shm", AGENT_STATE + "/code", AGENT_PIDFILE, AGENT_LOG]
 
 
 def code_archive(checksum: str) -> str:
     return f"{AGENT_STATE}/code/{checksum}.tar.gz"
+
+
+DEPLOY_LOCK = f"{AGENT_STATE}/deploy.lock"
+LOCK_HELD_STATUS = 3
+
+
+def take_lock() -> list[str]:
+    """Atomic (mkdir); stdin becomes the holder record. When held, prints the holder's record and exits 3."""
+    lock = shlex.quote(DEPLOY_LOCK)
+    script = (f"mkdir -p {shlex.quote(AGENT_STATE)} && if mkdir {lock} 2>/dev/null; then cat > {lock}/holder.json; "
+              f"else cat {lock}/holder.json 2>/dev/null; exit {LOCK_HELD_STATUS}; fi")
+    return ["sh", "-c", script]
+
+
+def release_lock(process_id: str) -> list[str]:
+    """Removes the lock only if this process holds it (a broken and re-taken lock belongs to someone else)."""
+    lock = shlex.quote(DEPLOY_LOCK)
+    marker = shlex.quote(f'"process": "{process_id}"')
+    return ["sh", "-c", f"grep -qF {marker} {lock}/holder.json 2>/dev/null && rm -rf {lock}; exit 0"]
+
+
+def read_lock() -> list[str]:
+    return ["sh", "-c", f"cat {shlex.quote(DEPLOY_LOCK)}/holder.json 2>/dev/null || true"]
+
+
+def break_lock() -> list[str]:
+    return ["rm", "-rf", DEPLOY_LOCK]

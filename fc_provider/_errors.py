@@ -7,7 +7,8 @@ boundary, so users never see a library's exception.
     │   ├── HostKeyMismatch       the host's SSH key is not the one the fleet declares
     │   ├── AuthenticationFailed  the host refused our key
     │   ├── RemoteCommandFailed   a command on the host exited non-zero
-    │   └── AgentAPIError         the runtime agent answered with an error (carries FC's Code and Message)
+    │   ├── AgentAPIError         the runtime agent answered with an error (carries FC's Code and Message)
+    │   └── DeployLocked          another deploy holds the host's deploy lock (carries the holder)
     └── FleetOperationError       several hosts failed; carries each host's error
 """
 
@@ -52,12 +53,26 @@ class AgentAPIError(HostError):
         self.message = message
 
 
+class DeployLocked(HostError):
+    def __init__(self, host: str, holder: str, waited: float) -> None:
+        super().__init__(host, f"deploy lock held by {holder}; gave up after waiting {waited:.0f}s "
+                               "(FleetArgs.lock_timeout_seconds). If that deploy is no longer running, break the lock: "
+                               "fc_provider._lock.break_lock(connection, host), or on the host "
+                               "`rm -rf /var/lib/fc-agent/deploy.lock`")
+        self.holder = holder
+        self.waited = waited
+
+
 class FleetOperationError(FcProviderError):
-    def __init__(self, operation: str, errors: dict[str, Exception], succeeded: list[str]) -> None:
+    def __init__(self, operation: str, errors: dict[str, Exception], succeeded: list[str],
+                 not_attempted: list[str] | None = None) -> None:
         lines = [f"{operation} failed on {len(errors)} host(s)"]
         lines += [f"  - {err}" for _, err in sorted(errors.items())]
         if succeeded:
             lines.append(f"  (succeeded on: {', '.join(sorted(succeeded))})")
+        if not_attempted:
+            lines.append(f"  (stopped before: {', '.join(not_attempted)})")
         super().__init__("\n".join(lines))
         self.errors = errors
         self.succeeded = succeeded
+        self.not_attempted = list(not_attempted or [])

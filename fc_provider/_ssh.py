@@ -1,8 +1,8 @@
-"""One SSH executor per host and operation: strict host-key checking, argv commands, SFTP uploads, and HTTP to the
-agent's loopback control API through a direct-tcpip channel (nothing is ever exposed on the network).
+"""An SSH executor per host: strict host-key checking, argv commands, SFTP uploads, and HTTP to the agent's
+loopback control API through a direct-tcpip channel (nothing is ever exposed on the network).
 
-Connections are opened inside provider methods and closed when the operation ends: Pulumi pickles providers, so no
-live connection may live on a provider object.
+Provider methods reach hosts through ``_pool`` (one shared connection per host per provider process), never through
+a connection stored on a provider object: Pulumi pickles providers.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import io
 import logging
 import shlex
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from ._errors import AuthenticationFailed, HostKeyMismatch, HostUnreachable, Rem
 
 # paramiko logs failures that we translate into our own errors; without a handler Python would print them raw.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+_PROBE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -64,14 +67,26 @@ def _known_hosts(host: HostSpec) -> paramiko.HostKeys:
     return keys
 
 
+def _connect_reason(exc: OSError) -> str:
+    """paramiko folds the socket errors of every address tried into one without an errno; name them again."""
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        reasons = {err.strerror or str(err) for err in exc.errors.values()}
+        return "; ".join(sorted(reasons)) or str(exc)
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    return exc.strerror or str(exc)
+
+
 class SSHSession:
     """A live connection to one host; use as a context manager."""
 
-    def __init__(self, host: HostSpec, private_key: str, *, timeout: float = 15.0) -> None:
+    def __init__(self, host: HostSpec, private_key: str, *, timeout: float = 15.0, max_channels: int = 8) -> None:
         self.host = host
         self._private_key = private_key
         self._timeout = timeout
         self._client: paramiko.SSHClient | None = None
+        # Threads may share one session; sshd refuses session channels past MaxSessions (10 by default).
+        self._channels = threading.BoundedSemaphore(max_channels)
 
     def __enter__(self) -> "SSHSession":
         client = paramiko.SSHClient()
@@ -101,7 +116,7 @@ class SSHSession:
         except (OSError, socket.timeout) as exc:
             client.close()
             raise HostUnreachable(self.host.name, f"cannot connect to {self.host.address}:{self.host.port}: "
-                                  f"{exc}") from exc
+                                  f"{_connect_reason(exc)}") from exc
         self._client = client
         return self
 
@@ -109,6 +124,27 @@ class SSHSession:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def alive(self, *, probe: bool) -> bool:
+        """Whether the connection still works; ``probe`` asks the server for an answer (one round trip)."""
+        if self._client is None:
+            return False
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            return False
+        if not probe:
+            return True
+        # Any reply, even "unsupported", proves the server is there. paramiko waits for it as long as the transport
+        # lives, so a silent peer gets its transport closed after a bound.
+        watchdog = threading.Timer(_PROBE_TIMEOUT, transport.close)
+        watchdog.start()
+        try:
+            transport.global_request("keepalive@openssh.com", wait=True)
+        except (paramiko.SSHException, OSError, EOFError):
+            return False
+        finally:
+            watchdog.cancel()
+        return transport.is_active()
 
     @property
     def transport(self) -> paramiko.Transport:
@@ -122,13 +158,17 @@ class SSHSession:
         assert self._client is not None, "SSHSession used outside its context"
         command = shlex.join(argv)
         try:
-            chan_in, chan_out, chan_err = self._client.exec_command(command, timeout=timeout)
-            if stdin is not None:
-                chan_in.write(stdin)
-            chan_in.channel.shutdown_write()
-            out = chan_out.read().decode(errors="replace")
-            err = chan_err.read().decode(errors="replace")
-            status = chan_out.channel.recv_exit_status()
+            with self._channels:
+                chan_in, chan_out, chan_err = self._client.exec_command(command, timeout=timeout)
+                try:
+                    if stdin is not None:
+                        chan_in.write(stdin)
+                    chan_in.channel.shutdown_write()
+                    out = chan_out.read().decode(errors="replace")
+                    err = chan_err.read().decode(errors="replace")
+                    status = chan_out.channel.recv_exit_status()
+                finally:
+                    chan_out.channel.close()  # a shared connection must not collect finished channels
         except (paramiko.SSHException, OSError) as exc:
             raise HostUnreachable(self.host.name, f"lost the connection while running {argv[0]}: {exc}") from exc
         if check and status != 0:
@@ -139,7 +179,7 @@ class SSHSession:
         """Writes atomically: to a temporary name, then renamed into place."""
         tmp = f"{remote_path}.part"
         try:
-            with self._client.open_sftp() as sftp:  # type: ignore[union-attr]
+            with self._channels, self._client.open_sftp() as sftp:  # type: ignore[union-attr]
                 with sftp.open(tmp, "wb") as f:
                     f.set_pipelined(True)
                     f.write(data)

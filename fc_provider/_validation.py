@@ -18,6 +18,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=False)
 
 
+class CapacityModel(_Strict):
+    cpu: float = Field(gt=0)
+    memory_mb: int = Field(ge=128)
+
+
 class HostModel(_Strict):
     name: str = Field(min_length=1, max_length=64)
     address: str = Field(min_length=1)
@@ -25,6 +30,7 @@ class HostModel(_Strict):
     user: str = Field(default="root", min_length=1)
     host_public_key: str = Field(pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa) [A-Za-z0-9+/=]+$")
     labels: dict[str, str] = Field(default_factory=dict)
+    capacity: CapacityModel | None = None
 
 
 class FleetModel(_Strict):
@@ -34,6 +40,7 @@ class FleetModel(_Strict):
     invoke_port: int = Field(default=9000, ge=1, le=65535)
     runtime_images: dict[str, str] = Field(default_factory=dict)
     idle_timeout_seconds: float = Field(default=300, gt=0)
+    lock_timeout_seconds: float = Field(default=120, ge=0, le=86400)
 
     @field_validator("hosts")
     @classmethod

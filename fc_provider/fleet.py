@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from pathlib import Path
@@ -22,17 +23,19 @@ from . import _commands as cmd
 from . import _fleetops as ops
 from ._errors import FcProviderError
 from ._bundle import agent_version
+from ._lock import DEFAULT_TIMEOUT_SECONDS
 from ._validation import FleetModel, check
 
 _SETTINGS = ("runtime_images", "idle_timeout_seconds")
 _OUTPUT_ONLY = {"__provider", "token", "connection", "agent_versions"}
+_NOT_DIFFED = _OUTPUT_ONLY | {"stack", "fleet_name"}  # who deploys is recorded, not configured
 
 
 class HostArgs:
     """One host of the fleet, reached over SSH."""
 
     def __init__(self, *, name: str, address: str, host_public_key: str, port: int = 22, user: str = "root",
-                 labels: Optional[Mapping[str, str]] = None) -> None:
+                 labels: Optional[Mapping[str, str]] = None, capacity: Optional[Mapping[str, float]] = None) -> None:
         """
         :param name: A unique name for the host within the fleet (shown in every error about it).
         :param address: The address SSH connects to.
@@ -41,19 +44,24 @@ class HostArgs:
         :param port: The SSH port. Default 22.
         :param user: The SSH user; it must be able to run Docker. Default "root".
         :param labels: Labels for placement selectors. Default none.
+        :param capacity: What functions may reserve on this host, {"cpu": vCPUs > 0, "memory_mb": MB >= 128}. The
+               agent starts no instance past it, and placement counts it. Default: what the agent detects (all
+               CPUs, all memory).
         """
         self.name, self.address, self.host_public_key = name, address, host_public_key
         self.port, self.user, self.labels = port, user, dict(labels or {})
+        self.capacity = dict(capacity) if capacity is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "host_public_key": self.host_public_key,
-                "port": self.port, "user": self.user, "labels": self.labels}
+                "port": self.port, "user": self.user, "labels": self.labels, "capacity": self.capacity}
 
 
 class FleetArgs:
     def __init__(self, *, hosts: Sequence[HostArgs], ssh_private_key: pulumi.Input[str],
                  control_port: int = 7701, invoke_port: int = 9000,
-                 runtime_images: Optional[Mapping[str, str]] = None, idle_timeout_seconds: float = 300) -> None:
+                 runtime_images: Optional[Mapping[str, str]] = None, idle_timeout_seconds: float = 300,
+                 lock_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         """
         :param hosts: The hosts. At least one.
         :param ssh_private_key: The private key SSH logs in with (OpenSSH or PEM, unencrypted). Always stored as a
@@ -64,12 +72,15 @@ class FleetArgs:
         :param runtime_images: Runtime name to image reference, e.g. {"python3.11": "python:3.11-slim"} on hosts that
                reach a registry. Default: the offline images the project builds (fc-runtime/python3.11).
         :param idle_timeout_seconds: An instance idle this long is removed (scale to zero). Default 300.
+        :param lock_timeout_seconds: How long a change waits for the deploy lock another stack's deploy holds on a
+               host before it fails naming the holder; 0 fails at once. Default 120.
         """
         self.hosts = list(hosts)
         self.ssh_private_key = ssh_private_key
         self.control_port, self.invoke_port = control_port, invoke_port
         self.runtime_images = dict(runtime_images or {})
         self.idle_timeout_seconds = idle_timeout_seconds
+        self.lock_timeout_seconds = lock_timeout_seconds
 
     @classmethod
     def from_fleet_file(cls, path: str | Path, **overrides: Any) -> "FleetArgs":
@@ -77,18 +88,35 @@ class FleetArgs:
         data = json.loads(Path(path).read_text())
         hosts = [HostArgs(name=h["name"], address=h["address"], host_public_key=h["host_public_key"],
                           port=h.get("port", 22), user=h.get("user", data.get("ssh_user", "root")),
-                          labels=h.get("labels")) for h in data["hosts"]]
+                          labels=h.get("labels"), capacity=h.get("capacity")) for h in data["hosts"]]
         key = pulumi.Output.secret(Path(data["ssh_private_key_path"]).read_text())
         return cls(hosts=hosts, ssh_private_key=key, **overrides)
 
 
 def _connection(props: dict[str, Any], token: str) -> dict[str, Any]:
     return {"hosts": props["hosts"], "private_key": props["ssh_private_key"], "token": token,
-            "control_port": props["control_port"], "invoke_port": props["invoke_port"]}
+            "control_port": props["control_port"], "invoke_port": props["invoke_port"],
+            "lock_timeout_seconds": props.get("lock_timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
+            "stack": props.get("stack") or ""}
 
 
-def _settings(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: props[k] for k in _SETTINGS if props.get(k) not in (None, {}, [])}
+def _settings(props: dict[str, Any], host_name: str) -> dict[str, Any]:
+    """The agent config of one host, beyond name, token and ports."""
+    settings = {k: props[k] for k in _SETTINGS if props.get(k) not in (None, {}, [])}
+    host = next(h for h in props["hosts"] if h["name"] == host_name)
+    capacity = host.get("capacity")
+    if capacity:  # absent means the agent detects it (contract B: null = detect)
+        settings["capacity_cpu"] = float(capacity["cpu"])
+        settings["capacity_memory_mb"] = int(capacity["memory_mb"])
+    return settings
+
+
+def _registration(id_: str, props: dict[str, Any]) -> str:
+    """The name this Fleet registers under on its hosts: the same for every attempt of one stack's Fleet (a failed
+    create leaves no stray registration behind), different between stacks."""
+    if props.get("stack") and props.get("fleet_name"):
+        return "fleet-" + hashlib.sha256(f"{props['stack']}/{props['fleet_name']}".encode()).hexdigest()[:16]
+    return id_  # state written before registrations existed
 
 
 class FleetProvider(ResourceProvider):
@@ -96,36 +124,50 @@ class FleetProvider(ResourceProvider):
         failures = [CheckFailure(p, r) for p, r in check(FleetModel, news)]
         return CheckResult(news, failures)
 
-    def _deploy(self, props: dict[str, Any], token: str, *, rolling: bool) -> dict[str, Any]:
-        conn = ops.FleetConnection.from_dict(_connection(props, token))
-        settings = _settings(props)
+    def _deploy(self, props: dict[str, Any], seed_token: str, registration: str, *, rolling: bool) -> dict[str, Any]:
+        """Installs or upgrades every host's agent; a host that already runs this version and config is left as
+        it is. Hosts keep the token they have (other stacks hold it); if the hosts end up with different tokens,
+        the connection carries none and each session reads its host's token over SSH."""
+        conn = ops.FleetConnection.from_dict(_connection(props, seed_token))
+
+        def install(host: ops.HostSpec) -> dict[str, Any]:
+            return ops.install_agent(conn, host, _settings(props, host.name), registration)
+
         if rolling:  # upgrades go host by host: a host that fails its health gate stops the roll-out
-            infos = {}
-            for host in conn.hosts:
-                infos.update(ops.on_hosts("agent upgrade", [host], lambda h: ops.install_agent(conn, h, settings)))
+            infos = ops.roll("agent upgrade", list(conn.hosts), install)
         else:
-            infos = ops.on_hosts("agent install", list(conn.hosts), lambda h: ops.install_agent(conn, h, settings))
+            infos = ops.on_hosts("agent install", list(conn.hosts), install)
+        tokens = {info["token"] for info in infos.values()}
+        token = tokens.pop() if len(tokens) == 1 else ""
         return {**props, "token": token, "connection": _connection(props, token),
                 "agent_versions": {name: info["version"] for name, info in infos.items()}}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        token = secrets.token_urlsafe(32)
-        outs = self._deploy(props, token, rolling=False)
+        conn = ops.FleetConnection.from_dict(_connection(props, ""))
+        with ops.fleet_lock(conn, list(conn.hosts), "agent install"):
+            # A host may already run an agent for another stack: share it, and its token.
+            found = {t for t in ops.host_tokens(conn).values() if t}
+            seed = found.pop() if len(found) == 1 else secrets.token_urlsafe(32)
+            outs = self._deploy(props, seed, _registration("", props), rolling=False)
         return CreateResult(id_=f"fleet-{secrets.token_hex(4)}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = sorted(k for k in news if k not in _OUTPUT_ONLY and olds.get(k) != news.get(k))
+        keys = sorted(k for k in news if k not in _NOT_DIFFED and olds.get(k) != news.get(k))
         drifted = any(v != news.get("agent_version") for v in (olds.get("agent_versions") or {}).values())
         if drifted and "agent_version" not in keys:
             keys.append("agent_version")
         return DiffResult(changes=bool(keys), replaces=[], stables=[], delete_before_replace=False)
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         removed = [h for h in olds["hosts"] if h["name"] not in {n["name"] for n in news["hosts"]}]
-        outs = self._deploy(news, olds["token"], rolling=True)
-        if removed:
-            conn = ops.FleetConnection.from_dict(_connection({**olds, "hosts": removed}, olds["token"]))
-            ops.on_hosts("agent removal", list(conn.hosts), lambda h: ops.uninstall_agent(conn, h))
+        registration = _registration(id_, news)
+        conn = ops.FleetConnection.from_dict(_connection(news, olds.get("token") or ""))
+        old_conn = ops.FleetConnection.from_dict(_connection({**olds, "hosts": removed}, olds.get("token") or ""))
+        with ops.fleet_lock(conn, list(conn.hosts) + list(old_conn.hosts), "agent upgrade"):
+            outs = self._deploy(news, olds.get("token") or secrets.token_urlsafe(32), registration, rolling=True)
+            if removed:  # functions placed there are removed after this (they depend on the fleet): do not wait for them
+                ops.on_hosts("agent removal", list(old_conn.hosts),
+                             lambda h: ops.retire_agent(old_conn, h, _registration(id_, olds), keep_if_functions=False))
         return UpdateResult(outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -137,17 +179,21 @@ class FleetProvider(ResourceProvider):
             try:
                 with ops.agent_session(conn, host) as (ssh, agent):
                     agent.health()
-                    current = ssh.run(["readlink", f"{cmd.AGENT_ROOT}/current"], check=False).stdout.strip()
+                    current = ssh.run(cmd.current_release(), check=False).stdout.strip()
                     return current.rsplit("/", 1)[-1] or "unknown"
             except FcProviderError as exc:
                 return f"unavailable: {getattr(exc, 'reason', exc)}"[:200]
 
-        versions = {h.name: probe(h) for h in conn.hosts}
+        versions = ops.on_hosts("agent probe", list(conn.hosts), probe)
         return ReadResult(id_, {**props, "agent_versions": versions})
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Uninstalls the agent from hosts no other Fleet (of any stack) uses and where it serves no function."""
         conn = ops.FleetConnection.from_dict(_connection(props, props["token"]))
-        ops.on_hosts("agent removal", list(conn.hosts), lambda h: ops.uninstall_agent(conn, h))
+        registration = _registration(id_, props)
+        with ops.fleet_lock(conn, list(conn.hosts), "agent removal"):
+            ops.on_hosts("agent removal", list(conn.hosts),
+                         lambda h: ops.retire_agent(conn, h, registration, keep_if_functions=True))
 
 
 class Fleet(pulumi.dynamic.Resource):
@@ -170,7 +216,10 @@ class Fleet(pulumi.dynamic.Resource):
             "invoke_port": args.invoke_port,
             "runtime_images": args.runtime_images,
             "idle_timeout_seconds": args.idle_timeout_seconds,
+            "lock_timeout_seconds": args.lock_timeout_seconds,
             "agent_version": agent_version(),
+            "stack": f"{pulumi.get_project()}/{pulumi.get_stack()}",
+            "fleet_name": resource_name,
             "token": None,
             "connection": None,
             "agent_versions": None,

@@ -133,7 +133,8 @@ class FunctionProvider(ResourceProvider):
                 return agent.put_function(name, spec)
 
         hosts = _placed_hosts(conn, props.get("placement"))
-        records = ops.on_hosts(f"deploy of function {name}", hosts, deploy)
+        with ops.fleet_lock(conn, hosts, f"deploy of function {name}"):
+            records = ops.on_hosts(f"deploy of function {name}", hosts, deploy)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return {
             **props,
@@ -167,7 +168,9 @@ class FunctionProvider(ResourceProvider):
             with ops.agent_session(conn, host) as (_ssh, agent):
                 return agent.delete_function(name)
 
-        ops.on_hosts(f"removal of function {name}", [conn.host(n) for n in host_names], remove)
+        hosts = [conn.host(n) for n in host_names]
+        with ops.fleet_lock(conn, hosts, f"removal of function {name}"):
+            ops.on_hosts(f"removal of function {name}", hosts, remove)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         self._remove(props, list(props.get("hosts") or []))
