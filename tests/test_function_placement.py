@@ -1,0 +1,81 @@
+"""Placement and diff rules that need no host: selectors, replicas, capacity, stability, exact diffs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fc_provider._placement import Need, PlacementError, place, planned_without_capacity
+from fc_provider.function import FunctionProvider
+
+HOSTS = [
+    {"name": "a", "labels": {"zone": "z1", "disk": "ssd"}, "capacity": {"cpu": 1.0, "memory_mb": 1024}},
+    {"name": "b", "labels": {"zone": "z1"}, "capacity": None},
+    {"name": "c", "labels": {"zone": "z2", "disk": "ssd"}, "capacity": {"cpu": 4.0, "memory_mb": 8192}},
+]
+SMALL = Need.of({"memory_size": 128})
+
+
+def no_info(names: list[str]) -> dict[str, Any]:
+    return {n: None for n in names}
+
+
+def test_selector_picks_matching_hosts_with_most_free_room() -> None:
+    assert place({"selector": {"disk": "ssd"}, "replicas": 1}, HOSTS, [], SMALL, no_info) == ["c"]
+    assert place({"selector": {"zone": "z1"}, "replicas": 2}, HOSTS, [], SMALL, no_info) == ["a", "b"]
+    assert place(["b"], HOSTS, [], SMALL, no_info) == ["b"]
+    assert place(None, HOSTS, [], SMALL, no_info) == ["a", "b", "c"]
+
+
+def test_placement_is_stable_while_the_current_hosts_qualify() -> None:
+    calls: list[list[str]] = []
+
+    def info(names: list[str]) -> dict[str, Any]:
+        calls.append(names)
+        return no_info(names)
+
+    assert place({"selector": {"disk": "ssd"}, "replicas": 1}, HOSTS, ["a"], SMALL, info) == ["a"]
+    assert calls == []  # nothing to choose: no host is asked
+    assert planned_without_capacity({"selector": {"disk": "ssd"}, "replicas": 1}, HOSTS, ["a"]) == ["a"]
+    assert planned_without_capacity({"selector": {"disk": "ssd"}, "replicas": 2}, HOSTS, ["a"]) is None
+
+
+def test_agent_reported_capacity_wins_over_declared_and_committed_counts() -> None:
+    big = Need.of({"memory_size": 2048, "min_instances": 1})
+    reports = {"a": {"capacity": {"cpu": 8, "memory_mb": 16384}, "committed": {"cpu": 0, "memory_mb": 0}},
+               "c": {"capacity": {"cpu": 4, "memory_mb": 8192}, "committed": {"cpu": 3.5, "memory_mb": 7000}}}
+    assert place({"selector": {"disk": "ssd"}, "replicas": 1}, HOSTS, [], big, lambda n: reports) == ["a"]
+
+
+def test_no_fitting_host_names_the_rule_and_the_hosts() -> None:
+    with pytest.raises(PlacementError, match=r"selector \{zone=z3\} with replicas=1: 0 host\(s\) match"):
+        place({"selector": {"zone": "z3"}}, HOSTS, [], SMALL, no_info)
+    with pytest.raises(PlacementError, match=r"replicas=3: 2 host\(s\) match \(a, c\)"):
+        place({"selector": {"disk": "ssd"}, "replicas": 3}, HOSTS, [], SMALL, no_info)
+    huge = Need.of({"memory_size": 16384, "cpu": 8})
+    with pytest.raises(PlacementError, match=r"capacity for cpu 8 and memory 16384 MB .*a: free cpu 1, memory 1024"):
+        place({"selector": {"disk": "ssd"}, "replicas": 1}, HOSTS, [], huge, no_info)
+    with pytest.raises(PlacementError, match="host\\(s\\) x are not part of the fleet"):
+        place(["x"], HOSTS, [], SMALL, no_info)
+
+
+OLD = {"function_name": "f", "code_checksum": "0" * 64, "memory_size": 128, "timeout": 3, "cpu": None,
+       "custom_runtime_config": None, "environment_variables": {"A": "1"}, "hosts": ["a", "b", "c"],
+       "connection": {"hosts": HOSTS}, "placement": None}
+
+
+def test_diff_ignores_floats_and_defaults_and_reports_real_changes() -> None:
+    provider = FunctionProvider()
+    same = {**OLD, "memory_size": 128.0, "timeout": 3.0, "disk_size": 512.0, "internet_access": True, "tags": {},
+            "description": "", "code": {"path": "/elsewhere"}}
+    assert provider.diff("f", OLD, same).changes is False
+    changed = provider.diff("f", OLD, {**OLD, "memory_size": 256.0})
+    assert changed.changes is True and changed.replaces == []
+    renamed = provider.diff("f", OLD, {**OLD, "function_name": "g"})
+    assert renamed.changes is True and renamed.replaces == ["function_name"]
+    # drift: a refresh found the function on two hosts only
+    assert provider.diff("f", {**OLD, "hosts": ["a", "b"]}, OLD).changes is True
+    nested = {**OLD, "runtime": "custom", "custom_runtime_config": {"command": ["x"]}}
+    filled = {**nested, "custom_runtime_config": {"command": ["x"], "args": [], "port": 9000.0}}
+    assert provider.diff("f", nested, filled).changes is False
