@@ -16,7 +16,8 @@ from ._errors import (
     RemoteCommandFailed,
 )
 from .fleet import Fleet, FleetArgs, HostArgs
-from .function import Function, FunctionArgs
+from ._placement import PlacementError
+from .function import Function, FunctionArgs, FunctionExists
 
 __all__ = [
     "AgentAPIError",
@@ -27,9 +28,11 @@ __all__ = [
     "FleetOperationError",
     "Function",
     "FunctionArgs",
+    "FunctionExists",
     "HostArgs",
     "HostError",
     "HostKeyMismatch",
     "HostUnreachable",
+    "PlacementError",
     "RemoteCommandFailed",
 ]

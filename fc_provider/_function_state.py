@@ -19,10 +19,10 @@ OUTPUT_KEYS = ("function_id", "function_arn", "code_size", "hosts", "invoke_endp
                "last_modified_time", "state")
 # Inputs that decide nothing on a host: where the code sits (its checksum counts), why it failed to pack (check
 # reports it), and how to reach the fleet (a rotated key or token changes no function).
-NOT_DIFFED = {"code", "code_error", "connection"}
+NOT_DIFFED = {"code", "code_error", "connection"}  # and "adopt", which matters to create only
 DIFFED = tuple(k for k in FunctionModel.model_fields if k not in NOT_DIFFED)
 REPLACE_ON = ("function_name",)
-INPUT_KEYS = tuple(FunctionModel.model_fields) + ("code", "connection")
+INPUT_KEYS = tuple(FunctionModel.model_fields) + ("code", "connection", "adopt")
 
 # FC's ARN form; a fleet is one local region and account (documented in the README).
 ARN_REGION = "local"

@@ -254,6 +254,7 @@ def _model_level_property(model: type[BaseModel], message: str) -> str:
 def check(model: type[BaseModel], inputs: dict[str, Any]) -> list[tuple[str, str]]:
     """Returns (property, reason) pairs. Properties whose values are unknown (preview) are left for later, and so
     are rules across properties while any value is unknown: `pulumi up` checks again once all are known."""
+    inputs = {k: v for k, v in inputs.items() if k in model.model_fields}  # e.g. the fleet's connection is not
     known = {k: v for k, v in inputs.items() if not has_unknown(v) and v is not None}
     unknown = {k for k, v in inputs.items() if has_unknown(v)}
     try:

@@ -19,8 +19,14 @@ from .fleet import Fleet
 
 Placement = Union[Sequence[str], Mapping[str, Any]]
 
-IMPORT_LIMIT = ("a Function can only be imported through the program: pulumi.ResourceOptions(import_=NAME) on the "
-                "Function declared with its fleet (`pulumi import` alone cannot load a dynamic provider; see README)")
+# Pulumi calls a dynamic provider's read for an import with neither inputs nor state, so the provider cannot even
+# be loaded (pulumi/pulumi#16175): `pulumi import` and ResourceOptions(import_=...) both fail before our code runs.
+IMPORT_LIMIT = ("Pulumi cannot import a dynamic resource (pulumi/pulumi#16175); declare the Function with adopt=True "
+                "to take over a function that already runs on the fleet")
+
+
+class FunctionExists(FcProviderError):
+    """Create found another function of the same name on a host; adopt=True takes it over."""
 
 
 class FunctionArgs:
@@ -127,10 +133,23 @@ def _host_info(conn: ops.FleetConnection, names: list[str]) -> dict[str, Optiona
     return ops.on_hosts("capacity query", [conn.host(n) for n in names], fetch)
 
 
+def _refuse_foreign(host: str, name: str, spec: Mapping[str, Any], existing: Optional[Mapping[str, Any]]) -> None:
+    """A create never overwrites a function it did not deploy. A copy equal to ours is our own earlier, partly
+    failed create, which a re-run completes."""
+    if existing is not None and any(fs.normalized(existing, k) != fs.normalized(spec, k) for k in fs.SPEC_KEYS
+                                    + ("code_checksum",)):
+        raise FunctionExists(f"host {host}: function {name} already exists there with another configuration "
+                             "(deployed outside this stack?); declare it with adopt=True to take it over, or pick "
+                             "another function_name")
+
+
 class FunctionProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = [CheckFailure(p, r) for p, r in check(FunctionModel, news)]
-        return CheckResult(news, failures)
+        failures = check(FunctionModel, news)
+        code_error = news.get("code_error")
+        if isinstance(code_error, str) and not any(p == "code" for p, _ in failures):
+            failures.insert(0, ("code", f"code: {code_error}"))  # reported even while other rules fail
+        return CheckResult(news, [CheckFailure(p, r) for p, r in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = fs.changed_keys(olds, news)
@@ -146,7 +165,7 @@ class FunctionProvider(ResourceProvider):
         replaces = [k for k in fs.REPLACE_ON if k in changed]
         return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=bool(replaces))
 
-    def _deploy(self, props: dict[str, Any], current: Sequence[str] = ()) -> dict[str, Any]:
+    def _deploy(self, props: dict[str, Any], current: Sequence[str] = (), *, creating: bool = False) -> dict[str, Any]:
         conn = ops.FleetConnection.from_dict(props["connection"])
         name = props["function_name"]
         spec = fs.agent_spec(props)
@@ -159,6 +178,8 @@ class FunctionProvider(ResourceProvider):
 
         def deploy(host: HostSpec) -> dict[str, Any]:
             with ops.agent_session(conn, host) as (ssh, agent):
+                if creating and not props.get("adopt"):
+                    _refuse_foreign(host.name, name, spec, agent.get_function(name))
                 if package is not None:
                     archive = cmd.code_archive(package.checksum)
                     if ssh.run(cmd.path_exists(archive), check=False).exit_status != 0:
@@ -179,7 +200,7 @@ class FunctionProvider(ResourceProvider):
                                                         sorted(records))}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._deploy(props)
+        outs = self._deploy(props, creating=True)
         return CreateResult(id_=props["function_name"], outs=outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -245,8 +266,18 @@ class Function(pulumi.dynamic.Resource):
     last_modified_time: pulumi.Output[str]
     state: pulumi.Output[str]
 
-    def __init__(self, resource_name: str, args: FunctionArgs, *, fleet: Fleet,
+    def __init__(self, resource_name: str, args: FunctionArgs, *, fleet: Fleet, adopt: bool = False,
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        """
+        :param resource_name: The Pulumi resource name; also the function_name when args leave it unset.
+        :param args: The function's configuration.
+        :param fleet: The fleet whose hosts run the function.
+        :param adopt: Take over a function of the same name that already runs on the fleet (deployed by another
+               stack or by hand; Pulumi cannot import dynamic resources). Its configuration becomes the declared
+               one and its created_time is kept. Without it, creating a function that exists on a host with another
+               configuration fails. Has no effect after the create. Default False.
+        :param opts: Pulumi resource options.
+        """
         code = pulumi.Output.from_input(args.code).apply(summarize)
         props: dict[str, Any] = {
             "connection": fleet.connection,
@@ -266,6 +297,7 @@ class Function(pulumi.dynamic.Resource):
             "internet_access": args.internet_access, "custom_dns": args.custom_dns, "log_config": args.log_config,
             "tags": args.tags,
             "placement": args.placement,
+            "adopt": adopt,
             **fs.output_defaults(),
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(

@@ -1,0 +1,25 @@
+"""A test program: one fleet and one function, every knob from stack config (so tests change one at a time)."""
+
+import json
+
+import pulumi
+
+import fc_provider as fc
+
+config = pulumi.Config()
+fleet = fc.Fleet("fleet", fc.FleetArgs.from_fleet_file(config.require("fleetFile")))
+extra = json.loads(config.get("extra") or "{}")
+
+args = {
+    "function_name": config.require("functionName"),
+    "code": config.require("codeDir"),
+    "memory_size": config.get_int("memorySize") or 128,
+    "timeout": 10,
+    "environment_variables": {"GREETING": config.get_secret("greeting") or "hello", "MODE": "test"},
+    "tags": {"team": "fc"},
+}
+fn = fc.Function("fn", fc.FunctionArgs(**{**args, **extra}), fleet=fleet, adopt=config.get_bool("adopt") or False)
+
+for name in ("function_id", "function_arn", "code_size", "code_checksum", "hosts", "invoke_endpoints",
+             "created_time", "last_modified_time", "state"):
+    pulumi.export(name, getattr(fn, name))
