@@ -56,6 +56,8 @@ def test_invoke_logs_and_instances(stack: Stack, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == 'echo:{"n": 1}'
     assert proc.stderr.startswith("request ")
+    tail = fc(stack, "invoke", NAME, "--payload", "tail", "--qualifier", "LATEST", "--log")
+    assert tail.returncode == 0 and tail.stdout == "echo:tail" and "handling tail" in tail.stderr, tail.stderr
     (tmp_path / "event.bin").write_bytes(b"from-a-file")
     result = json.loads(fc(stack, "--json", "invoke", NAME, "--payload", f"@{tmp_path / 'event.bin'}",
                            "--host", "lab-2").stdout)

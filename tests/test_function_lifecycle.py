@@ -126,12 +126,18 @@ def _spec(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in ("function_name", "created_time", "last_modified_time")}
 
 
-def test_secrets_are_not_in_plaintext_in_the_state_after_refresh(deployed: dict) -> None:
+def test_secrets_are_not_in_plaintext_in_the_state_after_refresh(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
     stack = deployed["stack"]
     stack.run("refresh", "--yes")
     state = stack.export_state()
     assert deployed["secret"] not in state
     assert "tampered" not in state and '"GREETING"' not in state
+    key_lines = [line for line in Path(lab_fleet["ssh_private_key_path"]).read_text().splitlines()
+                 if line and not line.startswith("-----")]
+    token = json.loads(lab.run("lab-1", ["cat", "/etc/fc-agent/config.json"], capture_output=True, text=True,
+                               check=True).stdout)["token"]
+    assert key_lines and not any(line in state for line in key_lines)
+    assert token not in state
 
 
 def test_failing_preview_names_property_and_rule_without_traceback(fleet_file: Path, tmp_path: Path) -> None:

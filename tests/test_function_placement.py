@@ -79,3 +79,43 @@ def test_diff_ignores_floats_and_defaults_and_reports_real_changes() -> None:
     nested = {**OLD, "runtime": "custom", "custom_runtime_config": {"command": ["x"]}}
     filled = {**nested, "custom_runtime_config": {"command": ["x"], "args": [], "port": 9000.0}}
     assert provider.diff("f", nested, filled).changes is False
+
+
+# --- on the lab, through the real Pulumi CLI ------------------------------------------------------------------------
+
+LABELS = {"lab-1": {"zone": "a"}, "lab-2": {"zone": "b"}, "lab-3": {"zone": "b"}}
+
+
+def test_selector_placement_on_the_lab_is_stable_and_names_the_rule_when_nothing_fits(
+        lab: Any, lab_fleet: dict, fleet_file: Any, tmp_path: Any) -> None:
+    import json
+
+    from _fleet_agents import agent
+    from _pulumi import REPO, PulumiFailed, Stack
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "index.py").write_text("def handler(event, context):\n    return event\n")
+    stack = Stack(tmp_path, "placement", program=REPO / "tests" / "programs" / "function")
+    stack.config(fleetFile=str(fleet_file), functionName="placed-fn", codeDir=str(tmp_path / "code"),
+                 hostLabels=json.dumps(LABELS),
+                 extra=json.dumps({"placement": {"selector": {"zone": "b"}, "replicas": 1}}))
+    try:
+        stack.up()
+        first = stack.outputs()["hosts"]
+        assert len(first) == 1 and first[0] in ("lab-2", "lab-3")
+        assert "Resources:\n    3 unchanged" in stack.up()  # stable: the function does not move
+        stack.config(extra=json.dumps({"placement": {"selector": {"zone": "b"}, "replicas": 2}}))
+        stack.up()
+        assert stack.outputs()["hosts"] == ["lab-2", "lab-3"]
+        stack.config(extra=json.dumps({"placement": {"selector": {"zone": "a"}, "replicas": 2}}))
+        with pytest.raises(PulumiFailed, match=r"placement: no host fits selector \{zone=a\} with replicas=2: "
+                                               r"1 host\(s\) match \(lab-1\)"):
+            stack.up()
+        stack.config(extra=json.dumps({"placement": ["lab-1"]}))
+        stack.up()
+        assert stack.outputs()["hosts"] == ["lab-1"]
+        for gone in ("lab-2", "lab-3"):  # moved away: removed where it no longer runs
+            with agent(lab, lab_fleet, gone) as (_ssh, client):
+                assert client.get_function("placed-fn") is None
+    finally:
+        stack.destroy()

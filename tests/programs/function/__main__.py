@@ -7,7 +7,10 @@ import pulumi
 import fc_provider as fc
 
 config = pulumi.Config()
-fleet = fc.Fleet("fleet", fc.FleetArgs.from_fleet_file(config.require("fleetFile")))
+fleet_args = fc.FleetArgs.from_fleet_file(config.require("fleetFile"))
+for host in fleet_args.hosts:  # hostLabels: {"lab-1": {"zone": "a"}, ...}
+    host.labels = json.loads(config.get("hostLabels") or "{}").get(host.name, host.labels)
+fleet = fc.Fleet("fleet", fleet_args)
 extra = json.loads(config.get("extra") or "{}")
 
 args = {
