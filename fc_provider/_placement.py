@@ -96,17 +96,24 @@ def planned_without_capacity(placement: Any, hosts: Sequence[Mapping[str, Any]],
     return None
 
 
+def candidates_for(placement: Any, hosts: Sequence[Mapping[str, Any]]) -> tuple[list[str], int]:
+    """The hosts that qualify by name or labels, and how many are wanted; PlacementError when too few qualify
+    (known without asking any host, so `check` reports it at preview)."""
+    candidates = matching(placement, hosts)
+    wanted = replicas(placement, candidates)
+    if len(candidates) < wanted or not candidates:
+        raise PlacementError(f"placement: no host fits {_rule(placement, wanted)}: {len(candidates)} host(s) match "
+                             f"({', '.join(candidates) or 'none'}) of {', '.join(h['name'] for h in hosts)}")
+    return candidates, wanted
+
+
 def place(placement: Any, hosts: Sequence[Mapping[str, Any]], current: Sequence[str], need: Need,
           host_info: Callable[[list[str]], Mapping[str, Optional[Mapping[str, Any]]]]) -> list[str]:
     """The hosts to run on. ``current``: where the function runs now (kept while it qualifies). ``host_info``
     fetches ``GET /v1/info`` from the named hosts (None for a host that does not answer); it is called only when
     new hosts must be chosen."""
-    candidates = matching(placement, hosts)
-    wanted = replicas(placement, candidates)
+    candidates, wanted = candidates_for(placement, hosts)
     rule = _rule(placement, wanted)
-    if len(candidates) < wanted or not candidates:
-        raise PlacementError(f"placement: no host fits {rule}: {len(candidates)} host(s) match "
-                             f"({', '.join(candidates) or 'none'}) of {', '.join(h['name'] for h in hosts)}")
     kept = sorted(n for n in current if n in candidates)[:wanted]
     fresh = [n for n in candidates if n not in kept]
     if len(kept) == wanted and (isinstance(placement, dict) or not fresh):

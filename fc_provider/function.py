@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence, Union
+import functools
+from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar, Union
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
@@ -12,12 +13,13 @@ from . import _fleetops as ops
 from . import _function_state as fs
 from ._code import pack, summarize
 from ._errors import AgentAPIError, FcProviderError, HostUnreachable
-from ._placement import Need, PlacementError, place, planned_without_capacity
+from ._placement import Need, PlacementError, candidates_for, place, planned_without_capacity
 from ._ssh import HostSpec
 from ._validation import FunctionModel, check, has_unknown
 from .fleet import Fleet
 
 Placement = Union[Sequence[str], Mapping[str, Any]]
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Pulumi calls a dynamic provider's read for an import with neither inputs nor state, so the provider cannot even
 # be loaded (pulumi/pulumi#16175): `pulumi import` and ResourceOptions(import_=...) both fail before our code runs.
@@ -133,6 +135,21 @@ def _host_info(conn: ops.FleetConnection, names: list[str]) -> dict[str, Optiona
     return ops.on_hosts("capacity query", [conn.host(n) for n in names], fetch)
 
 
+def _brief(method: F) -> F:
+    """Pulumi's dynamic provider prints the traceback of any error; ours are complete messages, so they are raised
+    afresh, without the frames below the provider method and without the exception chain."""
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except FcProviderError as exc:
+            brief = exc
+        raise brief.with_traceback(None) from None
+
+    return run  # type: ignore[return-value]
+
+
 def _refuse_foreign(host: str, name: str, spec: Mapping[str, Any], existing: Optional[Mapping[str, Any]]) -> None:
     """A create never overwrites a function it did not deploy. A copy equal to ours is our own earlier, partly
     failed create, which a re-run completes."""
@@ -149,6 +166,13 @@ class FunctionProvider(ResourceProvider):
         code_error = news.get("code_error")
         if isinstance(code_error, str) and not any(p == "code" for p, _ in failures):
             failures.insert(0, ("code", f"code: {code_error}"))  # reported even while other rules fail
+        connection = news.get("connection")
+        if (isinstance(connection, dict) and not has_unknown(connection) and not has_unknown(news.get("placement"))
+                and not any(p == "placement" for p, _ in failures)):
+            try:
+                candidates_for(fs.normalized(news, "placement"), connection["hosts"])
+            except PlacementError as exc:
+                failures.append(("placement", str(exc)))
         return CheckResult(news, [CheckFailure(p, r) for p, r in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -199,10 +223,12 @@ class FunctionProvider(ResourceProvider):
                 "invoke_endpoints": fs.invoke_endpoints(by_name, int(conn.get("invoke_port", 9000)), name,
                                                         sorted(records))}
 
+    @_brief
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._deploy(props, creating=True)
         return CreateResult(id_=props["function_name"], outs=outs)
 
+    @_brief
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         outs = self._deploy(news, olds.get("hosts") or [])
         gone = sorted(set(olds.get("hosts") or []) - set(outs["hosts"]))
@@ -220,9 +246,11 @@ class FunctionProvider(ResourceProvider):
 
         ops.on_hosts(f"removal of function {name}", [conn.host(n) for n in host_names], remove)
 
+    @_brief
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         self._remove(props, list(props.get("hosts") or []))
 
+    @_brief
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """Refresh and import: the function as every placed host reports it (every fleet host on import)."""
         if not isinstance(props.get("connection"), dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -60,6 +61,16 @@ def test_no_fitting_host_names_the_rule_and_the_hosts() -> None:
         place(["x"], HOSTS, [], SMALL, no_info)
 
 
+def test_check_reports_a_placement_that_no_host_can_satisfy() -> None:
+    news = {"function_name": "f", "code_checksum": "0" * 64, "connection": {"hosts": HOSTS}}
+    assert FunctionProvider().check({}, {**news, "placement": {"selector": {"zone": "z1"}, "replicas": 2}}).failures == []
+    failures = FunctionProvider().check({}, {**news, "placement": {"selector": {"zone": "z1"}, "replicas": 3}}).failures
+    assert [(f.property, f.reason) for f in failures] == [
+        ("placement", "placement: no host fits selector {zone=z1} with replicas=3: 2 host(s) match (a, b) of a, b, c")]
+    failures = FunctionProvider().check({}, {**news, "placement": ["a", "x"]}).failures
+    assert [f.property for f in failures] == ["placement"] and "x are not part of the fleet" in failures[0].reason
+
+
 OLD = {"function_name": "f", "code_checksum": "0" * 64, "memory_size": 128, "timeout": 3, "cpu": None,
        "custom_runtime_config": None, "environment_variables": {"A": "1"}, "hosts": ["a", "b", "c"],
        "connection": {"hosts": HOSTS}, "placement": None}
@@ -91,7 +102,7 @@ def test_selector_placement_on_the_lab_is_stable_and_names_the_rule_when_nothing
     import json
 
     from _fleet_agents import agent
-    from _pulumi import REPO, PulumiFailed, Stack
+    from _pulumi import REPO, Stack
 
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "index.py").write_text("def handler(event, context):\n    return event\n")
@@ -108,9 +119,11 @@ def test_selector_placement_on_the_lab_is_stable_and_names_the_rule_when_nothing
         stack.up()
         assert stack.outputs()["hosts"] == ["lab-2", "lab-3"]
         stack.config(extra=json.dumps({"placement": {"selector": {"zone": "a"}, "replicas": 2}}))
-        with pytest.raises(PulumiFailed, match=r"placement: no host fits selector \{zone=a\} with replicas=2: "
-                                               r"1 host\(s\) match \(lab-1\)"):
-            stack.up()
+        failed = stack.run("up", "--yes", "--skip-preview", check=False)
+        assert failed.returncode != 0
+        assert re.search(r"property placement value .* has a problem: placement: no host fits selector \{zone=a\} "
+                         r"with replicas=2: 1 host\(s\) match \(lab-1\)", failed.stdout), failed.stdout
+        assert "Traceback" not in failed.stdout + failed.stderr
         stack.config(extra=json.dumps({"placement": ["lab-1"]}))
         stack.up()
         assert stack.outputs()["hosts"] == ["lab-1"]
