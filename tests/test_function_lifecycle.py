@@ -19,6 +19,10 @@ from fc_provider._archive import pack_trees
 
 PROGRAM = REPO / "tests" / "programs" / "function"
 NAME = "life-fn"
+# FC 3.0 arguments that the agent stores as sent (contract A) besides the basics the program sets.
+EXTRA = {"description": "lifecycle test", "custom_dns": {"name_servers": ["10.0.0.53"], "searches": ["svc.local"],
+                                                         "dns_options": [{"name": "ndots", "value": "2"}]},
+         "log_config": {"project": "life", "logstore": "calls", "enable_request_metrics": True}}
 HANDLER = "import os\n\ndef handler(event, context):\n    return os.environ['MODE'] + ':' + event.decode()\n"
 
 
@@ -43,7 +47,7 @@ def deployed(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactor
     (code / "index.py").write_text(HANDLER)
     secret = f"greeting-{uuid.uuid4().hex}"
     stack = Stack(work, "life", program=PROGRAM)
-    stack.config(fleetFile=str(fleet_file), functionName=NAME, codeDir=str(code))
+    stack.config(fleetFile=str(fleet_file), functionName=NAME, codeDir=str(code), extra=json.dumps(EXTRA))
     stack.run("config", "set", "--secret", "greeting", secret)
     stack.up()
     yield {"stack": stack, "work": work, "secret": secret}
@@ -62,6 +66,16 @@ def test_outputs_have_fc_names_and_stable_ids(deployed: dict, lab_fleet: dict) -
     assert outs["state"] == "Active" and outs["code_size"] > 0 and len(outs["code_checksum"]) == 64
     assert outs["created_time"] <= outs["last_modified_time"]
     assert [invoke(url, b"x") for url in outs["invoke_endpoints"]] == [b"test:x"] * len(lab_fleet["hosts"])
+
+
+def test_every_host_holds_the_spec_as_declared(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
+    for host, spec in specs(lab, lab_fleet).items():
+        assert spec is not None, host
+        assert {k: spec.get(k) for k in ("description", "internet_access", "tags", "timeout")} == {
+            "description": "lifecycle test", "internet_access": True, "tags": {"team": "fc"}, "timeout": 10}
+        assert spec["custom_dns"] == EXTRA["custom_dns"]
+        assert spec["log_config"] == {**EXTRA["log_config"], "enable_instance_metrics": False,
+                                      "log_begin_rule": "None"}
 
 
 def test_no_change_up_changes_nothing_on_any_host(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
@@ -178,3 +192,33 @@ def test_adopt_takes_over_a_function_running_on_the_fleet(deployed: dict, lab: L
         stack.run("config", "rm", "adopt")
     stack.up()
     assert invoke(stack.outputs()["invoke_endpoints"][0], b"z") == b"test:z"
+
+
+SERVER = ("import http.server\n"
+          "class H(http.server.BaseHTTPRequestHandler):\n"
+          "    def do_GET(self):\n        self.send_response(200); self.end_headers()\n"
+          "    def do_POST(self):\n"
+          "        body = self.rfile.read(int(self.headers.get('content-length') or 0))\n"
+          "        self.send_response(200); self.end_headers(); self.wfile.write(b'box:' + body)\n"
+          "http.server.HTTPServer(('0.0.0.0', 9000), H).serve_forever()\n")
+
+
+def test_a_custom_container_function_is_deployed_without_code(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
+    """Contract A: no code_checksum, the container config and internet_access as declared."""
+    stack = deployed["stack"]
+    box = {"function_name": "life-box", "placement": ["lab-1"], "internet_access": False, "instance_concurrency": 4,
+           "custom_container_config": {"image": "fc-runtime/python3.11:latest", "port": 9000,
+                                       "command": ["python3", "-c", SERVER]}}
+    stack.config(container=json.dumps(box))
+    try:
+        stack.up()
+        assert stack.outputs()["box_hosts"] == ["lab-1"]
+        with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
+            spec = client.get_function("life-box")
+        assert spec["runtime"] == "custom-container" and spec.get("code_checksum") is None
+        assert spec["internet_access"] is False
+        assert spec["custom_container_config"] == {**box["custom_container_config"], "entrypoint": None,
+                                                   "health_check_config": None}
+    finally:
+        stack.run("config", "rm", "container")
+        stack.up()

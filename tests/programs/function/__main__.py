@@ -23,6 +23,11 @@ args = {
 }
 fn = fc.Function("fn", fc.FunctionArgs(**{**args, **extra}), fleet=fleet, adopt=config.get_bool("adopt") or False)
 
+container = json.loads(config.get("container") or "null")  # a second function, on runtime custom-container
+if container:
+    box = fc.Function("box", fc.FunctionArgs(runtime="custom-container", **container), fleet=fleet)
+    pulumi.export("box_hosts", box.hosts)
+
 for name in ("function_id", "function_arn", "code_size", "code_checksum", "hosts", "invoke_endpoints",
              "created_time", "last_modified_time", "state"):
     pulumi.export(name, getattr(fn, name))
