@@ -67,6 +67,9 @@ def test_invoke_logs_and_instances(stack: Stack, tmp_path: Path) -> None:
     assert logs.returncode == 0, logs.stderr
     assert result["request_id"] in logs.stdout and "handling from-a-file" in logs.stdout
     assert "lab-2" in logs.stdout
+    recent = json.loads(fc(stack, "--json", "logs", NAME).stdout)
+    assert result["request_id"] in [e["request_id"] for e in recent]
+    assert [e["time"] for e in recent] == sorted((e["time"] for e in recent), reverse=True)
 
     instances = json.loads(fc(stack, "--json", "instances", NAME).stdout)
     assert {i["host"] for i in instances} >= {"lab-2"}
