@@ -8,6 +8,7 @@
 from ._errors import (
     AgentAPIError,
     AuthenticationFailed,
+    DeployLocked,
     FcProviderError,
     FleetOperationError,
     HostError,
@@ -16,20 +17,24 @@ from ._errors import (
     RemoteCommandFailed,
 )
 from .fleet import Fleet, FleetArgs, HostArgs
-from .function import Function, FunctionArgs
+from ._placement import PlacementError
+from .function import Function, FunctionArgs, FunctionExists
 
 __all__ = [
     "AgentAPIError",
     "AuthenticationFailed",
+    "DeployLocked",
     "FcProviderError",
     "Fleet",
     "FleetArgs",
     "FleetOperationError",
     "Function",
     "FunctionArgs",
+    "FunctionExists",
     "HostArgs",
     "HostError",
     "HostKeyMismatch",
     "HostUnreachable",
+    "PlacementError",
     "RemoteCommandFailed",
 ]

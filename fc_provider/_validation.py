@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.dynamic's marker for a value unknown at preview
 
 FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 ENV_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$")
+# registry[:port]/path[:tag][@sha256:digest], as Docker parses it
+IMAGE_REF = r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
 
 
 class _Strict(BaseModel):
@@ -86,10 +89,68 @@ class CustomRuntimeModel(_Strict):
     health_check_config: HealthCheckModel | None = None
 
 
+class CustomContainerModel(_Strict):
+    image: str = Field(pattern=IMAGE_REF)
+    port: int = Field(default=9000, ge=1, le=65535)
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    health_check_config: HealthCheckModel | None = None
+
+
+class DnsOptionModel(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    value: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9:._-]*$")
+
+
+class CustomDnsModel(_Strict):
+    # resolv.conf honours at most 3 name servers and 6 search domains.
+    name_servers: list[IPvAnyAddress] = Field(default_factory=list, max_length=3)
+    searches: list[str] = Field(default_factory=list, max_length=6)
+    dns_options: list[DnsOptionModel] = Field(default_factory=list, max_length=10)
+
+    @field_validator("searches")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        for domain in v:
+            if not DOMAIN.match(domain):
+                raise ValueError(f"search domain {domain!r} must be a DNS name (letters, digits, '-', '.')")
+        return v
+
+
+class LogConfigModel(_Strict):
+    # Names follow FC's SLS rules; on a host they also name the log file, so nothing else may pass.
+    project: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    logstore: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,61}[a-z0-9]$")
+    enable_request_metrics: bool = False
+    enable_instance_metrics: bool = False
+    log_begin_rule: Literal["None", "DefaultRegex"] = "None"
+
+
+class SelectorPlacementModel(_Strict):
+    selector: dict[str, str] = Field(min_length=1)
+    replicas: int = Field(default=1, ge=1, le=1000)
+
+
+def _tags(v: dict[str, str]) -> dict[str, str]:
+    if len(v) > 20:
+        raise ValueError("at most 20 tags")
+    for key, value in v.items():
+        if not 1 <= len(key) <= 128 or key.startswith(("aliyun", "acs:")) or "://" in key:
+            raise ValueError(f"tag key {key!r} must be 1-128 characters, not start with 'aliyun' or 'acs:' and "
+                             "hold no URL")
+        if len(value) > 128 or "://" in value:
+            raise ValueError(f"tag value of {key!r} must be at most 128 characters and hold no URL")
+    return v
+
+
+RUNTIMES = ("python3.10", "python3.11", "python3.12", "custom", "custom.debian12", "custom-container")
+
+
 class FunctionModel(_Strict):
     function_name: str
     description: str = Field(default="", max_length=256)
-    runtime: Literal["python3.10", "python3.11", "python3.12", "custom", "custom.debian12"] = "python3.11"
+    runtime: Literal["python3.10", "python3.11", "python3.12", "custom", "custom.debian12",
+                     "custom-container"] = "python3.11"
     handler: str = Field(default="index.handler", pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     memory_size: int = Field(default=128, ge=128, le=32768, multiple_of=64)
     cpu: float | None = Field(default=None, ge=0.05, le=16)
@@ -101,8 +162,16 @@ class FunctionModel(_Strict):
     hibernation: bool = False
     instance_lifecycle_config: LifecycleModel | None = None
     custom_runtime_config: CustomRuntimeModel | None = None
+    custom_container_config: CustomContainerModel | None = None
     environment_variables: dict[str, str] = Field(default_factory=dict)
-    placement: list[str] | None = None
+    internet_access: bool = True
+    custom_dns: CustomDnsModel | None = None
+    log_config: LogConfigModel | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    placement: list[str] | SelectorPlacementModel | None = None
+    # Set by the program from `code`: the package's sha256, or why the code could not be packed.
+    code_checksum: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    code_error: str | None = None
 
     @field_validator("function_name")
     @classmethod
@@ -116,7 +185,7 @@ class FunctionModel(_Strict):
     def _cpu_step(cls, v: float | None) -> float | None:
         if v is not None and abs(round(v / 0.05) * 0.05 - v) > 1e-9:
             raise ValueError("must be a multiple of 0.05 vCPU")
-        return v
+        return round(v, 2) if v is not None else None
 
     @field_validator("environment_variables")
     @classmethod
@@ -130,14 +199,40 @@ class FunctionModel(_Strict):
             raise ValueError("must be 4 KB or less in total (keys plus values)")
         return v
 
+    @field_validator("tags")
+    @classmethod
+    def _tag_rules(cls, v: dict[str, str]) -> dict[str, str]:
+        return _tags(v)
+
+    @field_validator("placement")
+    @classmethod
+    def _hosts(cls, v: list[str] | SelectorPlacementModel | None) -> list[str] | SelectorPlacementModel | None:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("must name at least one host (or omit placement to use every host)")
+            if len(set(v)) != len(v):
+                raise ValueError("host names must not repeat")
+        return v
+
     @model_validator(mode="after")
     def _ratios(self) -> "FunctionModel":
         if self.cpu is not None:
             gb = self.memory_size / 1024
             if not (self.cpu <= gb <= self.cpu * 4):
                 raise ValueError(f"cpu : memory_size (GB) must be between 1:1 and 1:4; got {self.cpu} : {gb:g}")
-        if self.runtime.startswith("custom") and self.custom_runtime_config is None:
+        container = self.runtime == "custom-container"
+        if self.runtime in ("custom", "custom.debian12") and self.custom_runtime_config is None:
             raise ValueError("custom_runtime_config (command, args, port) is required for a custom runtime")
+        if container and self.custom_container_config is None:
+            raise ValueError("custom_container_config (image, port) is required for runtime custom-container")
+        if not container and self.custom_container_config is not None:
+            raise ValueError("custom_container_config is only for runtime custom-container")
+        if container and self.custom_runtime_config is not None:
+            raise ValueError("custom_runtime_config is not for runtime custom-container; use custom_container_config")
+        if self.code_error is not None:
+            raise ValueError(f"code: {self.code_error}")
+        if not container and self.code_checksum is None:
+            raise ValueError(f"code is required for runtime {self.runtime} (only custom-container runs without it)")
         if self.instance_concurrency != 1 and self.runtime.startswith("python"):
             raise ValueError("instance_concurrency must be 1 for built-in runtimes")
         if self.hibernation and self.min_instances < 1:
@@ -147,32 +242,43 @@ class FunctionModel(_Strict):
         return self
 
 
-def _has_unknown(value: Any) -> bool:
+def has_unknown(value: Any) -> bool:
     if value == UNKNOWN:
         return True
     if isinstance(value, dict):
-        return any(_has_unknown(v) for v in value.values())
+        return any(has_unknown(v) for v in value.values())
     if isinstance(value, list):
-        return any(_has_unknown(v) for v in value)
+        return any(has_unknown(v) for v in value)
     return False
 
 
+def _model_level_property(model: type[BaseModel], message: str) -> str:
+    """A rule across fields names its main property first ("cpu : memory_size ...", "code is required ...")."""
+    first = re.split(r"[\s:(]", message, maxsplit=1)[0]
+    return first if first in model.model_fields or first == "code" else "(resource)"
+
+
 def check(model: type[BaseModel], inputs: dict[str, Any]) -> list[tuple[str, str]]:
-    """Returns (property, reason) pairs; properties whose values are unknown are left for later."""
-    known = {k: v for k, v in inputs.items() if not _has_unknown(v) and v is not None}
-    unknown = {k for k, v in inputs.items() if _has_unknown(v)}
+    """Returns (property, reason) pairs. Properties whose values are unknown (preview) are left for later, and so
+    are rules across properties while any value is unknown: `pulumi up` checks again once all are known."""
+    inputs = {k: v for k, v in inputs.items() if k in model.model_fields}  # e.g. the fleet's connection is not
+    known = {k: v for k, v in inputs.items() if not has_unknown(v) and v is not None}
+    unknown = {k for k, v in inputs.items() if has_unknown(v)}
     try:
         model.model_validate(known)
     except ValidationError as exc:
         failures = []
         for err in exc.errors():
-            prop = str(err["loc"][0]) if err["loc"] else "(resource)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:
+                if unknown:
+                    continue
+                failures.append((_model_level_property(model, msg), msg))
+                continue
+            prop = str(err["loc"][0])
             if prop in unknown:
                 continue
-            if err["type"] == "missing" and prop in unknown:
-                continue
-            where = ".".join(str(p) for p in err["loc"]) or prop
-            msg = err["msg"].removeprefix("Value error, ")
+            where = ".".join(str(p) for p in err["loc"])
             failures.append((prop, f"{where}: {msg}"))
         return failures
     return []

@@ -2,50 +2,63 @@
 
 from __future__ import annotations
 
-import os
-import time
-from typing import Any, Mapping, Optional, Sequence
+import functools
+from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar, Union
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from . import _commands as cmd
 from . import _fleetops as ops
-from ._archive import pack_code
+from . import _function_state as fs
+from ._code import pack, summarize
 from ._errors import AgentAPIError, FcProviderError, HostUnreachable
+from ._placement import Need, PlacementError, candidates_for, place, planned_without_capacity
 from ._ssh import HostSpec
-from ._validation import FunctionModel, check
+from ._validation import FunctionModel, check, has_unknown
 from .fleet import Fleet
 
-# Sent to the agent as the function's spec; everything else is the provider's business.
-SPEC_KEYS = ("description", "runtime", "handler", "memory_size", "cpu", "timeout", "disk_size",
-             "instance_concurrency", "max_instances", "min_instances", "hibernation", "instance_lifecycle_config",
-             "custom_runtime_config", "environment_variables")
-_OUTPUT_ONLY = {"__provider", "function_arn", "function_id", "hosts", "invoke_endpoints", "created_time",
-                "last_modified_time", "state", "code_size"}
-_NOT_DIFFED = _OUTPUT_ONLY | {"code_path"}  # where the code sits does not matter; its checksum does
-_REPLACE_ON = ("function_name",)
+Placement = Union[Sequence[str], Mapping[str, Any]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Pulumi calls a dynamic provider's read for an import with neither inputs nor state, so the provider cannot even
+# be loaded (pulumi/pulumi#16175): `pulumi import` and ResourceOptions(import_=...) both fail before our code runs.
+IMPORT_LIMIT = ("Pulumi cannot import a dynamic resource (pulumi/pulumi#16175); declare the Function with adopt=True "
+                "to take over a function that already runs on the fleet")
+
+
+class FunctionExists(FcProviderError):
+    """Create found another function of the same name on a host; adopt=True takes it over."""
 
 
 class FunctionArgs:
     def __init__(
-        self, *, code: pulumi.Input[str] | pulumi.Archive, function_name: Optional[str] = None,
+        self, *, code: Optional[pulumi.Input[str] | pulumi.Archive] = None, function_name: Optional[str] = None,
         runtime: str = "python3.11", handler: str = "index.handler", description: str = "",
         memory_size: int = 128, cpu: Optional[float] = None, timeout: int = 3, disk_size: int = 512,
         instance_concurrency: int = 1, max_instances: int = 10, min_instances: int = 0, hibernation: bool = False,
         environment_variables: Optional[Mapping[str, pulumi.Input[str]]] = None,
         instance_lifecycle_config: Optional[Mapping[str, Mapping[str, Any]]] = None,
         custom_runtime_config: Optional[Mapping[str, Any]] = None,
-        placement: Optional[Sequence[str]] = None,
+        custom_container_config: Optional[Mapping[str, Any]] = None,
+        internet_access: bool = True,
+        custom_dns: Optional[Mapping[str, Any]] = None,
+        log_config: Optional[Mapping[str, Any]] = None,
+        tags: Optional[Mapping[str, str]] = None,
+        placement: Optional[Placement] = None,
     ) -> None:
         """
-        :param code: A folder, a zip or tar archive, or a ``pulumi.FileArchive``. Its sha256 drives the diff.
+        :param code: A folder, a .zip/.tar.gz archive file, a ``pulumi.FileArchive``, or a ``pulumi.AssetArchive``
+               of ``StringAsset``/``FileAsset``/``FileArchive`` entries (packed deterministically). Its sha256 drives
+               the diff; the package is uploaded content-addressed and skipped when a host already has it. Required
+               except for runtime custom-container. Default none.
         :param function_name: 1-64 letters, digits, '_' or '-', starting with a letter or '_'. Changing it replaces
                the function. Default: the resource name.
-        :param runtime: python3.10, python3.11, python3.12 (built-in: handler(event, context)), or custom /
-               custom.debian12 (your own HTTP server, see custom_runtime_config). Default "python3.11".
+        :param runtime: python3.10, python3.11, python3.12 (built-in: handler(event, context)), custom /
+               custom.debian12 (your own HTTP server in the code, see custom_runtime_config), or custom-container
+               (your own image, see custom_container_config). Default "python3.11".
         :param handler: "module.function", called as handler(event, context). Default "index.handler".
-        :param description: Free text, up to 256 characters. Default "".
+        :param description: Free text, up to 256 characters; changing it recycles no instance. Default "".
         :param memory_size: MB, 128-32768, a multiple of 64; the container's hard memory limit. Default 128.
         :param cpu: vCPUs, 0.05-16 in steps of 0.05, with cpu : memory (GB) between 1:1 and 1:4. Default: half a
                vCPU per GB of memory.
@@ -54,20 +67,41 @@ class FunctionArgs:
         :param disk_size: MB of writable /tmp, 512 or 10240. Default 512.
         :param instance_concurrency: Requests one instance serves at once, 1-200; exactly 1 for built-in runtimes.
                Default 1.
-        :param max_instances: Hard limit of instances per host. Default 10.
-        :param min_instances: Instances kept ready (no cold start). Default 0: scale to zero.
+        :param max_instances: Hard limit of instances per host, 1-10000. Default 10.
+        :param min_instances: Instances kept ready (no cold start), at most max_instances. Default 0: scale to zero.
         :param hibernation: Light hibernation: an idle kept instance is frozen (cgroup freezer) after a short grace
                and thawed by the next request in milliseconds. Needs min_instances >= 1. Default False.
-        :param environment_variables: Keys start with a letter, FC_ is reserved, 4 KB in total. Values may be
-               secrets: the outputs holding them are always stored encrypted. Default none.
+        :param environment_variables: Keys start with a letter and hold letters, digits and '_'; FC_ is reserved;
+               4 KB in total. Values may be secrets: the map is always stored encrypted. Default none.
         :param instance_lifecycle_config: FC's lifecycle hooks, e.g. {"initializer": {"handler": "index.init",
                "timeout": 10}, "pre_stop": {"handler": "index.bye", "timeout": 5}}. The initializer runs once per
-               instance before its first invocation (timeout up to 600 s; a failure fails that invocation and
-               discards the instance); pre_stop runs before an instance is destroyed (up to 900 s). Default none.
-        :param custom_runtime_config: For custom runtimes: {"command": [...], "args": [...], "port": 9000}. The
-               server starts in the code folder, listens on ``port`` (also in FC_SERVER_PORT) and answers
-               POST /invoke; a 5xx answer is reported as a function error. Default none.
-        :param placement: Names of the hosts to run on. Default: every host of the fleet.
+               instance before its first invocation (timeout up to 600 s, default 3; a failure fails that
+               invocation and discards the instance); pre_stop runs before an instance is destroyed (up to 900 s,
+               default 3). Default none.
+        :param custom_runtime_config: For custom / custom.debian12 (required there): {"command": [...] (required),
+               "args": [...] (default []), "port": 1-65535 (default 9000), "health_check_config": {...}}. The server
+               starts in the code folder, listens on ``port`` (also in FC_SERVER_PORT) and answers POST /invoke.
+               health_check_config: {"http_get_url": "/..." (default "/"), "initial_delay_seconds": 0-120 (default
+               0), "period_seconds": 1-120 (default 3), "timeout_seconds": 1-3 (default 1), "failure_threshold" and
+               "success_threshold": 1-120 (default 3 and 1)}. Default none.
+        :param custom_container_config: For custom-container (required there, refused elsewhere): {"image":
+               "registry/name:tag" (required), "port": 1-65535 (default 9000), "command": [...] and "entrypoint":
+               [...] (default: the image's), "health_check_config": {... as above}}. No code is mounted. Default none.
+        :param internet_access: False: the function's containers have no outbound network (the agent still
+               reaches them). Default True.
+        :param custom_dns: {"name_servers": up to 3 IP addresses, "searches": up to 6 domains, "dns_options": up
+               to 10 [{"name": "ndots", "value": "2"}]}, written to the container's resolv.conf. Default none (the
+               host's DNS).
+        :param log_config: {"project": 3-63 lowercase letters, digits, '-', "logstore": 2-63 lowercase letters,
+               digits, '_', '-', "enable_request_metrics": bool (default False), "enable_instance_metrics": bool
+               (default False), "log_begin_rule": "None" | "DefaultRegex" (default "None")}: each invocation's log
+               lines are appended on the host to /var/lib/fc-agent/logs/{project}/{logstore}.jsonl. Default none.
+        :param tags: Up to 20 key/value pairs; keys 1-128 characters, not starting with "aliyun" or "acs:", values
+               up to 128 characters, no URLs. Stored, never used for running. Default none.
+        :param placement: Where the function runs: a list of host names, or {"selector": {label: value},
+               "replicas": N (default 1)} to run on N hosts whose labels match, picked by free capacity (hosts with
+               "capacity" declared on the fleet, or reported by the agent). Stable: hosts that run the function
+               keep it while they qualify. Default: every host of the fleet.
         """
         self.code = code
         self.function_name, self.runtime, self.handler, self.description = function_name, runtime, handler, description
@@ -76,108 +110,167 @@ class FunctionArgs:
                                                                              min_instances)
         self.hibernation = hibernation
         self.custom_runtime_config = dict(custom_runtime_config) if custom_runtime_config else None
+        self.custom_container_config = dict(custom_container_config) if custom_container_config else None
         self.instance_lifecycle_config = dict(instance_lifecycle_config) if instance_lifecycle_config else None
         self.environment_variables = dict(environment_variables or {})
-        self.placement = list(placement) if placement is not None else None
+        self.internet_access = internet_access
+        self.custom_dns = dict(custom_dns) if custom_dns else None
+        self.log_config = dict(log_config) if log_config else None
+        self.tags = dict(tags or {})
+        self.placement: Any = (dict(placement) if isinstance(placement, Mapping)
+                               else list(placement) if placement is not None else None)
 
 
-def _code_source(code: Any) -> str:
-    if isinstance(code, pulumi.FileArchive):
-        return os.path.abspath(code.path)
-    if isinstance(code, pulumi.Archive):
-        raise TypeError("code: only folders, archive files and pulumi.FileArchive are supported")
-    return os.path.abspath(str(code))
+def _host_info(conn: ops.FleetConnection, names: list[str]) -> dict[str, Optional[dict[str, Any]]]:
+    """GET /v1/info of each host, for capacity; a host that does not answer gives None (declared capacity)."""
+
+    def fetch(host: HostSpec) -> Optional[dict[str, Any]]:
+        try:
+            with ops.agent_session(conn, host) as (_ssh, agent):
+                status, info = agent.raw("GET", "/v1/info")
+                return info if status == 200 and isinstance(info, dict) else None
+        except FcProviderError:
+            return None
+
+    return ops.on_hosts("capacity query", [conn.host(n) for n in names], fetch)
 
 
-def _placed_hosts(conn: ops.FleetConnection, placement: Optional[list[str]]) -> list[HostSpec]:
-    if placement is None:
-        return list(conn.hosts)
-    return [conn.host(name) for name in placement]
+def _brief(method: F) -> F:
+    """Pulumi's dynamic provider prints the traceback of any error; ours are complete messages, so they are raised
+    afresh, without the frames below the provider method and without the exception chain."""
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except FcProviderError as exc:
+            brief = exc
+        raise brief.with_traceback(None) from None
+
+    return run  # type: ignore[return-value]
 
 
-def _spec(props: dict[str, Any]) -> dict[str, Any]:
-    """The agent's view of the function, normalized by the model (Pulumi hands numbers over as floats)."""
-    model = FunctionModel.model_validate({k: v for k, v in props.items() if v is not None})
-    return {k: v for k, v in model.model_dump().items() if k in SPEC_KEYS and v is not None}
+def _refuse_foreign(host: str, name: str, spec: Mapping[str, Any], existing: Optional[Mapping[str, Any]]) -> None:
+    """A create never overwrites a function it did not deploy. A copy equal to ours is our own earlier, partly
+    failed create, which a re-run completes."""
+    if existing is not None and any(fs.normalized(existing, k) != fs.normalized(spec, k) for k in fs.SPEC_KEYS
+                                    + ("code_checksum",)):
+        raise FunctionExists(f"host {host}: function {name} already exists there with another configuration "
+                             "(deployed outside this stack?); declare it with adopt=True to take it over, or pick "
+                             "another function_name")
 
 
 class FunctionProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = [CheckFailure(p, r) for p, r in check(FunctionModel, news)]
-        return CheckResult(news, failures)
+        failures = check(FunctionModel, news)
+        code_error = news.get("code_error")
+        if isinstance(code_error, str) and not any(p == "code" for p, _ in failures):
+            failures.insert(0, ("code", f"code: {code_error}"))  # reported even while other rules fail
+        connection = news.get("connection")
+        if (isinstance(connection, dict) and not has_unknown(connection) and not has_unknown(news.get("placement"))
+                and not any(p == "placement" for p, _ in failures)):
+            try:
+                candidates_for(fs.normalized(news, "placement"), connection["hosts"])
+            except PlacementError as exc:
+                failures.append(("placement", str(exc)))
+        return CheckResult(news, [CheckFailure(p, r) for p, r in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in news if k not in _NOT_DIFFED and olds.get(k) != news.get(k)]
+        changed = fs.changed_keys(olds, news)
         connection = news.get("connection")
-        if isinstance(connection, dict) and isinstance(connection.get("hosts"), list):
-            planned = news.get("placement") or [h["name"] for h in connection["hosts"]]
-            if sorted(planned) != sorted(olds.get("hosts") or []):
-                changed.append("hosts")  # refresh found the function missing somewhere, or placement moved
-        replaces = [k for k in _REPLACE_ON if k in changed]
+        if isinstance(connection, dict) and not has_unknown(connection) and not has_unknown(news.get("placement")):
+            current = olds.get("hosts") or []
+            try:
+                planned = planned_without_capacity(fs.normalized(news, "placement"), connection["hosts"], current)
+            except PlacementError:
+                planned = None  # the update reports it
+            if planned != sorted(current):
+                changed.append("hosts")  # refresh found the function missing somewhere, or the fleet changed
+        replaces = [k for k in fs.REPLACE_ON if k in changed]
         return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=bool(replaces))
 
-    def _deploy(self, props: dict[str, Any], created_time: Optional[str] = None) -> dict[str, Any]:
+    def _deploy(self, props: dict[str, Any], current: Sequence[str] = (), *, creating: bool = False) -> dict[str, Any]:
         conn = ops.FleetConnection.from_dict(props["connection"])
-        package = pack_code(props["code_path"])
-        if package.checksum != props["code_checksum"]:
-            raise FcProviderError(f"code at {props['code_path']} changed during the deployment "
-                                  f"(planned {props['code_checksum'][:12]}, found {package.checksum[:12]}); run again")
         name = props["function_name"]
-        spec = {**_spec(props), "code_checksum": package.checksum}
+        spec = fs.agent_spec(props)
+        package = pack(props["code"]) if props.get("code") else None
+        if package is not None and package.checksum != props["code_checksum"]:
+            raise FcProviderError(f"code changed during the deployment of function {name} (planned "
+                                  f"{props['code_checksum'][:12]}, found {package.checksum[:12]}); run again")
+        host_names = place(fs.normalized(props, "placement"), props["connection"]["hosts"], current, Need.of(spec),
+                           lambda names: _host_info(conn, names))
 
         def deploy(host: HostSpec) -> dict[str, Any]:
             with ops.agent_session(conn, host) as (ssh, agent):
-                archive = cmd.code_archive(package.checksum)
-                if ssh.run(cmd.path_exists(archive), check=False).exit_status != 0:
-                    ssh.put_bytes(package.data, archive)  # content-addressed: skipped when already there
+                if creating and not props.get("adopt"):
+                    _refuse_foreign(host.name, name, spec, agent.get_function(name))
+                if package is not None:
+                    archive = cmd.code_archive(package.checksum)
+                    if ssh.run(cmd.path_exists(archive), check=False).exit_status != 0:
+                        ssh.put_bytes(package.data, archive)  # content-addressed: skipped when already there
                 return agent.put_function(name, spec)
 
-        hosts = _placed_hosts(conn, props.get("placement"))
+        hosts = [conn.host(n) for n in host_names]
         with ops.fleet_lock(conn, hosts, f"deploy of function {name}"):
             records = ops.on_hosts(f"deploy of function {name}", hosts, deploy)
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return {
-            **props,
-            "function_id": name,
-            "function_arn": f"acs:fc:local:fleet:functions/{name}",
-            "code_size": package.size,
-            "hosts": sorted(records),
-            "invoke_endpoints": [f"http://{h.address}:{conn.invoke_port}/2023-03-30/functions/{name}/invocations"
-                                 for h in hosts],
-            "created_time": created_time or now,
-            "last_modified_time": now,
-            "state": "Active",
-        }
+        outs = fs.observed(props, records)
+        return {**outs, **self._identity(props, records), "code_size": package.size if package else 0}
 
+    @staticmethod
+    def _identity(props: dict[str, Any], records: Mapping[str, Any]) -> dict[str, Any]:
+        conn = props["connection"]
+        name = props["function_name"]
+        by_name = {h["name"]: h for h in conn["hosts"]}
+        return {"function_id": fs.function_id(name), "function_arn": fs.function_arn(name),
+                "invoke_endpoints": fs.invoke_endpoints(by_name, int(conn.get("invoke_port", 9000)), name,
+                                                        sorted(records))}
+
+    @_brief
     def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._deploy(props)
+        outs = self._deploy(props, creating=True)
         return CreateResult(id_=props["function_name"], outs=outs)
 
+    @_brief
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        outs = self._deploy(news, olds.get("created_time"))
+        outs = self._deploy(news, olds.get("hosts") or [])
         gone = sorted(set(olds.get("hosts") or []) - set(outs["hosts"]))
         if gone:
-            self._remove(olds, gone)
+            in_fleet = {h["name"] for h in news["connection"]["hosts"]}
+            self._remove(olds, gone, departed={n for n in gone if n not in in_fleet})
         return UpdateResult(outs=outs)
 
-    def _remove(self, props: dict[str, Any], host_names: list[str]) -> None:
+    def _remove(self, props: dict[str, Any], host_names: list[str], departed: frozenset[str] | set[str] = frozenset()
+                ) -> None:
+        """``departed``: hosts that left the fleet. The Fleet may have uninstalled their agent already, which
+        removed the function with it, so an agent that no longer answers there counts as done."""
         conn = ops.FleetConnection.from_dict(props["connection"])
         name = props["function_name"]
 
         def remove(host: HostSpec) -> bool:
-            with ops.agent_session(conn, host) as (_ssh, agent):
-                return agent.delete_function(name)
+            try:
+                with ops.agent_session(conn, host) as (_ssh, agent):
+                    return agent.delete_function(name)
+            except (HostUnreachable, AgentAPIError):
+                if host.name in departed:
+                    return False
+                raise
 
         hosts = [conn.host(n) for n in host_names]
         with ops.fleet_lock(conn, hosts, f"removal of function {name}"):
             ops.on_hosts(f"removal of function {name}", hosts, remove)
 
+    @_brief
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         self._remove(props, list(props.get("hosts") or []))
 
+    @_brief
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """Refresh and import: the function as every placed host reports it (every fleet host on import)."""
+        if not isinstance(props.get("connection"), dict):
+            raise FcProviderError(IMPORT_LIMIT)
         conn = ops.FleetConnection.from_dict(props["connection"])
-        name = props.get("function_name", id_)
+        name = props.get("function_name") or id_
+        recorded = props.get("hosts") or [h.name for h in conn.hosts]
 
         def fetch(host: HostSpec) -> Optional[dict[str, Any]]:
             try:
@@ -186,29 +279,27 @@ class FunctionProvider(ResourceProvider):
             except (HostUnreachable, AgentAPIError):
                 return None  # an agent that does not answer serves nothing: drift, which the next up repairs
 
-        records = ops.on_hosts(f"read of function {name}", _placed_hosts(conn, props.get("placement")), fetch)
+        records = ops.on_hosts(f"read of function {name}", [conn.host(n) for n in recorded], fetch)
         present = {h: r for h, r in records.items() if r is not None}
         if not present:
             return ReadResult(None, {})
-        outs = dict(props)
-        outs["hosts"] = sorted(present)
-        # A host whose copy differs makes the refreshed outputs differ from the inputs, so the next up repairs it.
-        for key in SPEC_KEYS + ("code_checksum",):
-            values = {repr(r.get(key)) for r in present.values()}
-            if len(values) > 1:
-                outs[key] = f"<drift: hosts disagree on {key}>"
-            elif key in next(iter(present.values())):
-                outs[key] = next(iter(present.values()))[key]
-        return ReadResult(id_, outs)
+        props = {**props, "function_name": name}
+        outs = {**fs.observed(props, present), **self._identity(props, present)}
+        return ReadResult(id_, outs, fs.inputs_of(outs))
 
 
 class Function(pulumi.dynamic.Resource):
     """A function on the fleet: its code is uploaded content-addressed to every placed host, and the host's agent
-    runs it in containers on demand. Invoke it at any ``invoke_endpoints`` URL (FC's InvokeFunction shape)."""
+    runs it in containers on demand. Invoke it at any ``invoke_endpoints`` URL (FC's InvokeFunction shape).
+
+    Outputs (FC's names): ``function_id``, ``function_arn`` ("acs:fc:local:fleet:functions/NAME"), ``code_size``,
+    ``code_checksum``, ``hosts``, ``invoke_endpoints``, ``created_time``, ``last_modified_time``, ``state``.
+    """
 
     function_name: pulumi.Output[str]
+    function_id: pulumi.Output[str]
     function_arn: pulumi.Output[str]
-    code_checksum: pulumi.Output[str]
+    code_checksum: pulumi.Output[Optional[str]]
     code_size: pulumi.Output[int]
     hosts: pulumi.Output[list]
     invoke_endpoints: pulumi.Output[list]
@@ -216,25 +307,39 @@ class Function(pulumi.dynamic.Resource):
     last_modified_time: pulumi.Output[str]
     state: pulumi.Output[str]
 
-    def __init__(self, resource_name: str, args: FunctionArgs, *, fleet: Fleet,
+    def __init__(self, resource_name: str, args: FunctionArgs, *, fleet: Fleet, adopt: bool = False,
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        source = pulumi.Output.from_input(args.code).apply(_code_source)
-        package = source.apply(pack_code)
+        """
+        :param resource_name: The Pulumi resource name; also the function_name when args leave it unset.
+        :param args: The function's configuration.
+        :param fleet: The fleet whose hosts run the function.
+        :param adopt: Take over a function of the same name that already runs on the fleet (deployed by another
+               stack or by hand; Pulumi cannot import dynamic resources). Its configuration becomes the declared
+               one and its created_time is kept. Without it, creating a function that exists on a host with another
+               configuration fails. Has no effect after the create. Default False.
+        :param opts: Pulumi resource options.
+        """
+        code = pulumi.Output.from_input(args.code).apply(summarize)
         props: dict[str, Any] = {
             "connection": fleet.connection,
             "function_name": args.function_name or resource_name,
-            "code_path": source,
-            "code_checksum": package.apply(lambda p: p.checksum),
+            "code": code.apply(lambda c: c["code"]),
+            "code_checksum": code.apply(lambda c: c["code_checksum"]),
+            "code_error": code.apply(lambda c: c["code_error"]),
             "runtime": args.runtime, "handler": args.handler, "description": args.description,
             "memory_size": args.memory_size, "cpu": args.cpu, "timeout": args.timeout, "disk_size": args.disk_size,
             "instance_concurrency": args.instance_concurrency, "max_instances": args.max_instances,
             "min_instances": args.min_instances, "hibernation": args.hibernation,
             "instance_lifecycle_config": args.instance_lifecycle_config,
             "custom_runtime_config": args.custom_runtime_config,
+            "custom_container_config": args.custom_container_config,
             # Values may be secrets; the whole map is stored encrypted, inputs and outputs alike.
             "environment_variables": pulumi.Output.secret(args.environment_variables),
+            "internet_access": args.internet_access, "custom_dns": args.custom_dns, "log_config": args.log_config,
+            "tags": args.tags,
             "placement": args.placement,
-            **{k: None for k in _OUTPUT_ONLY - {"__provider"}},
+            "adopt": adopt,
+            **fs.output_defaults(),
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
             additional_secret_outputs=["connection", "environment_variables"], depends_on=[fleet]))

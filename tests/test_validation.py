@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 
 import fc_provider
+from fc_provider.function import FunctionProvider
 from fc_provider._validation import UNKNOWN, FleetModel, FunctionModel, check
 
+SHA = "0" * 64
 VALID = {"function_name": "hello", "runtime": "python3.11", "handler": "index.handler", "memory_size": 128,
-         "timeout": 3}
+         "timeout": 3, "code_checksum": SHA}
+CONTAINER = {"runtime": "custom-container", "code_checksum": None,
+             "custom_container_config": {"image": "registry.local:5000/web:1.0"}}
 
 RULES = [
     ({"function_name": "1abc"}, "function_name", "starting with a letter"),
@@ -22,13 +26,13 @@ RULES = [
     ({"timeout": 0}, "timeout", "greater than or equal to 1"),
     ({"timeout": 86401}, "timeout", "less than or equal to 86400"),
     ({"cpu": 0.07}, "cpu", "multiple of 0.05"),
-    ({"cpu": 2.0, "memory_size": 1024}, "(resource)", "between 1:1 and 1:4"),
+    ({"cpu": 2.0, "memory_size": 1024}, "cpu", "between 1:1 and 1:4"),
     ({"disk_size": 1024}, "disk_size", "512"),
     ({"environment_variables": {"1X": "v"}}, "environment_variables", "start with a letter"),
     ({"environment_variables": {"FC_X": "v"}}, "environment_variables", "reserved prefix FC_"),
     ({"environment_variables": {"K": "v" * 5000}}, "environment_variables", "4 KB"),
-    ({"instance_concurrency": 2}, "(resource)", "must be 1 for built-in runtimes"),
-    ({"runtime": "custom"}, "(resource)", "custom_runtime_config (command, args, port) is required"),
+    ({"instance_concurrency": 2}, "instance_concurrency", "must be 1 for built-in runtimes"),
+    ({"runtime": "custom"}, "custom_runtime_config", "custom_runtime_config (command, args, port) is required"),
     ({"runtime": "custom", "custom_runtime_config": {"command": []}}, "custom_runtime_config", "at least 1"),
     ({"runtime": "custom", "custom_runtime_config": {"command": ["x"], "port": 70000}}, "custom_runtime_config",
      "less than or equal to 65535"),
@@ -38,26 +42,62 @@ RULES = [
      "custom_runtime_config", "pattern"),
     ({"runtime": "custom", "custom_runtime_config": {"command": ["x"]}, "instance_concurrency": 201},
      "instance_concurrency", "less than or equal to 200"),
-    ({"min_instances": 5, "max_instances": 2}, "(resource)", "must not exceed max_instances"),
-    ({"hibernation": True}, "(resource)", "needs min_instances of 1"),
+    ({"min_instances": 5, "max_instances": 2}, "min_instances", "must not exceed max_instances"),
+    ({"hibernation": True}, "hibernation", "needs min_instances of 1"),
     ({"instance_lifecycle_config": {"initializer": {"handler": "index.init", "timeout": 601}}},
      "instance_lifecycle_config", "less than or equal to 600"),
     ({"instance_lifecycle_config": {"pre_stop": {"handler": "index.bye", "timeout": 901}}},
      "instance_lifecycle_config", "less than or equal to 900"),
     ({"instance_lifecycle_config": {"initializer": {"handler": "noDot"}}}, "instance_lifecycle_config", "pattern"),
+    ({"description": "d" * 257}, "description", "at most 256 characters"),
+    ({"cpu": 0.0}, "cpu", "greater than or equal to 0.05"),
+    ({"cpu": 16.05, "memory_size": 32768}, "cpu", "less than or equal to 16"),
+    ({"code_checksum": None}, "code", "code is required for runtime python3.11"),
+    ({"code_checksum": None, "code_error": "code path /nope does not exist"}, "code", "does not exist"),
+    ({"runtime": "custom-container", "code_checksum": None}, "custom_container_config", "is required for runtime"),
+    ({"custom_container_config": {"image": "web:1"}}, "custom_container_config", "only for runtime custom-container"),
+    ({**CONTAINER, "custom_container_config": {"image": "Bad Image"}}, "custom_container_config", "pattern"),
+    ({**CONTAINER, "custom_container_config": {"image": "web:1", "port": 0}}, "custom_container_config",
+     "greater than or equal to 1"),
+    ({**CONTAINER, "custom_container_config": {"image": "web:1", "health_check_config": {"period_seconds": 121}}},
+     "custom_container_config", "less than or equal to 120"),
+    ({**CONTAINER, "custom_runtime_config": {"command": ["x"]}}, "custom_runtime_config", "not for runtime"),
+    ({"internet_access": "sometimes"}, "internet_access", "valid boolean"),
+    ({"custom_dns": {"name_servers": ["not-an-ip"]}}, "custom_dns", "IPv4 or IPv6"),
+    ({"custom_dns": {"name_servers": ["1.1.1.1", "8.8.8.8", "9.9.9.9", "1.0.0.1"]}}, "custom_dns", "at most 3"),
+    ({"custom_dns": {"searches": ["bad domain"]}}, "custom_dns", "must be a DNS name"),
+    ({"custom_dns": {"searches": [f"d{i}.example" for i in range(7)]}}, "custom_dns", "at most 6"),
+    ({"custom_dns": {"dns_options": [{"name": "nd ots", "value": "2"}]}}, "custom_dns", "pattern"),
+    ({"log_config": {"project": "P", "logstore": "store"}}, "log_config", "pattern"),
+    ({"log_config": {"project": "proj", "logstore": "../x"}}, "log_config", "pattern"),
+    ({"log_config": {"project": "proj"}}, "log_config", "Field required"),
+    ({"log_config": {"project": "proj", "logstore": "ls", "log_begin_rule": "Always"}}, "log_config",
+     "'None' or 'DefaultRegex'"),
+    ({"tags": {f"k{i}": "v" for i in range(21)}}, "tags", "at most 20 tags"),
+    ({"tags": {"aliyun-x": "v"}}, "tags", "not start with 'aliyun'"),
+    ({"tags": {"k": "v" * 129}}, "tags", "at most 128 characters"),
+    ({"placement": []}, "placement", "at least one host"),
+    ({"placement": ["a", "a"]}, "placement", "must not repeat"),
+    ({"placement": {"selector": {}, "replicas": 1}}, "placement", "at least 1 item"),
+    ({"placement": {"selector": {"zone": "a"}, "replicas": 0}}, "placement", "greater than or equal to 1"),
 ]
 
 
 @pytest.mark.parametrize(("change", "prop", "phrase"), RULES, ids=[r[1] + ":" + r[2] for r in RULES])
 def test_each_rule_names_the_property_and_the_rule(change: dict, prop: str, phrase: str) -> None:
-    failures = check(FunctionModel, {**VALID, **change})
+    result = FunctionProvider().check({}, {**VALID, **change})
+    failures = [(f.property, f.reason) for f in result.failures]
     assert failures, f"{change} was accepted"
     assert any(p == prop and phrase in reason for p, reason in failures), failures
 
 
 def test_valid_input_passes_and_unknowns_wait_for_their_values() -> None:
     assert check(FunctionModel, VALID) == []
+    assert check(FunctionModel, {**VALID, **CONTAINER}) == []
     assert check(FunctionModel, {**VALID, "memory_size": UNKNOWN, "environment_variables": {"A": UNKNOWN}}) == []
+    # A rule across fields waits while any value is unknown: here code may turn out to be set.
+    assert check(FunctionModel, {**VALID, "code_checksum": UNKNOWN}) == []
+    assert check(FunctionModel, {**VALID, "cpu": UNKNOWN, "memory_size": 4096}) == []
 
 
 def test_fleet_rules() -> None:

@@ -18,15 +18,19 @@ hello = fc.Function(
         function_name=config.get("functionName") or "hello",
         code=config.get("codeDir") or os.path.join(here, "app"),
         handler="index.handler",
+        description="The quickstart's greeting function",
         memory_size=128,
         timeout=10,
         environment_variables={"GREETING": "hello"},
+        tags={"example": "quickstart"},
     ),
     fleet=fleet,
 )
 
 pulumi.export("function_name", hello.function_name)
+pulumi.export("function_arn", hello.function_arn)
 pulumi.export("invoke_endpoints", hello.invoke_endpoints)
+pulumi.export("fc_invoke_command", hello.function_name.apply(lambda n: f"fc invoke {n} --payload '{{\"name\": \"fc\"}}'"))
 pulumi.export(
     "invoke_command",
     hello.invoke_endpoints.apply(lambda urls: f"curl -s -X POST {urls[0]} -d '{{\"name\": \"fc\"}}'"),

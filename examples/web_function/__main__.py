@@ -22,6 +22,10 @@ web = fc.Function(
         min_instances=1,
         hibernation=True,
         timeout=30,
+        description="An echo server: many requests per instance, kept warm, hibernating when idle",
+        # FC's log_config: each invocation's lines go to /var/lib/fc-agent/logs/web/echo.jsonl on its host.
+        log_config={"project": "web", "logstore": "echo", "enable_request_metrics": True},
+        tags={"example": "web_function"},
     ),
     fleet=fleet,
 )
