@@ -101,9 +101,10 @@ def deregister_fleet(fleet_id: str) -> list[str]:
 
 
 def uninstall_agent() -> list[str]:
-    return ["rm", "-rf", AGENT_ROOT + "/releases", AGENT_ROOT + "/current", AGENT_CONFIG, FLEET_REGISTRY,
-            AGENT_STATE + "/agent.db",
-            AGENT_STATE + "/agent.db-wal", AGENT_STATE + "/agent.db-shm", AGENT_STATE + "/code", AGENT_PIDFILE, AGENT_LOG]
+    """Everything the agent put on the host, its local log stores included: an uninstalled host is a clean host."""
+    state = [f"{AGENT_STATE}/{name}" for name in ("agent.db", "agent.db-wal", "agent.db-shm", "code", "logs")]
+    return ["rm", "-rf", f"{AGENT_ROOT}/releases", f"{AGENT_ROOT}/current", AGENT_CONFIG, FLEET_REGISTRY, *state,
+            AGENT_PIDFILE, AGENT_LOG]
 
 
 def code_archive(checksum: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from .errors import AgentError, InstanceStartError, Throttled
@@ -30,6 +31,17 @@ class Host(Protocol):
     def removed(self, inst: Instance) -> None: ...
 
     def full_message(self, pool: "FunctionPool") -> str: ...
+
+
+@dataclass
+class _StartingSlots:
+    """The slots a starting instance offers to requests other than its starter, and how many are still free."""
+
+    offered: int
+    left: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.left = self.offered
 
 
 def _for_claimant(exc: BaseException) -> BaseException:
@@ -69,7 +81,7 @@ class FunctionPool:
         self.waiting = 0
         # Slots of instances still starting that no request has claimed yet: a request that finds no free slot
         # waits for one of these rather than starting another instance (concurrent cold starts share starts).
-        self._unclaimed_starting: dict[str, int] = {}
+        self._unclaimed_starting: dict[str, _StartingSlots] = {}
         # A start that fails reaches the requests that claimed its slots: instance id -> [error, claimants left].
         self._failed_starts: dict[str, list] = {}
 
@@ -103,14 +115,14 @@ class FunctionPool:
                 if claimed is not None and claimed in self._failed_starts:
                     raise self._failure_for_claimant(claimed)
                 if claimed not in self._unclaimed_starting:
-                    claimed = next((iid for iid, n in self._unclaimed_starting.items() if n > 0), None)
+                    claimed = next((iid for iid, slots in self._unclaimed_starting.items() if slots.left > 0), None)
                     if claimed is not None:
-                        self._unclaimed_starting[claimed] -= 1
+                        self._unclaimed_starting[claimed].left -= 1
                     elif len(self._instances) < self.max_instances:
                         inst = self._new_instance(f"{self.function}-{uuid.uuid4().hex[:12]}")
                         if self._host.reserve(self, inst):
                             self._instances.append(inst)
-                            self._unclaimed_starting[inst.id] = self.concurrency - 1
+                            self._unclaimed_starting[inst.id] = _StartingSlots(self.concurrency - 1)
                             break
                         if not host_full:  # once per wait: evict idle instances elsewhere, outside our lock
                             host_full = True
@@ -151,8 +163,8 @@ class FunctionPool:
 
     def _forget(self, inst: Instance, failure: BaseException | None = None) -> None:
         with self._cond:
-            unclaimed = self._unclaimed_starting.pop(inst.id, None)
-            claimants = self.concurrency - 1 - unclaimed if unclaimed is not None else 0
+            slots = self._unclaimed_starting.pop(inst.id, None)
+            claimants = slots.offered - slots.left if slots is not None else 0
             if failure is not None and claimants > 0:
                 self._failed_starts[inst.id] = [failure, claimants]
             if inst in self._instances:
@@ -223,16 +235,19 @@ class FunctionPool:
                     short = True  # the caller may make room; the next reaper pass tries again
                     break
                 new.append(inst)
+                # Requests arriving meanwhile claim its slots instead of starting instances of their own.
+                self._unclaimed_starting[inst.id] = _StartingSlots(self.concurrency)
             self._instances.extend(new)
         return new, short
 
     def start_prewarmed(self, inst: Instance) -> None:
         try:
             self._start_instance(inst, False)
-        except Exception:  # noqa: BLE001 - a failed pre-warm is retried by the next reaper pass
-            self._forget(inst)
+        except Exception as exc:  # noqa: BLE001 - a failed pre-warm is retried by the next reaper pass
+            self._forget(inst, failure=exc)  # requests that claimed its slots get the cause
             raise
         with self._cond:
+            self._unclaimed_starting.pop(inst.id, None)
             self._cond.notify_all()
 
     def shutdown(self) -> None:

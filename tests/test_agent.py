@@ -156,6 +156,8 @@ def test_agent_killed_with_sigkill_re_adopts_its_instances(agent_conn: ops.Fleet
                   min_instances=1, hibernation=True, hibernation_grace_seconds=0.5)
     _, before, _ = _post(url)
     _wait_for(lambda: [i for i in _instances(agent_conn, "survivor") if i["state"] == "frozen"], "hibernation")
+    # The first request came while min_instances was pre-warming: it took that instance and started no other.
+    assert len(_instances(agent_conn, "survivor")) == 1
     host = agent_conn.hosts[0].name
     # An orphan with our labels that the agent's state cannot account for must go.
     client = lab.docker_client(host)
