@@ -16,3 +16,5 @@ export PULUMI_HOME="${PULUMI_HOME:-$FC_STATE_DIR/pulumi-home}"
 export PULUMI_SKIP_UPDATE_CHECK=1
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 mkdir -p "$FC_STATE_DIR/pulumi-state" "$PULUMI_HOME"
+# bash has a builtin named `fc` (history editing) that would shadow our operator CLI in this shell.
+[[ -n "${BASH_VERSION:-}" ]] && enable -n fc 2>/dev/null || true
