@@ -77,7 +77,7 @@ def main() -> None:
         finally:
             for stack in (one, many):
                 stack.run("destroy", "--yes", check=False)
-    print(f"| step | wall time | SSH logins per host (max) |\n|---|---|---|")
+    print("| step | wall time | SSH logins per host (max) |\n|---|---|---|")
     for label, seconds, counts in rows:
         print(f"| {label} | {seconds:.1f} s | {', '.join(f'{h}: {n}' for h, n in sorted(counts.items()))} |")
     ratio = rows[-2][1] / rows[-1][1]

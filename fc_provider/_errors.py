@@ -14,6 +14,9 @@ boundary, so users never see a library's exception.
 
 from __future__ import annotations
 
+import functools
+from typing import Any, Callable, TypeVar
+
 
 class FcProviderError(Exception):
     pass
@@ -76,3 +79,21 @@ class FleetOperationError(FcProviderError):
         self.errors = errors
         self.succeeded = succeeded
         self.not_attempted = list(not_attempted or [])
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def brief_errors(method: F) -> F:
+    """For provider methods. Pulumi's dynamic provider prints the traceback of any error; ours are complete
+    messages, so they are raised afresh, without the frames below the provider method and without the chain."""
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except FcProviderError as exc:
+            brief = exc
+        raise brief.with_traceback(None) from None
+
+    return run  # type: ignore[return-value]

@@ -21,7 +21,7 @@ from pulumi.dynamic import (
 
 from . import _commands as cmd
 from . import _fleetops as ops
-from ._errors import FcProviderError
+from ._errors import FcProviderError, brief_errors
 from ._bundle import agent_version
 from ._lock import DEFAULT_TIMEOUT_SECONDS
 from ._validation import FleetModel, check
@@ -142,6 +142,7 @@ class FleetProvider(ResourceProvider):
         return {**props, "token": token, "connection": _connection(props, token),
                 "agent_versions": {name: info["version"] for name, info in infos.items()}}
 
+    @brief_errors
     def create(self, props: dict[str, Any]) -> CreateResult:
         conn = ops.FleetConnection.from_dict(_connection(props, ""))
         with ops.fleet_lock(conn, list(conn.hosts), "agent install"):
@@ -158,6 +159,7 @@ class FleetProvider(ResourceProvider):
             keys.append("agent_version")
         return DiffResult(changes=bool(keys), replaces=[], stables=[], delete_before_replace=False)
 
+    @brief_errors
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         removed = [h for h in olds["hosts"] if h["name"] not in {n["name"] for n in news["hosts"]}]
         registration = _registration(id_, news)
@@ -170,6 +172,7 @@ class FleetProvider(ResourceProvider):
                              lambda h: ops.retire_agent(old_conn, h, _registration(id_, olds), keep_if_functions=False))
         return UpdateResult(outs=outs)
 
+    @brief_errors
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """Refresh: which agent version answers healthy on each host now. A host whose agent is gone, stopped or
         of another version shows up as drift, and the next `pulumi up` reinstalls it."""
@@ -187,6 +190,7 @@ class FleetProvider(ResourceProvider):
         versions = ops.on_hosts("agent probe", list(conn.hosts), probe)
         return ReadResult(id_, {**props, "agent_versions": versions})
 
+    @brief_errors
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         """Uninstalls the agent from hosts no other Fleet (of any stack) uses and where it serves no function."""
         conn = ops.FleetConnection.from_dict(_connection(props, props["token"]))

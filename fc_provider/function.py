@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
@@ -12,14 +11,13 @@ from . import _commands as cmd
 from . import _fleetops as ops
 from . import _function_state as fs
 from ._code import pack, summarize
-from ._errors import AgentAPIError, FcProviderError, HostUnreachable
+from ._errors import AgentAPIError, FcProviderError, HostUnreachable, brief_errors
 from ._placement import Need, PlacementError, candidates_for, place, planned_without_capacity
 from ._ssh import HostSpec
 from ._validation import FunctionModel, check, has_unknown
 from .fleet import Fleet
 
 Placement = Union[Sequence[str], Mapping[str, Any]]
-F = TypeVar("F", bound=Callable[..., Any])
 
 # Pulumi calls a dynamic provider's read for an import with neither inputs nor state, so the provider cannot even
 # be loaded (pulumi/pulumi#16175): `pulumi import` and ResourceOptions(import_=...) both fail before our code runs.
@@ -135,21 +133,6 @@ def _host_info(conn: ops.FleetConnection, names: list[str]) -> dict[str, Optiona
     return ops.on_hosts("capacity query", [conn.host(n) for n in names], fetch)
 
 
-def _brief(method: F) -> F:
-    """Pulumi's dynamic provider prints the traceback of any error; ours are complete messages, so they are raised
-    afresh, without the frames below the provider method and without the exception chain."""
-
-    @functools.wraps(method)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except FcProviderError as exc:
-            brief = exc
-        raise brief.with_traceback(None) from None
-
-    return run  # type: ignore[return-value]
-
-
 def _refuse_foreign(host: str, name: str, spec: Mapping[str, Any], existing: Optional[Mapping[str, Any]]) -> None:
     """A create never overwrites a function it did not deploy. A copy equal to ours is our own earlier, partly
     failed create, which a re-run completes."""
@@ -225,12 +208,12 @@ class FunctionProvider(ResourceProvider):
                 "invoke_endpoints": fs.invoke_endpoints(by_name, int(conn.get("invoke_port", 9000)), name,
                                                         sorted(records))}
 
-    @_brief
+    @brief_errors
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._deploy(props, creating=True)
         return CreateResult(id_=props["function_name"], outs=outs)
 
-    @_brief
+    @brief_errors
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         outs = self._deploy(news, olds.get("hosts") or [])
         gone = sorted(set(olds.get("hosts") or []) - set(outs["hosts"]))
@@ -259,11 +242,11 @@ class FunctionProvider(ResourceProvider):
         with ops.fleet_lock(conn, hosts, f"removal of function {name}"):
             ops.on_hosts(f"removal of function {name}", hosts, remove)
 
-    @_brief
+    @brief_errors
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         self._remove(props, list(props.get("hosts") or []))
 
-    @_brief
+    @brief_errors
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """Refresh and import: the function as every placed host reports it (every fleet host on import)."""
         if not isinstance(props.get("connection"), dict):

@@ -17,7 +17,7 @@ from . import spec as specs
 from .capacity import Capacity, HostRoom
 from .codestore import CodeStore
 from .config import AgentConfig
-from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
+from .driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
 from .functionlog import FunctionLogs
 from .health import HealthCheck, HealthMonitor

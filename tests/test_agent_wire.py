@@ -61,7 +61,7 @@ def test_one_connection_carries_plain_chunked_and_continued_requests_then_errors
         assert status == 200 and body == b"continued"
         status, headers, body = _exchange(sock, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 404 and json.loads(body)["Code"] == "NotFound"
-        status, headers, body = _exchange(sock, f"POST /2023-03-30/functions/nope/invocations HTTP/1.1\r\n"
+        status, headers, body = _exchange(sock, "POST /2023-03-30/functions/nope/invocations HTTP/1.1\r\n"
                                                 f"x-fc-request-id: mine-1\r\nContent-Length: 0\r\n\r\n".encode())
         assert status == 404 and json.loads(body) == {
             "Code": "FunctionNotFound", "RequestId": "mine-1",

@@ -173,7 +173,7 @@ def test_adopt_takes_over_a_function_running_on_the_fleet(deployed: dict, lab: L
     """Pulumi cannot import dynamic resources (see README); adopt=True is the way to take a function over."""
     stack = deployed["stack"]
     created = stack.outputs()["created_time"]
-    stack.run("state", "delete", f"urn:pulumi:life::fc-test::pulumi-python:dynamic:Resource::fn", "--yes")
+    stack.run("state", "delete", "urn:pulumi:life::fc-test::pulumi-python:dynamic:Resource::fn", "--yes")
     code = deployed["work"] / "code"
     (code / "index.py").write_text(HANDLER.replace("':'", "'#'"))
     try:

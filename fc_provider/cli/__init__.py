@@ -22,7 +22,7 @@ from rich.table import Table
 
 from .._errors import FcProviderError
 from . import _ops
-from ._errors import EXIT_FLEET, EXIT_FUNCTION_ERROR, EXIT_OK, EXIT_USAGE, UsageError
+from ._errors import EXIT_FLEET, EXIT_FUNCTION_ERROR, EXIT_OK, UsageError
 from ._source import default_fleet_file, from_fleet_file, from_stack
 
 __all__ = ["main"]
