@@ -62,7 +62,7 @@ def test_one_connection_carries_plain_chunked_and_continued_requests_then_errors
         status, headers, body = _exchange(sock, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 404 and json.loads(body)["Code"] == "NotFound"
         status, headers, body = _exchange(sock, "POST /2023-03-30/functions/nope/invocations HTTP/1.1\r\n"
-                                                f"x-fc-request-id: mine-1\r\nContent-Length: 0\r\n\r\n".encode())
+                                                "x-fc-request-id: mine-1\r\nContent-Length: 0\r\n\r\n".encode())
         assert status == 404 and json.loads(body) == {
             "Code": "FunctionNotFound", "RequestId": "mine-1",
             "Message": f"function nope does not exist on host {agent_conn.hosts[0].name}"}
