@@ -1,7 +1,6 @@
 """A custom-container function: the image's own web server (built on each host from ./image), several requests per
 instance, a health check, no outbound network, and its logs in a local logstore."""
 
-
 import pulumi
 
 import fc_provider as fc
