@@ -54,13 +54,19 @@ def instances(conn: ops.FleetConnection, name: str) -> list[dict]:
 
 def start_twin(client: Any, instance: Any) -> tuple[Any, str]:
     """The floor of a benchmark: a twin of an instance container (same image, code, runtime, CPU and memory
-    limits), started outside the agent. Returns the container and its address."""
+    limits), started outside the agent, its port 9000 also published on the host's loopback. Returns the
+    container and its address."""
     attrs = instance.attrs
     twin = client.containers.run(
         instance.image.id, attrs["Config"]["Cmd"], detach=True, environment=attrs["Config"]["Env"],
         volumes={m["Source"]: {"bind": m["Destination"], "mode": "ro"} for m in attrs["Mounts"]},
         user="65534:65534", labels={"fc.bench": "twin"},
         cpu_period=attrs["HostConfig"]["CpuPeriod"] or None, cpu_quota=attrs["HostConfig"]["CpuQuota"] or None,
-        mem_limit=attrs["HostConfig"]["Memory"] or None)
+        mem_limit=attrs["HostConfig"]["Memory"] or None, ports={"9000/tcp": ("127.0.0.1", None)})
     twin.reload()
     return twin, next(iter(twin.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+
+
+def published_port(twin: Any) -> int:
+    """The host loopback port Docker published the twin's port 9000 on (served by docker-proxy)."""
+    return int(twin.attrs["NetworkSettings"]["Ports"]["9000/tcp"][0]["HostPort"])
