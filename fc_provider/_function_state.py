@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ._validation import UNKNOWN, FunctionModel, has_unknown
 
-# Sent to the agent as the function's spec (contract A); everything else is the provider's business.
+# Sent to the agent as the function's spec; everything else is the provider's business.
 SPEC_KEYS = ("description", "runtime", "handler", "memory_size", "cpu", "timeout", "disk_size",
              "instance_concurrency", "max_instances", "min_instances", "hibernation", "instance_lifecycle_config",
              "custom_runtime_config", "custom_container_config", "environment_variables", "internet_access",
@@ -62,7 +62,7 @@ def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
 
 
 def agent_spec(props: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec sent to every placed host (contract A)."""
+    """The spec sent to every placed host."""
     model = FunctionModel.model_validate({k: v for k, v in props.items() if v is not None and k in INPUT_KEYS})
     data = model.model_dump(mode="json")
     spec = {k: data[k] for k in SPEC_KEYS if data.get(k) is not None}

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from runtime_agent.sizing import Size
+
 from ._errors import FcProviderError
 
 
@@ -20,17 +22,16 @@ class PlacementError(FcProviderError):
 
 @dataclass(frozen=True)
 class Need:
-    """What one function reserves on a host (contract B): max(min_instances, 1) instances of its size."""
+    """What one function reserves on a host: max(min_instances, 1) instances of its size."""
 
     cpu: float
     memory_mb: int
 
     @classmethod
     def of(cls, spec: Mapping[str, Any]) -> "Need":
-        memory = int(spec.get("memory_size") or 128)
-        cpu = spec.get("cpu") or max(0.05, memory / 2048)
+        size = Size.of(spec)  # the agent's own rule, so placement and the host's reservations agree
         count = max(int(spec.get("min_instances") or 0), 1)
-        return cls(round(float(cpu) * count, 2), memory * count)
+        return cls(round(size.cpu * count, 4), size.memory_mb * count)
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def _settings(props: dict[str, Any], host_name: str) -> dict[str, Any]:
     settings = {k: props[k] for k in _SETTINGS if props.get(k) not in (None, {}, [])}
     host = next(h for h in props["hosts"] if h["name"] == host_name)
     capacity = host.get("capacity")
-    if capacity:  # absent means the agent detects it (contract B: null = detect)
+    if capacity:  # absent means the agent detects it (null: the agent detects it)
         settings["capacity_cpu"] = float(capacity["cpu"])
         settings["capacity_memory_mb"] = int(capacity["memory_mb"])
     return settings

@@ -1,4 +1,4 @@
-"""Per-host capacity (contract B): every instance reserves its CPU and memory from the moment it is created until it
+"""Per-host capacity: every instance reserves its CPU and memory from the moment it is created until it
 has stopped (starting and frozen instances count), and no reservation is granted past the host's capacity.
 
 ``Capacity`` is the ledger; ``HostRoom`` is what the pools ask of the host, including who is evicted when a start
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .lifecycle import Instance, InstanceState
-from .spec import Size
+from .sizing import Size
 
 if TYPE_CHECKING:
     from .pool import FunctionPool
@@ -85,7 +85,7 @@ class Capacity:
 
 class HostRoom:
     """The pools' view of the host (``pool.Host``): a reservation per instance, room made by evicting idle
-    instances of other functions, waiters woken when a reservation returns, and contract B's usage report."""
+    instances of other functions, waiters woken when a reservation returns, and the usage report of /v1/info."""
 
     def __init__(self, capacity: Capacity, pools: Callable[[], list[FunctionPool]], host_name: str) -> None:
         self.capacity = capacity

@@ -31,7 +31,7 @@ class AgentConfig:
     idle_timeout_seconds: float = 300.0
     max_concurrent_starts: int = 4
     start_timeout_seconds: float = 30.0
-    # Host capacity (contract B) for instance reservations; null: os.cpu_count() and MemTotal.
+    # Host capacity for instance reservations; null: os.cpu_count() and MemTotal.
     capacity_cpu: float | None = None
     capacity_memory_mb: int | None = None
 

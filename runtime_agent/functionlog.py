@@ -1,4 +1,4 @@
-"""A function's log_config (contract A): each invocation's log lines are appended as JSON lines to
+"""A function's log_config: each invocation's log lines are appended as JSON lines to
 ``<state_dir>/logs/{project}/{logstore}.jsonl``, a local stand-in for FC's SLS project and logstore.
 
 Every invocation writes FC's ``FC Invoke Start RequestId: ...`` and ``FC Invoke End RequestId: ...`` lines around

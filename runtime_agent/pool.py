@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 
 from .errors import AgentError, InstanceStartError, Throttled
 from .lifecycle import InitializerFailed, Instance, InstanceState
-from .spec import Size
+from .sizing import Size
 from .store import FunctionRecord
 
 

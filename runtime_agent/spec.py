@@ -1,4 +1,4 @@
-"""What a function's spec (contract A, as the provider sends it) means for its instances: the kind of runtime, the
+"""What a function's spec (as the provider sends it) means for its instances: the kind of runtime, the
 checks made before it is stored, an instance's size and port, and the container an instance runs in.
 
 Three kinds of function:
@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerSpec
 from .errors import BadRequest
 from .lifecycle import LifecycleHooks
+from .sizing import Size
 
 RUNTIME_PORT = 9000
 STARTUP_CPU = 1.0  # CPU boost while an instance starts; its own limit applies once it answers
@@ -120,19 +120,6 @@ def hooks(spec: dict[str, Any]) -> LifecycleHooks:
         initializer=init.get("handler") or None, initializer_timeout=float(init.get("timeout") or 3),
         pre_stop=stop.get("handler") or None, pre_stop_timeout=float(stop.get("timeout") or 3),
     )
-
-
-@dataclass(frozen=True)
-class Size:
-    """What one instance reserves on its host (contract B): cpu as set, else half a vCPU per GB (at least 0.05)."""
-
-    cpu: float
-    memory_mb: int
-
-    @classmethod
-    def of(cls, spec: dict[str, Any]) -> "Size":
-        memory = int(spec.get("memory_size") or 128)
-        return cls(float(spec.get("cpu") or max(0.05, round(memory / 2048, 4))), memory)
 
 
 def dns_settings(spec: dict[str, Any]) -> dict[str, list[str]]:

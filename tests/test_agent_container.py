@@ -1,4 +1,4 @@
-"""Custom-container functions (contract A): the user's image built on the lab host from
+"""Custom-container functions: the user's image built on the lab host from
 examples/container_function, run hardened with no code mount, instance concurrency, health checks; and a start
 failure that reaches every waiting request."""
 

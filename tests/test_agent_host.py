@@ -1,4 +1,4 @@
-"""What the host gives instances: per-host capacity (contract B: reservations, never overcommitted, idle eviction,
+"""What the host gives instances: per-host capacity (reservations, never overcommitted, idle eviction,
 429 naming the host capacity), the network (internet_access, custom_dns), log_config's logstore file, and the
 stored-only fields (tags, description, times)."""
 

@@ -19,7 +19,7 @@ from fc_provider._archive import pack_trees
 
 PROGRAM = REPO / "tests" / "programs" / "function"
 NAME = "life-fn"
-# FC 3.0 arguments that the agent stores as sent (contract A) besides the basics the program sets.
+# FC 3.0 arguments that the agent stores as sent besides the basics the program sets.
 EXTRA = {"description": "lifecycle test", "custom_dns": {"name_servers": ["10.0.0.53"], "searches": ["svc.local"],
                                                          "dns_options": [{"name": "ndots", "value": "2"}]},
          "log_config": {"project": "life", "logstore": "calls", "enable_request_metrics": True}}
