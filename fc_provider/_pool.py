@@ -61,6 +61,9 @@ class ConnectionPool:
             with self._lock:
                 entry.users -= 1
                 entry.last_used = time.monotonic()
+                orphaned = entry.users == 0 and self._entries.get(key) is not entry
+            if orphaned:  # discarded while in use: its last user closes it
+                entry.session.__exit__(None, None, None)
 
     def _checkout(self, key: _Key, host: HostSpec, private_key: str) -> _Entry:
         with self._lock:
@@ -104,7 +107,7 @@ class ConnectionPool:
                 del self._entries[key]
         if entry.users <= 0:
             entry.session.__exit__(None, None, None)
-        # else: the last user's transport errors out on its own; closing it under a running command would be worse
+        # else: closing it under a running command would be worse; its last user closes it (see session)
 
     def close_idle(self, older_than: float = IDLE_CLOSE_SECONDS) -> int:
         """Closes connections without users idle for ``older_than`` seconds; returns how many."""
