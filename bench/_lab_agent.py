@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from fc_lab import Lab
-from fc_provider import _fleetops as ops
-from fc_provider._archive import pack_code
-from fc_provider._commands import code_archive
+from fc_provider._model.archive import pack_code
+from fc_provider._remote import fleetops as ops
+from fc_provider._remote.commands import code_archive
 
 
 def connection(lab: Lab, host_name: str) -> ops.FleetConnection:

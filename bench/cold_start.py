@@ -17,8 +17,9 @@ import statistics
 import time
 
 import _lab_agent
+
 from fc_lab import Lab
-from fc_provider import _fleetops as ops
+from fc_provider._remote import fleetops as ops
 
 PROBE = r'''
 import http.client, sys, time

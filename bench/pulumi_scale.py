@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from _pulumi import Stack  # noqa: E402
+
 from fc_lab import Lab  # noqa: E402
 
 PROGRAM = REPO / "tests" / "fleet_program"

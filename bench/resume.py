@@ -16,6 +16,7 @@ import statistics
 import time
 
 import _lab_agent
+
 from fc_lab import Lab
 
 PROBE = r'''

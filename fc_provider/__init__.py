@@ -16,8 +16,8 @@ from ._errors import (
     HostUnreachable,
     RemoteCommandFailed,
 )
+from ._model.placement import PlacementError
 from .fleet import Fleet, FleetArgs, HostArgs
-from ._placement import PlacementError
 from .function import Function, FunctionArgs, FunctionExists
 
 __all__ = [

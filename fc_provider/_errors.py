@@ -60,7 +60,7 @@ class DeployLocked(HostError):
     def __init__(self, host: str, holder: str, waited: float) -> None:
         super().__init__(host, f"deploy lock held by {holder}; gave up after waiting {waited:.0f}s "
                                "(FleetArgs.lock_timeout_seconds). If that deploy is no longer running, break the lock: "
-                               "fc_provider._lock.break_lock(connection, host), or on the host "
+                               "fc_provider._remote.lock.break_lock(connection, host), or on the host "
                                "`rm -rf /var/lib/fc-agent/deploy.lock`")
         self.holder = holder
         self.waited = waited

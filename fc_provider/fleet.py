@@ -19,12 +19,12 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from . import _commands as cmd
-from . import _fleetops as ops
 from ._errors import FcProviderError, brief_errors
-from ._bundle import agent_version
-from ._lock import DEFAULT_TIMEOUT_SECONDS
-from ._validation import FleetModel, check
+from ._model.bundle import agent_version
+from ._model.validation import FleetModel, check
+from ._remote import commands as cmd
+from ._remote import fleetops as ops
+from ._remote.lock import DEFAULT_TIMEOUT_SECONDS
 
 _SETTINGS = ("runtime_images", "idle_timeout_seconds")
 _OUTPUT_ONLY = {"__provider", "token", "connection", "agent_versions"}

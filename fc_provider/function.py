@@ -5,16 +5,24 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
 
-from . import _commands as cmd
-from . import _fleetops as ops
-from . import _function_state as fs
-from ._code import pack, summarize
 from ._errors import AgentAPIError, FcProviderError, HostUnreachable, brief_errors
-from ._placement import Need, PlacementError, candidates_for, place, planned_without_capacity
-from ._ssh import HostSpec
-from ._validation import FunctionModel, check, has_unknown
+from ._model import function_state as fs
+from ._model.code import pack, summarize
+from ._model.placement import Need, PlacementError, candidates_for, place, planned_without_capacity
+from ._model.validation import FunctionModel, check, has_unknown
+from ._remote import commands as cmd
+from ._remote import fleetops as ops
+from ._remote.ssh import HostSpec
 from .fleet import Fleet
 
 Placement = Union[Sequence[str], Mapping[str, Any]]

@@ -10,9 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
+from .api.control import make_servers
 from .config import AgentConfig
-from .driver import DockerDriver, DriverError
-from .http_api import make_servers
+from .instances.driver import DockerDriver, DriverError
 from .service import Agent
 
 

@@ -7,25 +7,25 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
-import random
 from dataclasses import dataclass
 from typing import Any
 
-from . import spec as specs
-from .capacity import Capacity, HostRoom
-from .codestore import CodeStore
 from .config import AgentConfig
-from .driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
-from .functionlog import FunctionLogs
-from .health import HealthCheck, HealthMonitor
-from .lifecycle import InitializerFailed, Instance, InstanceBroken, InstanceState, InvocationTimeout
-from .metrics import Metrics
-from .pool import FunctionPool
-from .requestlog import RequestLog
-from .store import FunctionRecord, InstanceRecord, Store
+from .instances import spec as specs
+from .instances.capacity import Capacity, HostRoom
+from .instances.driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
+from .instances.health import HealthCheck, HealthMonitor
+from .instances.lifecycle import InitializerFailed, Instance, InstanceBroken, InstanceState, InvocationTimeout
+from .instances.pool import FunctionPool
+from .observe.functionlog import FunctionLogs
+from .observe.metrics import Metrics
+from .observe.requestlog import RequestLog
+from .state.codestore import CodeStore
+from .state.store import FunctionRecord, InstanceRecord, Store
 
 log = logging.getLogger("fc-agent")
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from fc_provider import _fleetops as ops
-from fc_provider._archive import pack_code
-from fc_provider._commands import code_archive
+from fc_provider._model.archive import pack_code
+from fc_provider._remote import fleetops as ops
+from fc_provider._remote.commands import code_archive
 
 
 def install(lab_fleet: dict, index: int = 0, **settings: Any) -> ops.FleetConnection:

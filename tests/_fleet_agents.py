@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Iterator
 
 from fc_lab import Lab
-from fc_provider._agent_client import AgentClient
-from fc_provider._ssh import HostSpec, SSHSession
+from fc_provider._remote.agent_client import AgentClient
+from fc_provider._remote.ssh import HostSpec, SSHSession
 
 
 @contextmanager

@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from _agent import SICKENING_SERVER, WEB_SERVER, burst, install
 from _agent import deploy as _deploy
 from _agent import instances as _instances
 from _agent import post as _post
 from _agent import wait_for as _wait_for
+
 from fc_lab import Lab
 from fc_provider import HostKeyMismatch
-from fc_provider import _fleetops as ops
-from fc_provider._ssh import HostSpec, SSHSession
+from fc_provider._remote import fleetops as ops
+from fc_provider._remote.ssh import HostSpec, SSHSession
 
 
 def _host(fleet: dict, index: int, **override: str) -> HostSpec:
@@ -150,7 +150,7 @@ def test_idle_instance_hibernates_and_the_next_request_resumes_it(agent_conn: op
 
 def test_agent_killed_with_sigkill_re_adopts_its_instances(agent_conn: ops.FleetConnection, lab: Lab,
                                                            tmp_path: Path) -> None:
-    from fc_provider import _commands as cmd
+    from fc_provider._remote import commands as cmd
 
     url = _deploy(agent_conn, tmp_path, "survivor", "def handler(event, context):\n    return 'alive'\n",
                   min_instances=1, hibernation=True, hibernation_grace_seconds=0.5)

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from _agent import SICKENING_SERVER, WEB_SERVER, deploy, deploy_container, install, instances, post, wait_for
+
 from fc_lab import Lab
 from fc_provider import AgentAPIError
-from fc_provider import _fleetops as ops
+from fc_provider._remote import fleetops as ops
 
 EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "examples" / "container_function" / "image"
 IMAGE = "fc-test/container-echo:1"

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from _agent import burst, deploy, install, instances, post, wait_for
+
 from fc_lab import Lab
 from fc_provider import AgentAPIError
-from fc_provider import _fleetops as ops
+from fc_provider._remote import fleetops as ops
 
 SLEEPY = "import time\n\ndef handler(event, context):\n    time.sleep(1)\n    return 'done'\n"
 NOOP = "def handler(event, context):\n    return 'ok'\n"

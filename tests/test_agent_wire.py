@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from _agent import SERVER_BASE, deploy, install, post
+
 from fc_lab import Lab
-from fc_provider import _fleetops as ops
+from fc_provider._remote import fleetops as ops
 
 ECHO = "def handler(event, context):\n    return event\n"
 

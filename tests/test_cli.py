@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from _pulumi import REPO, Stack
+
 from fc_lab import Lab
 
 NAME = "cli-fn"

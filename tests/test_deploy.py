@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from _pulumi import Stack
 from conftest import CLEAN_AGENT_DIRS, host_snapshot
+
 from fc_lab import Lab
-from fc_provider._agent_client import AgentClient
-from fc_provider._ssh import HostSpec, SSHSession
+from fc_provider._remote.agent_client import AgentClient
+from fc_provider._remote.ssh import HostSpec, SSHSession
 
 HANDLER_V1 = "def handler(event, context):\n    return 'v1:' + event.decode()\n"
 HANDLER_V2 = "def handler(event, context):\n    return 'v2:' + event.decode()\n"

@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from _pulumi import Stack
 from conftest import CLEAN_AGENT_DIRS, host_snapshot, reset_agents
-from fc_lab import Lab
-from fc_provider import _fleetops as ops
-from fc_provider import _lock
-from fc_provider._errors import FleetOperationError
-from fc_provider._validation import FleetModel, check
-from fc_provider.fleet import FleetProvider, _settings
 from test_deploy import invoke, write_code
+
+from fc_lab import Lab
+from fc_provider._errors import FleetOperationError
+from fc_provider._model.validation import FleetModel, check
+from fc_provider._remote import fleetops as ops
+from fc_provider._remote import lock as _lock
+from fc_provider.fleet import FleetProvider, _settings
 
 PROGRAM = Path(__file__).resolve().parent / "fleet_program"
 HANDLER = "def handler(event, context):\n    return '{tag}:' + event.decode()\n"

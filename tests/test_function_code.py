@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pulumi
 
-from fc_provider._code import pack, summarize
+from fc_provider._model.code import pack, summarize
 from fc_provider.function import FunctionProvider
 
 SOURCE = "def handler(event, context):\n    return event\n"

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from _fleet_agents import agent
 from _pulumi import REPO, PulumiFailed, Stack
+
 from fc_lab import Lab
-from fc_provider._archive import pack_trees
+from fc_provider._model.archive import pack_trees
 
 PROGRAM = REPO / "tests" / "programs" / "function"
 NAME = "life-fn"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fc_provider._placement import Need, PlacementError, place, planned_without_capacity
+from fc_provider._model.placement import Need, PlacementError, place, planned_without_capacity
 from fc_provider.function import FunctionProvider
 
 HOSTS = [

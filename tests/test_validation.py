@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import fc_provider
+from fc_provider._model.validation import UNKNOWN, FleetModel, FunctionModel, check
 from fc_provider.function import FunctionProvider
-from fc_provider._validation import UNKNOWN, FleetModel, FunctionModel, check
 
 SHA = "0" * 64
 VALID = {"function_name": "hello", "runtime": "python3.11", "handler": "index.handler", "memory_size": 128,

@@ -1,5 +1,6 @@
-"""The agent bundle: the ``runtime_agent`` package plus its pure-Python dependencies, vendored from the
-environment the provider runs in, so hosts need only ``python3`` (no package index, no container registry).
+"""The agent bundle: the ``runtime_agent`` package, the ``fc_common`` rules it shares with the provider, and its
+pure-Python dependencies, vendored from the environment the provider runs in, so hosts need only ``python3`` (no
+package index, no container registry).
 Its checksum is the agent version the Fleet resource diffs on."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from ._archive import Package, pack_trees
+from .archive import Package, pack_trees
 
 VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client")
 
@@ -23,7 +24,7 @@ def _package_dir(name: str) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def agent_bundle() -> Package:
-    trees = [(_package_dir("runtime_agent"), "runtime_agent")]
+    trees = [(_package_dir("runtime_agent"), "runtime_agent"), (_package_dir("fc_common"), "fc_common")]
     trees += [(_package_dir(name), name) for name in VENDORED]
     return pack_trees(trees)
 

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import pulumi
 
-from ._archive import Package, pack_code, pack_trees
+from .archive import Package, pack_code, pack_trees
 
 
 class CodeError(ValueError):

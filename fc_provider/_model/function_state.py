@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional
 
 from pydantic import TypeAdapter, ValidationError
 
-from ._validation import UNKNOWN, FunctionModel, has_unknown
+from .validation import UNKNOWN, FunctionModel, has_unknown
 
 # Sent to the agent as the function's spec; everything else is the provider's business.
 SPEC_KEYS = ("description", "runtime", "handler", "memory_size", "cpu", "timeout", "disk_size",

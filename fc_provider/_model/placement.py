@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from runtime_agent.sizing import Size
+from fc_common.sizing import Size
 
-from ._errors import FcProviderError
+from .._errors import FcProviderError
 
 
 class PlacementError(FcProviderError):

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 import paramiko
 
-from ._errors import AgentAPIError, HostUnreachable
+from .._errors import AgentAPIError, HostUnreachable
 
 
 class _ChannelConnection(http.client.HTTPConnection):

@@ -11,13 +11,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
-from . import _commands as cmd
-from . import _lock, _pool
-from ._agent_client import AgentClient
-from ._bundle import agent_bundle, agent_version
-from ._errors import (AgentAPIError, FcProviderError, FleetOperationError, HostError, HostUnreachable,
-                      RemoteCommandFailed)
-from ._ssh import HostSpec, SSHSession
+from .._errors import (
+    AgentAPIError,
+    FcProviderError,
+    FleetOperationError,
+    HostError,
+    HostUnreachable,
+    RemoteCommandFailed,
+)
+from .._model.bundle import agent_bundle, agent_version
+from . import commands as cmd
+from . import lock as _lock
+from . import pool as _pool
+from .agent_client import AgentClient
+from .ssh import HostSpec, SSHSession
 
 T = TypeVar("T")
 MAX_PARALLEL_HOSTS = 8

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from . import _commands as cmd
-from . import _pool
-from ._errors import AuthenticationFailed, DeployLocked, HostKeyMismatch, HostUnreachable, RemoteCommandFailed
-from ._ssh import HostSpec
+from .._errors import AuthenticationFailed, DeployLocked, HostKeyMismatch, HostUnreachable, RemoteCommandFailed
+from . import commands as cmd
+from . import pool as _pool
+from .ssh import HostSpec
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 _RETRY_SECONDS = (0.5, 2.0)  # jittered, so two waiters do not retry in lockstep

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ContextManager, Iterator
 
-from ._errors import HostUnreachable
-from ._ssh import HostSpec, SSHSession
+from .._errors import HostUnreachable
+from .ssh import HostSpec, SSHSession
 
 IDLE_CLOSE_SECONDS = 30.0
 PROBE_AFTER_IDLE_SECONDS = 5.0

@@ -18,7 +18,7 @@ from typing import Any
 
 import paramiko
 
-from ._errors import AuthenticationFailed, HostKeyMismatch, HostUnreachable, RemoteCommandFailed
+from .._errors import AuthenticationFailed, HostKeyMismatch, HostUnreachable, RemoteCommandFailed
 
 # paramiko logs failures that we translate into our own errors; without a handler Python would print them raw.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import quote, urlencode
 
-from .. import _fleetops as ops
 from .._errors import FcProviderError, HostUnreachable
-from .._ssh import HostSpec
+from .._remote import fleetops as ops
+from .._remote.ssh import HostSpec
 from ._errors import NotFound, UsageError
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Optional
 
-from .._fleetops import FleetConnection
+from .._remote.fleetops import FleetConnection
 from ._errors import UsageError
 
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"  # how `pulumi stack export --show-secrets` wraps a secret

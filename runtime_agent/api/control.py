@@ -18,10 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from . import __version__
-from .errors import AgentError, BadRequest, NotFound, Unauthorized, error_body
-from .invoke_api import InvokeServer
-from .service import Agent, new_request_id
+from .. import __version__
+from ..errors import AgentError, BadRequest, NotFound, Unauthorized, error_body
+from ..service import Agent, new_request_id
+from .invoke import InvokeServer
 
 log = logging.getLogger("fc-agent")
 

@@ -11,9 +11,9 @@ import socket
 import socketserver
 from urllib.parse import unquote
 
-from .errors import AgentError, BadRequest, NotFound, error_body
-from .service import Agent, new_request_id
-from .wire import BodyTooLarge, PeerClosed, Wire, WireError, response_head
+from ..errors import AgentError, BadRequest, NotFound, error_body
+from ..service import Agent, new_request_id
+from ..wire import BodyTooLarge, PeerClosed, Wire, WireError, response_head
 
 log = logging.getLogger("fc-agent")
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from fc_common.sizing import Size
+
 from .lifecycle import Instance, InstanceState
-from .sizing import Size
 
 if TYPE_CHECKING:
     from .pool import FunctionPool

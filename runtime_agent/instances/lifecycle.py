@@ -19,10 +19,10 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..errors import InstanceStartError
+from ..wire import PeerClosed, Wire, WireError, request_head
 from .driver import ContainerDriver, ContainerInfo, ContainerSpec, DriverError
-from .errors import InstanceStartError
 from .freezer import Freezer, FreezerError
-from .wire import PeerClosed, Wire, WireError, request_head
 
 MAX_REPLY = 32 * 1024 * 1024  # FC's limit on a sync invocation's response
 

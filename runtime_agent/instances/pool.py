@@ -14,10 +14,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from .errors import AgentError, InstanceStartError, Throttled
+from fc_common.sizing import Size
+
+from ..errors import AgentError, InstanceStartError, Throttled
+from ..state.store import FunctionRecord
 from .lifecycle import InitializerFailed, Instance, InstanceState
-from .sizing import Size
-from .store import FunctionRecord
 
 
 class Host(Protocol):

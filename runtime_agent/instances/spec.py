@@ -18,14 +18,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from fc_common.sizing import Size
+
+from ..errors import BadRequest
 from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerSpec
-from .errors import BadRequest
 from .lifecycle import LifecycleHooks
-from .sizing import Size
 
 RUNTIME_PORT = 9000
 STARTUP_CPU = 1.0  # CPU boost while an instance starts; its own limit applies once it answers
-BOOTSTRAP_DIR = Path(__file__).parent / "bootstrap"
+BOOTSTRAP_DIR = Path(__file__).parent.parent / "bootstrap"
 BUILTIN_RUNTIMES = frozenset({"python3.10", "python3.11", "python3.12"})
 CUSTOM_RUNTIMES = frozenset({"custom", "custom.debian12"})  # the user's own HTTP server, from the code folder
 CONTAINER_RUNTIME = "custom-container"

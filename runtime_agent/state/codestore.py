@@ -9,7 +9,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from .errors import BadRequest, Conflict
+from ..errors import BadRequest, Conflict
 
 
 class CodeStore:
