@@ -16,7 +16,6 @@ from ._errors import (
     HostUnreachable,
     RemoteCommandFailed,
 )
-from ._model.placement import PlacementError
 from ._inputs import (
     CustomContainerConfigArgs,
     CustomDnsArgs,
@@ -29,6 +28,7 @@ from ._inputs import (
     LogConfigArgs,
     PlacementArgs,
 )
+from ._model.placement import PlacementError
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
 
