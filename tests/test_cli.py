@@ -29,7 +29,7 @@ def stack(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) 
     (work / "code").mkdir()
     (work / "code" / "index.py").write_text(HANDLER)
     stack = Stack(work, "cli", program=REPO / "tests" / "programs" / "function")
-    stack.config(fleetFile=str(fleet_file), functionName=NAME, codeDir=str(work / "code"))
+    stack.config(fleetFile=str(fleet_file), functionName=NAME, codeDir=str(work / "code"), accessKey="true")
     stack.up()
     yield stack
     stack.destroy()
@@ -74,6 +74,25 @@ def test_invoke_logs_and_instances(stack: Stack, tmp_path: Path) -> None:
     instances = json.loads(fc(stack, "--json", "instances", NAME).stdout)
     assert {i["host"] for i in instances} >= {"lab-2"}
     assert all(i["function_name"] == NAME and i["state"] for i in instances)
+
+
+def test_invoke_signs_with_the_environment_key_or_says_which_key_is_missing(stack: Stack, fleet_file: Path) -> None:
+    outputs = stack.outputs(show_secrets=True)
+    env = {k: v for k, v in stack.env.items() if not k.startswith("ALIBABA_CLOUD_")}
+    signed = subprocess.run([FC, "--fleet-file", str(fleet_file), "invoke", NAME, "--payload", "env"],
+                            env={**env, "ALIBABA_CLOUD_ACCESS_KEY_ID": outputs["access_key_id"],
+                                 "ALIBABA_CLOUD_ACCESS_KEY_SECRET": outputs["access_key_secret"]},
+                            capture_output=True, text=True, timeout=300)
+    assert signed.returncode == 0 and signed.stdout == "echo:env", signed.stderr
+    unsigned = subprocess.run([FC, "--fleet-file", str(fleet_file), "invoke", NAME], env=env, capture_output=True,
+                              text=True, timeout=300)
+    assert unsigned.returncode == 2
+    assert unsigned.stderr.startswith("fc: no access key: set ALIBABA_CLOUD_ACCESS_KEY_ID"), unsigned.stderr
+    wrong = subprocess.run([FC, "--fleet-file", str(fleet_file), "invoke", NAME],
+                           env={**env, "ALIBABA_CLOUD_ACCESS_KEY_ID": outputs["access_key_id"],
+                                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "not-the-secret-at-all"},
+                           capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 3 and "SignatureNotMatch" in wrong.stderr, wrong.stderr
 
 
 def test_a_failing_function_exits_1_with_its_error(stack: Stack) -> None:

@@ -10,6 +10,7 @@ AGENT_CONFIG_DIR = "/etc/fc-agent"
 AGENT_CONFIG = f"{AGENT_CONFIG_DIR}/config.json"
 # One file per Fleet resource (any stack) that uses this host's agent; the last one out uninstalls it.
 FLEET_REGISTRY = f"{AGENT_CONFIG_DIR}/fleets"
+ACCESS_KEYS = f"{AGENT_CONFIG_DIR}/access-keys"  # one 0600 file per fc.AccessKey (the agent writes them)
 AGENT_STATE = "/var/lib/fc-agent"
 AGENT_PIDFILE = f"{AGENT_STATE}/agent.pid"
 AGENT_LOG = f"{AGENT_STATE}/agent.log"
@@ -103,8 +104,8 @@ def deregister_fleet(fleet_id: str) -> list[str]:
 def uninstall_agent() -> list[str]:
     """Everything the agent put on the host, its local log stores included: an uninstalled host is a clean host."""
     state = [f"{AGENT_STATE}/{name}" for name in ("agent.db", "agent.db-wal", "agent.db-shm", "code", "logs")]
-    return ["rm", "-rf", f"{AGENT_ROOT}/releases", f"{AGENT_ROOT}/current", AGENT_CONFIG, FLEET_REGISTRY, *state,
-            AGENT_PIDFILE, AGENT_LOG]
+    return ["rm", "-rf", f"{AGENT_ROOT}/releases", f"{AGENT_ROOT}/current", AGENT_CONFIG, FLEET_REGISTRY,
+            ACCESS_KEYS, *state, AGENT_PIDFILE, AGENT_LOG]
 
 
 def code_archive(checksum: str) -> str:
