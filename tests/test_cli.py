@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from _agent import post
 from _pulumi import REPO, Stack
 
 from fc_lab import Lab
+from fc_provider._remote.signer import Credentials
 
 NAME = "cli-fn"
 HANDLER = (
@@ -118,3 +120,17 @@ def test_errors_are_one_line_with_a_meaningful_exit_code(stack: Stack, args: lis
     assert proc.returncode == code, (proc.stdout, proc.stderr)
     assert proc.stderr.startswith(message), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_the_key_secret_stays_out_of_the_state_and_removing_the_key_revokes_it_on_every_host(
+        stack: Stack, lab: Lab) -> None:
+    """Runs last in this file: it removes the stack's key."""
+    outputs = stack.outputs(show_secrets=True)
+    key = Credentials(outputs["access_key_id"], outputs["access_key_secret"])
+    assert key.access_key_secret not in stack.export_state()
+    urls = [f"http://{h['address']}:9000/2023-03-30/functions/{NAME}/invocations" for h in lab.fleet()["hosts"]]
+    assert [post(u, b"k", key=key)[0] for u in urls] == [200, 200, 200]
+    stack.config(accessKey="false")
+    stack.up()
+    refused = [post(u, b"k", key=key) for u in urls]
+    assert [(status, json.loads(body)["Code"]) for status, _, body in refused] == [(403, "InvalidAccessKeyID")] * 3

@@ -92,6 +92,8 @@ def credentials(stack: Optional[str], cwd: Optional[Path], key_resource: Optiona
     keys = {}
     for res in _stack_resources(stack, cwd):
         outputs = res.get("outputs") or {}
+        if res.get("type") == "pulumi:pulumi:Stack":
+            continue  # the program's own exports may repeat a key's outputs
         if "access_key_id" in outputs and "access_key_secret" in outputs:
             keys[res["urn"].rsplit("::", 1)[-1]] = Credentials(str(_plain(outputs["access_key_id"])),
                                                              str(_plain(outputs["access_key_secret"])))

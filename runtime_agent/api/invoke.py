@@ -6,7 +6,13 @@
 
 A thread per connection on the lean wire (``wire``): the head is parsed with ``bytes.split``, the answer leaves in
 one write, and the connection stays open for the next request. Every platform error leaves in FC's shape
-(``Code``, ``Message``, ``RequestId``) through ``errors.error_body``."""
+(``Code``, ``Message``, ``RequestId``) through ``errors.error_body``.
+
+Guards (the agent config's ``head_timeout_seconds``, ``keepalive_timeout_seconds``, ``max_connections``): a new
+connection must send its first head within the head timeout, a kept-alive one may idle between requests for the
+keep-alive timeout, and malformed framing is answered 400 and closed (``wire``). Threads and connections are one to
+one, so ``max_connections`` bounds the threads too: a connection past it is answered 503 at once, on the accepting
+thread, and closed, while the open ones keep being served."""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import json
 import logging
 import socket
 import socketserver
+import threading
 from urllib.parse import parse_qsl, unquote
 
 from fc_common.policy import ALL_FUNCTIONS
@@ -41,18 +48,20 @@ class _Connection(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         wire = Wire(sock)
+        config = self.agent.config
+        idle = config.head_timeout_seconds  # the first request must come as soon as a head would
         try:
-            while self._serve_one(wire):
-                pass
+            while self._serve_one(wire, idle, config.head_timeout_seconds):
+                idle = config.keepalive_timeout_seconds
         except OSError:
-            pass  # the client went away
+            pass  # the client went away, or stalled inside a body past the keep-alive timeout
         finally:
             wire.close()
 
-    def _serve_one(self, wire: Wire) -> bool:
+    def _serve_one(self, wire: Wire, idle: float, head_timeout: float) -> bool:
         """Answers one request; False when the connection should close."""
         try:
-            request = wire.read_request(MAX_SYNC_PAYLOAD)
+            request = wire.read_request(MAX_SYNC_PAYLOAD, idle_timeout=idle, head_timeout=head_timeout)
         except PeerClosed:
             return False
         except BodyTooLarge as exc:
@@ -117,4 +126,37 @@ class InvokeServer(socketserver.ThreadingTCPServer):
 
     def __init__(self, address: tuple[str, int], agent: Agent) -> None:
         handler = type("BoundInvokeConnection", (_Connection,), {"agent": agent, "auth": Authenticator(agent.keys)})
+        self._agent = agent
+        self._open = 0
+        self._open_lock = threading.Lock()
         super().__init__(address, handler)
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        limit = self._agent.config.max_connections
+        with self._open_lock:
+            full = self._open >= limit
+            if not full:
+                self._open += 1
+        if not full:
+            return super().process_request(request, client_address)
+        body = error_body(AgentError(
+            f"host {self._agent.config.host_name} has {limit} open client connections, the most it takes "
+            "(max_connections); retry later or reuse a kept-alive connection", code="TooManyConnections"),
+            new_request_id())
+        try:
+            request.settimeout(1.0)  # never let one refused client hold the accepting thread
+            request.sendall(response_head(503, _JSON, len(body), close=True) + body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open -= 1
