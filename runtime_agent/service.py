@@ -100,6 +100,8 @@ class Agent:
             adopted.add(rec.id)
         for rec_id in set(records) - adopted:
             self.store.delete_instance(rec_id)
+        if records or adopted:
+            log.info("reconcile: re-adopted %d instance(s), forgot %d", len(adopted), len(set(records) - adopted))
         self.code.remove_unused({f.code_checksum for f in functions.values()})
 
     # functions ------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from _agent import TEST_KEY, post, stack_key
+from _agent import TEST_KEY, post, stack_key, wait_for
 from _pulumi import Stack
 from conftest import CLEAN_AGENT_DIRS, host_snapshot
 
@@ -134,7 +134,11 @@ def test_a_handler_that_raises_gives_unhandled_invocation_error(deployed: dict) 
 
 def test_refresh_sees_a_stopped_agent_and_up_repairs_it(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
     victim = lab_fleet["hosts"][1]
-    lab.run(victim["name"], ["sh", "-c", "kill $(cat /var/lib/fc-agent/agent.pid)"], check=True)
+    # Stopped for good: its supervisor told to stop (which stops the agent), as an operator would.
+    lab.run(victim["name"], ["sh", "-c", "kill $(cat /var/lib/fc-agent/supervisor.pid)"], check=True)
+    wait_for(lambda: lab.run(victim["name"], ["test", "-e", "/var/lib/fc-agent/agent.pid"]).returncode != 0 or
+             lab.run(victim["name"], ["sh", "-c", "kill -0 $(cat /var/lib/fc-agent/agent.pid)"]).returncode != 0,
+             "the agent to stop")
     url = f"http://{victim['address']}:9000/2023-03-30/functions/e2e-fn/invocations"
     with pytest.raises(OSError):
         invoke(url, b"down", deployed["key"])
