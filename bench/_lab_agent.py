@@ -4,15 +4,18 @@ host, so the fleet that installed the agent stays as it is)."""
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from fc_common import acs3
 from fc_lab import Lab
 from fc_provider._model.archive import pack_code
 from fc_provider._remote import fleetops as ops
 from fc_provider._remote.commands import code_archive
+from fc_provider._remote.signer import Credentials
 
 
 def connection(lab: Lab, host_name: str) -> ops.FleetConnection:
@@ -45,6 +48,28 @@ def function(conn: ops.FleetConnection, name: str, source: str, **spec: Any) -> 
     finally:
         with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
             agent.delete_function(name)
+
+
+@contextmanager
+def bench_key(conn: ops.FleetConnection) -> Iterator[Credentials]:
+    """A throwaway access key on the host (every invocation is signed), revoked when the benchmark ends."""
+    key = Credentials("LTAIbench" + secrets.token_hex(6), secrets.token_urlsafe(24))
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+        agent.put_access_key(key.access_key_id, key.access_key_secret, {"actions": ["fc:*"], "resources": ["*"]})
+    try:
+        yield key
+    finally:
+        with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+            agent.delete_access_key(key.access_key_id)
+
+
+def signer_source(key: Credentials) -> str:
+    """Python source (stdlib only) that defines ``signed(method, path, body) -> headers`` with ``key``, for the
+    probes that run inside a lab host: the project's own signing rule, fc_common/acs3.py, then the key."""
+    return (Path(acs3.__file__).read_text()
+            + f"\nKEY = ({key.access_key_id!r}, {key.access_key_secret!r})\n"
+            + "def signed(method, path, body=b''):\n"
+            + "    return sign(method, path, {}, {}, body, KEY[0], KEY[1])\n")
 
 
 def instances(conn: ops.FleetConnection, name: str) -> list[dict]:

@@ -25,7 +25,7 @@ PROBE = r'''
 import http.client, sys, time
 conn = http.client.HTTPConnection(sys.argv[1], 9000, timeout=60)
 t = time.perf_counter()
-conn.request("POST", sys.argv[2], body=b"{}")
+conn.request("POST", sys.argv[2], body=b"{}", headers=signed("POST", sys.argv[2], b"{}"))
 r = conn.getresponse(); r.read()
 print(time.perf_counter() - t if r.status == 200 else -1)
 '''
@@ -42,7 +42,9 @@ def main() -> None:
     client = lab.docker_client(args.host)
     floor, agent = [], []
     source = "def handler(event, context):\n    return 'ok'\n"
-    with _lab_agent.function(conn, "bench-cold", source, memory_size=args.memory) as path:
+    with _lab_agent.function(conn, "bench-cold", source, memory_size=args.memory) as path, \
+            _lab_agent.bench_key(conn) as key:
+        probe = _lab_agent.signer_source(key) + PROBE
         with ops.agent_session(conn, conn.hosts[0]) as (_ssh, api):
             spec = api.get_function("bench-cold")
         for i in range(args.samples):
@@ -55,7 +57,7 @@ def main() -> None:
                     **{k: spec[k] for k in ("runtime", "handler", "memory_size", "timeout", "code_checksum")},
                     "environment_variables": {"SAMPLE": str(i)}})
             time.sleep(0.5)  # let the retired instance go
-            out = lab.run(args.host, ["python3", "-c", PROBE, conn.hosts[0].address, path],
+            out = lab.run(args.host, ["python3", "-c", probe, conn.hosts[0].address, path],
                           capture_output=True, text=True, check=True).stdout
             agent.append(float(out))
     client.close()

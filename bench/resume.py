@@ -27,6 +27,7 @@ def state():
 conn = http.client.HTTPConnection(host, port); conn.connect()
 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 lat, skipped = [], 0
+heads = [signed("POST", path, b"{}") for _ in range(n)] if mode == "agent" else []  # signed before the clock
 for _ in range(n):
     if mode == "floor":
         open(freezer, "w").write("FROZEN")
@@ -40,7 +41,7 @@ for _ in range(n):
     t = time.perf_counter()
     if mode == "floor":
         open(freezer, "w").write("THAWED")
-    conn.request("POST", path, body=b"{}")
+    conn.request("POST", path, body=b"{}", headers=heads.pop() if mode == "agent" else {})
     r = conn.getresponse(); r.read()
     lat.append(time.perf_counter() - t)
     assert r.status == 200
@@ -69,7 +70,8 @@ def main() -> None:
     address = conn.hosts[0].address
     source = "def handler(event, context):\n    return 'ok'\n"
     with _lab_agent.function(conn, "bench-resume", source, min_instances=1, hibernation=True,
-                             hibernation_grace_seconds=0.2) as path:
+                             hibernation_grace_seconds=0.2) as path, _lab_agent.bench_key(conn) as key:
+        probe = _lab_agent.signer_source(key) + PROBE
         for _ in range(300):
             ready = [i for i in _lab_agent.instances(conn, "bench-resume") if i["container_id"]]
             if ready:
@@ -82,11 +84,11 @@ def main() -> None:
             time.sleep(1.0)
             floor, agent = [], []
             for _ in range(2):  # alternate halves so noise hits both alike
-                out = lab.run(args.host, ["python3", "-c", PROBE, "floor", twin_ip, "9000", "/invoke",
+                out = lab.run(args.host, ["python3", "-c", probe, "floor", twin_ip, "9000", "/invoke",
                                           freezer_path(twin.attrs["State"]["Pid"]), str(args.samples // 2), "0.3"],
                               capture_output=True, text=True, check=True).stdout
                 floor += json.loads(out)["lat"]
-                out = lab.run(args.host, ["python3", "-c", PROBE, "agent", address, "9000", path,
+                out = lab.run(args.host, ["python3", "-c", probe, "agent", address, "9000", path,
                                           freezer_path(inst.attrs["State"]["Pid"]), str(args.samples // 2), "0"],
                               capture_output=True, text=True, check=True).stdout
                 agent += json.loads(out)["lat"]

@@ -1,5 +1,6 @@
 """Warm invocation: through the agent vs. the same runtime container called directly (the floor), one run.
 
+Every agent request is signed (a throwaway access key, signed before its timing starts); the twin needs none.
 Needs a lab with a running agent (`bash scripts/quickstart.sh`); deploys its own no-op function. Every path is measured
 from inside the lab host's network namespace with one kept-alive connection, in alternating rounds, so noise hits all
 alike. Two floors: the twin at its bridge address (the strict one), and the twin through a port published on the
@@ -21,14 +22,16 @@ from fc_lab import Lab
 
 PROBE = r'''
 import http.client, json, sys, time
-host, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+host, port, path, n, sign_them = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
 conn = http.client.HTTPConnection(host, port)
 conn.connect()
 import socket; conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+# Signed before the clock starts: what is timed is the agent's verification, not the client's signing.
+heads = [signed("POST", path, b"{}") if sign_them else {} for _ in range(n)]
 lat = []
-for _ in range(n):
+for i in range(n):
     t = time.perf_counter()
-    conn.request("POST", path, body=b"{}")
+    conn.request("POST", path, body=b"{}", headers=heads[i])
     r = conn.getresponse(); r.read()
     lat.append(time.perf_counter() - t)
     assert r.status == 200, r.status
@@ -36,8 +39,9 @@ print(json.dumps(lat))
 '''
 
 
-def measure(lab: Lab, host: str, address: str, port: int, path: str, n: int) -> list[float]:
-    out = lab.run(host, ["python3", "-c", PROBE, address, str(port), path, str(n)],
+def measure(lab: Lab, host: str, address: str, port: int, path: str, n: int, signer: str = "") -> list[float]:
+    """Latencies of ``n`` requests on one kept-alive connection; signed when ``signer`` (signer_source) is given."""
+    out = lab.run(host, ["python3", "-c", signer + PROBE, address, str(port), path, str(n), "1" if signer else "0"],
                   capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
@@ -61,8 +65,10 @@ def main() -> None:
     lab = Lab()
     conn = _lab_agent.connection(lab, args.host)
     noop = "def handler(event, context):\n    return 'ok'\n"
-    with _lab_agent.function(conn, "bench-warm", noop, memory_size=args.memory) as _:
+    with _lab_agent.function(conn, "bench-warm", noop, memory_size=args.memory) as _, \
+            _lab_agent.bench_key(conn) as key:
         args.function = "bench-warm"
+        args.signer = _lab_agent.signer_source(key)
         run(lab, args)
 
 
@@ -70,7 +76,7 @@ def run(lab: Lab, args: argparse.Namespace) -> None:
     fleet = {h["name"]: h for h in lab.fleet()["hosts"]}
     address = fleet[args.host]["address"]
     agent_path = f"/2023-03-30/functions/{args.function}/invocations"
-    measure(lab, args.host, address, 9000, agent_path, 5)  # makes sure an instance is warm
+    measure(lab, args.host, address, 9000, agent_path, 5, args.signer)  # makes sure an instance is warm
 
     client = lab.docker_client(args.host)
     (instance,) = [c for c in client.containers.list() if c.labels.get("fc.function") == args.function][:1]
@@ -87,7 +93,7 @@ def run(lab: Lab, args: argparse.Namespace) -> None:
         published_port = _lab_agent.published_port(twin)
         agent, direct, published, paired = [], [], [], []
         for _ in range(args.rounds):
-            a_round = measure(lab, args.host, address, 9000, agent_path, args.requests // args.rounds)
+            a_round = measure(lab, args.host, address, 9000, agent_path, args.requests // args.rounds, args.signer)
             d_round = measure(lab, args.host, twin_ip, 9000, "/invoke", args.requests // args.rounds)
             p_round = measure(lab, args.host, "127.0.0.1", published_port, "/invoke", args.requests // args.rounds)
             agent += a_round

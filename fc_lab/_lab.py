@@ -225,6 +225,9 @@ class Lab:
     def _ensure_client_key(self) -> None:
         client = self.state_dir / "client"
         client.mkdir(mode=0o700, exist_ok=True)
+        # sshd opens authorized_keys as the user logging in: a non-root SSH user (tests/test_sudo_user.py) must be
+        # able to traverse the folder. Nothing in it can be listed, and the private key stays 0600.
+        client.chmod(0o711)
         if not self.client_key_path.exists():
             _proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fc-lab-client",
                        "-f", str(self.client_key_path)])

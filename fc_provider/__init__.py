@@ -29,10 +29,14 @@ from ._inputs import (
     PlacementArgs,
 )
 from ._model.placement import PlacementError
+from .access_key import AccessKey, AccessKeyArgs, AccessKeyPolicyArgs
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
 
 __all__ = [
+    "AccessKey",
+    "AccessKeyArgs",
+    "AccessKeyPolicyArgs",
     "AgentAPIError",
     "AuthenticationFailed",
     "CustomContainerConfigArgs",

@@ -176,8 +176,8 @@ class FleetProvider(ResourceProvider):
 
     @brief_errors
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """Refresh: which agent version answers healthy on each host now. A host whose agent is gone, stopped or
-        of another version shows up as drift, and the next `pulumi up` reinstalls it."""
+        """Refresh: which agent version answers healthy on each host now. A host whose agent is gone, stopped, of
+        another version or unsupervised shows up as drift, and the next `pulumi up` reinstalls it."""
         conn = ops.FleetConnection.from_dict(_connection(props, props["token"]))
 
         def probe(host: ops.HostSpec) -> str:
@@ -185,7 +185,10 @@ class FleetProvider(ResourceProvider):
                 with ops.agent_session(conn, host) as (ssh, agent):
                     agent.health()
                     current = ssh.run(cmd.current_release(), check=False).stdout.strip()
-                    return current.rsplit("/", 1)[-1] or "unknown"
+                    version = current.rsplit("/", 1)[-1] or "unknown"
+                    if ssh.run(cmd.supervision(), check=False).stdout.strip() == "none":
+                        return f"unsupervised: {version}"  # nothing would restart it: drift, up repairs
+                    return version
             except FcProviderError as exc:
                 return f"unavailable: {getattr(exc, 'reason', exc)}"[:200]
 

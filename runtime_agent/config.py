@@ -34,6 +34,13 @@ class AgentConfig:
     # Host capacity for instance reservations; null: os.cpu_count() and MemTotal.
     capacity_cpu: float | None = None
     capacity_memory_mb: int | None = None
+    # One 0600 file per access key the invoke API accepts (written through the control API, see state/keys.py).
+    access_keys_dir: Path = Path("/etc/fc-agent/access-keys")
+    # The invoke port's guards (api/invoke.py): a client's head must arrive within head_timeout_seconds, a kept-
+    # alive connection may idle keepalive_timeout_seconds between requests, and at most max_connections are open.
+    head_timeout_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 60.0
+    max_connections: int = 1024
 
     @classmethod
     def load(cls, path: Path) -> "AgentConfig":
@@ -42,8 +49,9 @@ class AgentConfig:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}")
-        if "state_dir" in raw:
-            raw["state_dir"] = Path(raw["state_dir"])
+        for name in ("state_dir", "access_keys_dir"):
+            if name in raw:
+                raw[name] = Path(raw[name])
         if "runtime_images" in raw:
             raw["runtime_images"] = {**DEFAULT_RUNTIME_IMAGES, **raw["runtime_images"]}
         return cls(**raw)

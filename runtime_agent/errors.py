@@ -4,6 +4,7 @@
     AgentError
     ├── BadRequest            400 InvalidArgument
     ├── Unauthorized          401 Unauthorized
+    ├── Forbidden             403 AccessDenied (SignatureNotMatch, InvalidAccessKeyID, RequestTimeTooSkewed, ...)
     ├── NotFound              404 FunctionNotFound (or another *NotFound code)
     ├── Conflict              409 (e.g. CodeNotFound: the package was not uploaded first)
     ├── Throttled             429 ResourceThrottled
@@ -34,6 +35,11 @@ class BadRequest(AgentError):
 class Unauthorized(AgentError):
     status = 401
     code = "Unauthorized"
+
+
+class Forbidden(AgentError):
+    status = 403
+    code = "AccessDenied"
 
 
 class NotFound(AgentError):

@@ -25,6 +25,7 @@ from .observe.functionlog import FunctionLogs
 from .observe.metrics import Metrics
 from .observe.requestlog import RequestLog
 from .state.codestore import CodeStore
+from .state.keys import KeyStore
 from .state.store import FunctionRecord, InstanceRecord, Store
 
 log = logging.getLogger("fc-agent")
@@ -48,6 +49,7 @@ class Agent:
         self.driver = driver
         self.store = Store(config.database)
         self.code = CodeStore(config.code_dir)
+        self.keys = KeyStore(config.access_keys_dir)  # whom the invoke API serves (api/auth.py verifies)
         self.room = HostRoom(Capacity(config.capacity_cpu, config.capacity_memory_mb), self._all_pools,
                              config.host_name)
         # One pool per function, holding its record: the warm path reads functions from memory, SQLite is
@@ -98,6 +100,8 @@ class Agent:
             adopted.add(rec.id)
         for rec_id in set(records) - adopted:
             self.store.delete_instance(rec_id)
+        if records or adopted:
+            log.info("reconcile: re-adopted %d instance(s), forgot %d", len(adopted), len(set(records) - adopted))
         self.code.remove_unused({f.code_checksum for f in functions.values()})
 
     # functions ------------------------------------------------------------------------------------------------

@@ -9,10 +9,17 @@ this module; the control API keeps ``http.server`` (rare calls, many routes).
 Supported: Content-Length and chunked bodies, bodies delimited by the connection's close (responses only),
 ``Expect: 100-continue``, keep-alive and ``Connection: close``. Not supported: pipelined requests (a client that
 pipelines is answered in order all the same, since each request is read after the previous answer is written).
+
+Requests are framed strictly, the way request smuggling is defeated (RFC 9112 §6.3): a Content-Length must be
+digits only and single; Content-Length together with Transfer-Encoding, or any Transfer-Encoding but ``chunked``,
+is refused; chunk sizes are hex digits only and each chunk ends with CRLF; a head is at most 64 KB however it
+arrives; header names carry no whitespace (no obsolete line folding). Every refusal is a ``WireError``: the server
+answers 400 and closes the connection, so no byte after a bad frame is ever read as a request.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import time
@@ -32,6 +39,15 @@ class WireError(Exception):
 
 class PeerClosed(WireError):
     """The connection closed cleanly between messages."""
+
+
+class IdleTimeout(PeerClosed):
+    """No request began within the idle (or first-request) timeout: the server closes without an answer."""
+
+
+_CHUNK_SIZE = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 
 
 @dataclass(slots=True)
@@ -95,17 +111,23 @@ class Wire:
         self._buf += chunk
         return True
 
-    def read_head(self) -> tuple[list[str], dict[str, str]]:
+    def read_head(self, head_timeout: float | None = None) -> tuple[list[str], dict[str, str]]:
+        """The next head. With ``head_timeout``, a head begun but not complete after that many seconds fails
+        (a slow client cannot hold a thread by sending one byte now and then)."""
         while True:
             end = self._buf.find(b"\r\n\r\n")
             if end >= 0:
                 break
             if len(self._buf) > MAX_HEAD:
                 raise WireError(f"message head longer than {MAX_HEAD} bytes")
+            if head_timeout is not None and self._buf and self._deadline is None:
+                self._deadline = time.monotonic() + head_timeout  # only when a head needs a second read
             if not self._fill():
                 if self._buf.strip():
                     raise WireError("connection closed inside a message head")
                 raise PeerClosed("connection closed")
+        if end > MAX_HEAD:
+            raise WireError(f"message head longer than {MAX_HEAD} bytes")
         lines = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
         del self._buf[: end + 4]
         start = lines[0].split(" ", 2)
@@ -114,9 +136,9 @@ class Wire:
         headers: dict[str, str] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
-            if not sep:
+            if not sep or not name or name[0] in " \t" or name[-1] in " \t":
                 raise WireError(f"malformed header line {line[:80]!r}")
-            key = name.strip().lower()
+            key = name.lower()
             value = value.strip()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         return start, headers
@@ -141,10 +163,10 @@ class Wire:
         parts: list[bytes] = []
         total = 0
         while True:
-            try:
-                size = int(self._read_line().split(b";", 1)[0], 16)
-            except ValueError as exc:
-                raise WireError("malformed chunk size") from exc
+            digits = self._read_line().split(b";", 1)[0]
+            if not _CHUNK_SIZE.match(digits):
+                raise WireError(f"malformed chunk size {digits[:20]!r}")
+            size = int(digits, 16)
             if size == 0:
                 while self._read_line():  # trailers, then the empty line
                     pass
@@ -153,17 +175,17 @@ class Wire:
             if total > limit:
                 raise BodyTooLarge(total, limit)
             parts.append(self._read_exact(size))
-            self._read_exact(2)
+            if self._read_exact(2) != b"\r\n":
+                raise WireError("a chunk is not followed by CRLF")
 
     def read_body(self, headers: dict[str, str], *, limit: int, until_close: bool = False) -> bytes:
         if "chunked" in headers.get("transfer-encoding", "").lower():
             return self._read_chunked(limit)
         length = headers.get("content-length")
         if length is not None:
-            try:
-                n = int(length)
-            except ValueError as exc:
-                raise WireError(f"malformed content-length {length!r}") from exc
+            if not (length.isdigit() and length.isascii()) or len(length) > 18:  # no sign, space or list
+                raise WireError(f"malformed content-length {length[:40]!r}")
+            n = int(length)
             if n > limit:
                 raise BodyTooLarge(n, limit)
             return self._read_exact(n) if n else b""
@@ -176,11 +198,31 @@ class Wire:
         self._buf.clear()
         return data
 
-    def read_request(self, limit: int) -> Message:
-        """The next request, its body included (after a 100 Continue when the client waits for one)."""
-        start, headers = self.read_head()
-        if len(start) != 3:
+    def read_request(self, limit: int, *, idle_timeout: float | None = None,
+                     head_timeout: float | None = None) -> Message:
+        """The next request, its body included (after a 100 Continue when the client waits for one). Waits at
+        most ``idle_timeout`` for it to begin (IdleTimeout), and ``head_timeout`` for its head once begun."""
+        if idle_timeout is not None and not self._buf:
+            if self._timeout != idle_timeout:
+                self._set_timeout(idle_timeout)
+            try:
+                if not self._fill():
+                    raise PeerClosed("connection closed")
+            except socket.timeout as exc:
+                raise IdleTimeout(f"no request within {idle_timeout:g} s") from exc
+        try:
+            start, headers = self.read_head(head_timeout)
+        except socket.timeout as exc:
+            raise WireError(f"the request head did not arrive within {head_timeout:g} s") from exc
+        if self._deadline is not None:  # the head took several reads: back to the plain per-read timeout
+            self._deadline = None
+            self._set_timeout(idle_timeout)
+        if len(start) != 3 or start[2] not in _VERSIONS or not _TOKEN.match(start[0]):
             raise WireError(f"malformed request line {' '.join(start)[:80]!r}")
+        framing = headers.get("transfer-encoding")
+        if framing is not None and ("content-length" in headers or framing.lower() != "chunked"):
+            raise WireError("Transfer-Encoding must be chunked alone, never with Content-Length"
+                            if "content-length" in headers else f"unsupported Transfer-Encoding {framing[:40]!r}")
         if "expect" in headers and headers["expect"].lower() == "100-continue":
             self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         if "content-length" in headers or "transfer-encoding" in headers:

@@ -22,8 +22,11 @@ pulumi config set fleetFile "$fleet_file"
 pulumi config set labId "$lab_id"
 # --refresh: a lab rebuilt since the last run has lost its agents and functions; refresh sees it and up repairs.
 pulumi up --yes --skip-preview --refresh
-endpoint="$(pulumi stack output invoke_endpoints --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0])')"
-echo "invoking: POST $endpoint"
-answer="$(curl -sS --fail-with-body -X POST "$endpoint" -d '{"name": "quickstart"}')"
+# Every invocation is signed: `fc --stack quickstart` signs with the stack's fc.AccessKey (FC's SDK and tools take
+# the same key from ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET).
+command="$(pulumi stack output invoke_command)"
+echo "invoking: $command"
+answer="$(eval "$command")"
 echo "answer: $answer"
+echo "(an unsigned request is refused: curl -s -X POST $(pulumi stack output invoke_endpoints --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0])'))"
 echo "(tear down with: source scripts/env.sh && pulumi destroy --yes -s quickstart && fc-lab down)"

@@ -15,6 +15,11 @@ from typing import Any, Callable
 from fc_provider._model.archive import pack_code
 from fc_provider._remote import fleetops as ops
 from fc_provider._remote.commands import code_archive
+from fc_provider._remote.signer import Credentials, sign
+
+# The key every test invocation signs with (install() puts it on the host): every action on every function.
+TEST_KEY = Credentials("LTAItestkey" + secrets.token_hex(6), secrets.token_urlsafe(24))
+FULL_POLICY = {"actions": ["fc:*"], "resources": ["*"]}
 
 
 def install(lab_fleet: dict, index: int = 0, **settings: Any) -> ops.FleetConnection:
@@ -25,7 +30,33 @@ def install(lab_fleet: dict, index: int = 0, **settings: Any) -> ops.FleetConnec
         "token": secrets.token_urlsafe(16),
     })
     ops.install_agent(conn, conn.hosts[0], {"idle_timeout_seconds": 300, **settings})
+    grant(conn)
     return conn
+
+
+def grant(conn: ops.FleetConnection, key: Credentials = TEST_KEY, policy: dict | None = None) -> Credentials:
+    """Puts ``key`` on every host of ``conn`` (the agent's control API), as an fc.AccessKey would."""
+    for host in conn.hosts:
+        with ops.agent_session(conn, host) as (_ssh, agent):
+            agent.put_access_key(key.access_key_id, key.access_key_secret, policy or FULL_POLICY)
+    return key
+
+
+def grant_lab(lab: Any, key: Credentials = TEST_KEY, policy: dict | None = None) -> Credentials:
+    """Puts ``key`` on every lab host whose agent runs (installed by a Pulumi program), through its control API."""
+    from _fleet_agents import agent  # noqa: PLC0415 - only the Pulumi tests need it
+
+    fleet = lab.fleet()
+    for host in fleet["hosts"]:
+        with agent(lab, fleet, host["name"]) as (_ssh, client):
+            client.put_access_key(key.access_key_id, key.access_key_secret, policy or FULL_POLICY)
+    return key
+
+
+def stack_key(stack: Any) -> Credentials:
+    """The key a stack's program exports as access_key_id / access_key_secret."""
+    outputs = stack.outputs(show_secrets=True)
+    return Credentials(outputs["access_key_id"], outputs["access_key_secret"])
 
 
 def invoke_url(conn: ops.FleetConnection, name: str) -> str:
@@ -49,13 +80,24 @@ def deploy_container(conn: ops.FleetConnection, name: str, **spec: object) -> st
     return invoke_url(conn, name)
 
 
-def post(url: str, body: bytes = b"", headers: dict[str, str] | None = None):
-    req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+def post(url: str, body: bytes = b"", headers: dict[str, str] | None = None, *,
+         key: Credentials | None = TEST_KEY, method: str = "POST"):
+    """One invoke-API request, signed with ``key`` (None: unsigned); returns (status, headers, body)."""
+    headers = dict(headers or {})
+    if key is not None:
+        headers = sign(key, method, url, body, headers)
+    req = urllib.request.Request(url, data=body if method == "POST" else None, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def signed_lines(method: str, target: str, body: bytes = b"", key: Credentials = TEST_KEY) -> str:
+    """The signature headers of a raw request (``target`` as sent, query included), as "name: value\\r\\n" lines to
+    put in a hand-written head: for tests that speak raw HTTP to the invoke port."""
+    return "".join(f"{k}: {v}\r\n" for k, v in sign(key, method, f"http://x{target}", body).items())
 
 
 def instances(conn: ops.FleetConnection, function: str) -> list[dict]:

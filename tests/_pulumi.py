@@ -62,8 +62,8 @@ class Stack:
     def destroy(self) -> str:
         return self.run("destroy", "--yes").stdout
 
-    def outputs(self) -> dict[str, Any]:
-        return json.loads(self.run("stack", "output", "--json").stdout)
+    def outputs(self, *, show_secrets: bool = False) -> dict[str, Any]:
+        return json.loads(self.run("stack", "output", "--json", *(["--show-secrets"] if show_secrets else [])).stdout)
 
     def export_state(self) -> str:
         return self.run("stack", "export", "--show-secrets=false").stdout

@@ -68,14 +68,15 @@ def reset_agents(lab: Lab) -> None:
     """Every test run starts from hosts without an agent, whatever an earlier run or a quickstart left there."""
     for host in lab.fleet()["hosts"]:
         name = host["name"]
-        pid = lab.run(name, ["cat", "/var/lib/fc-agent/agent.pid"], capture_output=True, text=True).stdout.strip()
-        if pid.isdigit():
-            try:  # lab hosts share the PID namespace: kill only what is really an agent
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                cmdline = b""
-            if b"runtime_agent" in cmdline:
-                os.kill(int(pid), 9)
+        for pidfile in ("supervisor.pid", "agent.pid"):  # the supervisor first, or it starts the agent again
+            pid = lab.run(name, ["cat", f"/var/lib/fc-agent/{pidfile}"], capture_output=True, text=True).stdout.strip()
+            if pid.isdigit():
+                try:  # lab hosts share the PID namespace: kill only what is really an agent or its supervisor
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    cmdline = b""
+                if b"runtime_agent" in cmdline:
+                    os.kill(int(pid), 9)
         client = lab.docker_client(name)
         try:
             for container in client.containers.list(all=True, filters={"label": "fc.agent"}):

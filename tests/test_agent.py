@@ -150,8 +150,6 @@ def test_idle_instance_hibernates_and_the_next_request_resumes_it(agent_conn: op
 
 def test_agent_killed_with_sigkill_re_adopts_its_instances(agent_conn: ops.FleetConnection, lab: Lab,
                                                            tmp_path: Path) -> None:
-    from fc_provider._remote import commands as cmd
-
     url = _deploy(agent_conn, tmp_path, "survivor", "def handler(event, context):\n    return 'alive'\n",
                   min_instances=1, hibernation=True, hibernation_grace_seconds=0.5)
     _, before, _ = _post(url)
@@ -167,8 +165,7 @@ def test_agent_killed_with_sigkill_re_adopts_its_instances(agent_conn: ops.Fleet
     finally:
         client.close()
     lab.run(host, ["sh", "-c", "kill -9 $(cat /var/lib/fc-agent/agent.pid)"], check=True)
-    with SSHSession(agent_conn.hosts[0], agent_conn.private_key) as ssh:
-        ssh.run(cmd.start_agent())
+    # Nobody starts it: its supervisor does.
     with ops.agent_session(agent_conn, agent_conn.hosts[0]) as (_ssh, agent):
         agent.wait_healthy()
     (inst,) = _instances(agent_conn, "survivor")

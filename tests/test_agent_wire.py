@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from _agent import SERVER_BASE, deploy, install, post
+from _agent import SERVER_BASE, deploy, install, post, signed_lines
 
 from fc_lab import Lab
 from fc_provider._remote import fleetops as ops
@@ -50,18 +50,22 @@ def test_one_connection_carries_plain_chunked_and_continued_requests_then_errors
     path = "/2023-03-30/functions/echo/invocations"
     host = agent_conn.hosts[0].address
     with socket.create_connection((host, agent_conn.invoke_port), timeout=30) as sock:
-        status, headers, body = _exchange(sock, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
-                                                f"plain".encode())
+        status, headers, body = _exchange(sock, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                                f"{signed_lines('POST', path, b'plain')}\r\nplain".encode())
         assert status == 200 and body == b"plain" and headers["x-fc-request-id"]
-        status, _, body = _exchange(sock, f"POST {path}?qualifier=LATEST HTTP/1.1\r\nHost: x\r\n"
+        qualified = f"{path}?qualifier=LATEST"
+        status, _, body = _exchange(sock, f"POST {qualified} HTTP/1.1\r\nHost: x\r\n"
+                                          f"{signed_lines('POST', qualified, b'chunked')}"
                                           f"Transfer-Encoding: chunked\r\n\r\n3\r\nchu\r\n4\r\nnked\r\n0\r\n\r\n".encode())
         assert status == 200 and body == b"chunked"
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nExpect: 100-continue\r\n\r\n".encode())
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\nExpect: 100-continue\r\n"
+                     f"{signed_lines('POST', path, b'continued')}\r\n".encode())
         status, _, body = _exchange(sock, b"continued", expect_continue=True)
         assert status == 200 and body == b"continued"
         status, headers, body = _exchange(sock, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert status == 404 and json.loads(body)["Code"] == "NotFound"
-        status, headers, body = _exchange(sock, "POST /2023-03-30/functions/nope/invocations HTTP/1.1\r\n"
+        assert status == 400 and json.loads(body)["Code"] == "PathNotSupported"
+        nope = "/2023-03-30/functions/nope/invocations"
+        status, headers, body = _exchange(sock, f"POST {nope} HTTP/1.1\r\n{signed_lines('POST', nope)}"
                                                 "x-fc-request-id: mine-1\r\nContent-Length: 0\r\n\r\n".encode())
         assert status == 404 and json.loads(body) == {
             "Code": "FunctionNotFound", "RequestId": "mine-1",

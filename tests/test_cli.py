@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from _agent import post
 from _pulumi import REPO, Stack
 
 from fc_lab import Lab
+from fc_provider._remote.signer import Credentials
 
 NAME = "cli-fn"
 HANDLER = (
@@ -29,7 +31,7 @@ def stack(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) 
     (work / "code").mkdir()
     (work / "code" / "index.py").write_text(HANDLER)
     stack = Stack(work, "cli", program=REPO / "tests" / "programs" / "function")
-    stack.config(fleetFile=str(fleet_file), functionName=NAME, codeDir=str(work / "code"))
+    stack.config(fleetFile=str(fleet_file), functionName=NAME, codeDir=str(work / "code"), accessKey="true")
     stack.up()
     yield stack
     stack.destroy()
@@ -76,6 +78,25 @@ def test_invoke_logs_and_instances(stack: Stack, tmp_path: Path) -> None:
     assert all(i["function_name"] == NAME and i["state"] for i in instances)
 
 
+def test_invoke_signs_with_the_environment_key_or_says_which_key_is_missing(stack: Stack, fleet_file: Path) -> None:
+    outputs = stack.outputs(show_secrets=True)
+    env = {k: v for k, v in stack.env.items() if not k.startswith("ALIBABA_CLOUD_")}
+    signed = subprocess.run([FC, "--fleet-file", str(fleet_file), "invoke", NAME, "--payload", "env"],
+                            env={**env, "ALIBABA_CLOUD_ACCESS_KEY_ID": outputs["access_key_id"],
+                                 "ALIBABA_CLOUD_ACCESS_KEY_SECRET": outputs["access_key_secret"]},
+                            capture_output=True, text=True, timeout=300)
+    assert signed.returncode == 0 and signed.stdout == "echo:env", signed.stderr
+    unsigned = subprocess.run([FC, "--fleet-file", str(fleet_file), "invoke", NAME], env=env, capture_output=True,
+                              text=True, timeout=300)
+    assert unsigned.returncode == 2
+    assert unsigned.stderr.startswith("fc: no access key: set ALIBABA_CLOUD_ACCESS_KEY_ID"), unsigned.stderr
+    wrong = subprocess.run([FC, "--fleet-file", str(fleet_file), "invoke", NAME],
+                           env={**env, "ALIBABA_CLOUD_ACCESS_KEY_ID": outputs["access_key_id"],
+                                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "not-the-secret-at-all"},
+                           capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 3 and "SignatureNotMatch" in wrong.stderr, wrong.stderr
+
+
 def test_a_failing_function_exits_1_with_its_error(stack: Stack) -> None:
     proc = fc(stack, "invoke", NAME, "--payload", "boom")
     assert proc.returncode == 1
@@ -99,3 +120,17 @@ def test_errors_are_one_line_with_a_meaningful_exit_code(stack: Stack, args: lis
     assert proc.returncode == code, (proc.stdout, proc.stderr)
     assert proc.stderr.startswith(message), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_the_key_secret_stays_out_of_the_state_and_removing_the_key_revokes_it_on_every_host(
+        stack: Stack, lab: Lab) -> None:
+    """Runs last in this file: it removes the stack's key."""
+    outputs = stack.outputs(show_secrets=True)
+    key = Credentials(outputs["access_key_id"], outputs["access_key_secret"])
+    assert key.access_key_secret not in stack.export_state()
+    urls = [f"http://{h['address']}:9000/2023-03-30/functions/{NAME}/invocations" for h in lab.fleet()["hosts"]]
+    assert [post(u, b"k", key=key)[0] for u in urls] == [200, 200, 200]
+    stack.config(accessKey="false")
+    stack.up()
+    refused = [post(u, b"k", key=key) for u in urls]
+    assert [(status, json.loads(body)["Code"]) for status, _, body in refused] == [(403, "InvalidAccessKeyID")] * 3

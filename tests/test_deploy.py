@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from _agent import TEST_KEY, post, stack_key, wait_for
 from _pulumi import Stack
 from conftest import CLEAN_AGENT_DIRS, host_snapshot
 
 from fc_lab import Lab
 from fc_provider._remote.agent_client import AgentClient
+from fc_provider._remote.signer import Credentials
 from fc_provider._remote.ssh import HostSpec, SSHSession
 
 HANDLER_V1 = "def handler(event, context):\n    return 'v1:' + event.decode()\n"
@@ -25,10 +26,11 @@ HANDLER_RAISES = (
 )
 
 
-def invoke(url: str, payload: bytes) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, data=payload, method="POST")
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+def invoke(url: str, payload: bytes, key: Credentials = TEST_KEY) -> tuple[int, dict[str, str], bytes]:
+    """A signed invocation that must succeed (an unreachable host raises OSError)."""
+    status, headers, body = post(url, payload, key=key)
+    assert status == 200, (status, body)
+    return status, headers, body
 
 
 def write_code(folder: Path, source: str) -> None:
@@ -45,7 +47,7 @@ def deployed(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactor
     stack = Stack(work, "e2e")
     stack.config(fleetFile=str(fleet_file), functionName="e2e-fn", codeDir=str(code))
     stack.up()
-    state = {"stack": stack, "code": code, "before": before, "destroyed": False}
+    state = {"stack": stack, "code": code, "before": before, "destroyed": False, "key": stack_key(stack)}
     yield state
     if not state["destroyed"]:
         stack.destroy()
@@ -57,7 +59,7 @@ def test_preview_of_a_new_stack_changes_nothing_on_any_host(lab: Lab, fleet_file
     stack = Stack(tmp_path, "preview-only")
     stack.config(fleetFile=str(fleet_file), functionName="preview-fn", codeDir=str(tmp_path / "code"))
     out = stack.preview()
-    assert "+ 3 to create" in out or "3 to create" in out, out
+    assert "+ 4 to create" in out or "4 to create" in out, out
     assert host_snapshot(lab) == before
 
 
@@ -65,7 +67,7 @@ def test_up_deploys_and_every_host_answers(deployed: dict, lab_fleet: dict) -> N
     endpoints = deployed["stack"].outputs()["invoke_endpoints"]
     assert len(endpoints) == len(lab_fleet["hosts"])
     for url in endpoints:
-        status, headers, body = invoke(url, b"ping")
+        status, headers, body = invoke(url, b"ping", deployed["key"])
         assert status == 200
         assert body == b"v1:ping"
         assert headers["x-fc-request-id"]
@@ -121,7 +123,7 @@ def test_a_handler_that_raises_gives_unhandled_invocation_error(deployed: dict) 
     write_code(deployed["code"], HANDLER_RAISES)
     deployed["stack"].up()
     url = deployed["stack"].outputs()["invoke_endpoints"][0]
-    status, headers, body = invoke(url, b"this")
+    status, headers, body = invoke(url, b"this", deployed["key"])
     assert status == 200
     assert headers["x-fc-error-type"] == "UnhandledInvocationError"
     error = json.loads(body)
@@ -132,13 +134,17 @@ def test_a_handler_that_raises_gives_unhandled_invocation_error(deployed: dict) 
 
 def test_refresh_sees_a_stopped_agent_and_up_repairs_it(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
     victim = lab_fleet["hosts"][1]
-    lab.run(victim["name"], ["sh", "-c", "kill $(cat /var/lib/fc-agent/agent.pid)"], check=True)
+    # Stopped for good: its supervisor told to stop (which stops the agent), as an operator would.
+    lab.run(victim["name"], ["sh", "-c", "kill $(cat /var/lib/fc-agent/supervisor.pid)"], check=True)
+    wait_for(lambda: lab.run(victim["name"], ["test", "-e", "/var/lib/fc-agent/agent.pid"]).returncode != 0 or
+             lab.run(victim["name"], ["sh", "-c", "kill -0 $(cat /var/lib/fc-agent/agent.pid)"]).returncode != 0,
+             "the agent to stop")
     url = f"http://{victim['address']}:9000/2023-03-30/functions/e2e-fn/invocations"
     with pytest.raises(OSError):
-        invoke(url, b"down")
+        invoke(url, b"down", deployed["key"])
     out = deployed["stack"].up(refresh=True)
     assert "updated" in out
-    assert invoke(url, b"back")[0] == 200
+    assert invoke(url, b"back", deployed["key"])[0] == 200
 
 
 def test_changed_code_gives_the_new_answer_after_up(deployed: dict) -> None:
@@ -146,7 +152,7 @@ def test_changed_code_gives_the_new_answer_after_up(deployed: dict) -> None:
     out = deployed["stack"].up()
     assert "updated" in out
     for url in deployed["stack"].outputs()["invoke_endpoints"]:
-        assert invoke(url, b"again")[2] == b"v2:again"
+        assert invoke(url, b"again", deployed["key"])[2] == b"v2:again"
 
 
 def test_destroy_leaves_nothing_on_any_host(deployed: dict, lab: Lab) -> None:

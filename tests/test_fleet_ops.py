@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from _agent import grant_lab
 from _pulumi import Stack
 from conftest import CLEAN_AGENT_DIRS, host_snapshot, reset_agents
 from test_deploy import invoke, write_code
@@ -102,6 +103,7 @@ def test_two_stacks_deploy_at_once_and_share_one_agent_per_host(stacks: dict[str
     stacks["beta"].config(lockTimeout="120")
     results = concurrently(stacks["alpha"], stacks["beta"])
     assert [r.returncode for r in results] == [0, 0], [r.stdout + r.stderr for r in results]
+    grant_lab(lab)  # the test key, for invoking (these programs declare no fc.AccessKey)
     pids = agent_pids(lab, lab_fleet)
     tokens = {json.loads(host_file(lab, h["name"], "/etc/fc-agent/config.json"))["token"] for h in lab_fleet["hosts"]}
     assert len(tokens) == 1, "the second Fleet installed its own agent with its own token"

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from _agent import grant_lab, post
 from _fleet_agents import agent
 from _pulumi import REPO, PulumiFailed, Stack
 
@@ -27,8 +27,9 @@ HANDLER = "import os\n\ndef handler(event, context):\n    return os.environ['MOD
 
 
 def invoke(url: str, payload: bytes) -> bytes:
-    with urllib.request.urlopen(urllib.request.Request(url, data=payload, method="POST"), timeout=60) as resp:
-        return resp.read()
+    status, _headers, body = post(url, payload)
+    assert status == 200, (status, body)
+    return body
 
 
 def specs(lab: Lab, fleet: dict) -> dict[str, dict | None]:
@@ -50,6 +51,7 @@ def deployed(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactor
     stack.config(fleetFile=str(fleet_file), functionName=NAME, codeDir=str(code), extra=json.dumps(EXTRA))
     stack.run("config", "set", "--secret", "greeting", secret)
     stack.up()
+    grant_lab(lab)
     yield {"stack": stack, "work": work, "secret": secret}
     stack.destroy()
 

@@ -49,8 +49,9 @@ def _add(tar: tarfile.TarFile, source: Path, arcname: str) -> None:
             tar.addfile(info, f)
 
 
-def pack_trees(trees: list[tuple[Path, str]]) -> Package:
-    """Packs each (folder, prefix-in-archive) pair; an empty prefix puts the folder's content at the root."""
+def pack_trees(trees: list[tuple[Path, str]], skip_suffixes: tuple[str, ...] = (".pyc",)) -> Package:
+    """Packs each (folder, prefix-in-archive) pair; an empty prefix puts the folder's content at the root. Files
+    ending in ``skip_suffixes`` are left out."""
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6, filename="") as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -59,7 +60,7 @@ def pack_trees(trees: list[tuple[Path, str]]) -> Package:
                 for dirpath, dirnames, filenames in os.walk(root):
                     dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES)
                     for name in dirnames + sorted(f for f in filenames if f not in SKIP_NAMES):
-                        if name.endswith(".pyc"):
+                        if name.endswith(skip_suffixes):
                             continue
                         full = Path(dirpath) / name
                         rel = full.relative_to(root).as_posix()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import sys
 from pathlib import Path
 
 from .archive import Package, pack_trees
@@ -26,9 +25,11 @@ def _package_dir(name: str) -> Path:
 def agent_bundle() -> Package:
     trees = [(_package_dir("runtime_agent"), "runtime_agent"), (_package_dir("fc_common"), "fc_common")]
     trees += [(_package_dir(name), name) for name in VENDORED]
-    return pack_trees(trees)
+    # Compiled extensions (charset_normalizer's optional speedups) are left out: each is built for one Python
+    # minor version, and without them every vendored package runs as pure Python on any host Python 3.10+.
+    return pack_trees(trees, skip_suffixes=(".pyc", ".so"))
 
 
 def agent_version() -> str:
-    """Short id of the bundle, plus the Python minor version it was vendored for."""
-    return f"{agent_bundle().checksum[:16]}-py{sys.version_info.major}.{sys.version_info.minor}"
+    """Short id of the bundle; one bundle serves every host Python from 3.10 on."""
+    return agent_bundle().checksum[:16]

@@ -3,10 +3,11 @@ how the state seen on the hosts folds back into outputs. Pure functions; no host
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Mapping, Optional
 
 from pydantic import TypeAdapter, ValidationError
+
+from fc_common.naming import ARN_ACCOUNT, ARN_REGION, function_arn, function_id  # noqa: F401 - re-exported
 
 from .validation import UNKNOWN, FunctionModel, has_unknown
 
@@ -24,21 +25,7 @@ DIFFED = tuple(k for k in FunctionModel.model_fields if k not in NOT_DIFFED)
 REPLACE_ON = ("function_name",)
 INPUT_KEYS = tuple(FunctionModel.model_fields) + ("code", "connection", "adopt")
 
-# FC's ARN form; a fleet is one local region and account (documented in the README).
-ARN_REGION = "local"
-ARN_ACCOUNT = "fleet"
-_ID_NAMESPACE = uuid.UUID("1c6f2f8e-5f0b-4bb7-9a43-4f3b1d1a7e51")
-
 _ADAPTERS = {name: TypeAdapter(field.annotation) for name, field in FunctionModel.model_fields.items()}
-
-
-def function_arn(name: str) -> str:
-    return f"acs:fc:{ARN_REGION}:{ARN_ACCOUNT}:functions/{name}"
-
-
-def function_id(name: str) -> str:
-    """Stable across updates, refreshes and imports: derived from the ARN."""
-    return str(uuid.uuid5(_ID_NAMESPACE, function_arn(name)))
 
 
 def normalized(props: Mapping[str, Any], key: str) -> Any:

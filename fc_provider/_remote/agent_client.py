@@ -113,3 +113,18 @@ class AgentClient:
 
     def instances(self) -> list[dict[str, Any]]:
         return self._check(*self._request("GET", "/v1/instances"))["instances"]
+
+    def access_keys(self) -> list[dict[str, Any]]:
+        """The keys the host accepts: ids and policies, never secrets."""
+        return self._check(*self._request("GET", "/v1/access-keys"))["access_keys"]
+
+    def put_access_key(self, key_id: str, secret: str, policy: dict[str, Any]) -> dict[str, Any]:
+        return self._check(*self._request("PUT", f"/v1/access-keys/{quote(key_id)}",
+                                          {"secret": secret, "policy": policy}))
+
+    def delete_access_key(self, key_id: str) -> bool:
+        status, data = self._request("DELETE", f"/v1/access-keys/{quote(key_id)}")
+        if status == 404:
+            return False
+        self._check(status, data)
+        return True

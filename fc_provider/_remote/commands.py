@@ -10,9 +10,17 @@ AGENT_CONFIG_DIR = "/etc/fc-agent"
 AGENT_CONFIG = f"{AGENT_CONFIG_DIR}/config.json"
 # One file per Fleet resource (any stack) that uses this host's agent; the last one out uninstalls it.
 FLEET_REGISTRY = f"{AGENT_CONFIG_DIR}/fleets"
+ACCESS_KEYS = f"{AGENT_CONFIG_DIR}/access-keys"  # one 0600 file per fc.AccessKey (the agent writes them)
 AGENT_STATE = "/var/lib/fc-agent"
 AGENT_PIDFILE = f"{AGENT_STATE}/agent.pid"
+SUPERVISOR_PIDFILE = f"{AGENT_STATE}/supervisor.pid"
 AGENT_LOG = f"{AGENT_STATE}/agent.log"
+SYSTEMD_UNIT = "/etc/systemd/system/fc-agent.service"
+# The agent is supervised by systemd when the host runs it (the unit above), else by runtime_agent.supervisor.
+_SYSTEMD = f"[ -d /run/systemd/system ] && [ -f {SYSTEMD_UNIT} ]"
+# A process is alive when it exists and is no zombie (a killed process whose parent has not reaped it yet still
+# answers kill -0; on hosts whose PID 1 reaps nothing it stays so).
+_ALIVE = "alive() { [ -n \"$1\" ] && kill -0 \"$1\" 2>/dev/null && ! grep -q '^State:.*Z' /proc/$1/status; }; "
 
 
 def release_dir(version: str) -> str:
@@ -28,7 +36,12 @@ def prepare_dirs() -> list[str]:
 
 
 def python_version() -> list[str]:
-    return ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+    """Prints the host python3's minor version and its path, e.g. "3.11 /usr/bin/python3"."""
+    return ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2], sys.executable)"]
+
+
+def has_systemd() -> list[str]:
+    return ["test", "-d", "/run/systemd/system"]
 
 
 def path_exists(path: str) -> list[str]:
@@ -49,28 +62,58 @@ def activate_release(version: str) -> list[str]:
 
 
 def stop_agent(timeout_s: int = 20) -> list[str]:
-    """TERM the agent from its pidfile, wait, then KILL; succeeds when no agent runs."""
-    script = (
-        f"p=$(cat {AGENT_PIDFILE} 2>/dev/null) || exit 0; "
-        "[ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null || { rm -f " + AGENT_PIDFILE + "; exit 0; }; "
+    """Stops the agent and what supervises it: the systemd unit, else the supervisor (TERM from its pidfile; it
+    stops the agent), then any agent left (one started before supervision, or whose supervisor died): TERM, wait,
+    KILL. Succeeds when nothing runs."""
+    wait_then_kill = (
         "kill -TERM \"$p\"; "
-        f"i=0; while kill -0 \"$p\" 2>/dev/null && [ $i -lt {timeout_s * 10} ]; do sleep 0.1; i=$((i+1)); done; "
-        "kill -KILL \"$p\" 2>/dev/null; rm -f " + AGENT_PIDFILE
+        f"i=0; while alive \"$p\" && [ $i -lt {timeout_s * 10} ]; do sleep 0.1; i=$((i+1)); done; "
+        "kill -KILL \"$p\" 2>/dev/null; "
+    )
+    script = (
+        f"{_ALIVE}if {_SYSTEMD}; then systemctl stop fc-agent.service; fi; "
+        f"p=$(cat {SUPERVISOR_PIDFILE} 2>/dev/null); "
+        f"if alive \"$p\"; then {wait_then_kill}fi; rm -f {SUPERVISOR_PIDFILE}; "
+        f"p=$(cat {AGENT_PIDFILE} 2>/dev/null); "
+        f"if alive \"$p\"; then {wait_then_kill}fi; rm -f {AGENT_PIDFILE}"
     )
     return ["sh", "-c", script]
 
 
+def agent_command(python: str = "python3") -> str:
+    return f"{python} -m runtime_agent --config {AGENT_CONFIG} --pidfile {AGENT_PIDFILE}"
+
+
 def start_agent() -> list[str]:
-    """Starts the agent detached from the SSH session (own session, stdin closed, output to its log). The agent
-    writes its pidfile itself: lab hosts share one PID namespace, so a search by command line would be wrong."""
+    """Starts the agent under its supervision, detached from the SSH session: `systemctl restart` where the unit
+    is installed, else runtime_agent.supervisor in its own session (stdin closed, output to the agent's log). A
+    supervisor that already runs is kept: it restarts the agent itself. Waits for the agent's pidfile (the agent
+    writes it; lab hosts share one PID namespace, so a search by command line would be wrong)."""
     script = (
-        f"rm -f {AGENT_PIDFILE}; cd {AGENT_ROOT}/current && PYTHONPATH={AGENT_ROOT}/current "
-        f"setsid -f python3 -m runtime_agent --config {AGENT_CONFIG} --pidfile {AGENT_PIDFILE} "
-        f"</dev/null >>{AGENT_LOG} 2>&1 && "
+        f"{_ALIVE}if {_SYSTEMD}; then rm -f {AGENT_PIDFILE}; systemctl daemon-reload && "
+        "systemctl enable fc-agent.service >/dev/null 2>&1 && systemctl restart fc-agent.service || exit 1; "
+        f"else p=$(cat {SUPERVISOR_PIDFILE} 2>/dev/null); "
+        f"if ! alive \"$p\"; then rm -f {AGENT_PIDFILE}; "
+        f"cd {AGENT_ROOT}/current && PYTHONPATH={AGENT_ROOT}/current setsid -f python3 -m runtime_agent.supervisor "
+        f"--pidfile {SUPERVISOR_PIDFILE} -- {agent_command()} </dev/null >>{AGENT_LOG} 2>&1 || exit 1; fi; fi; "
         f"for i in $(seq 100); do [ -s {AGENT_PIDFILE} ] && exit 0; sleep 0.1; done; "
         f"echo 'agent did not start' >&2; tail -20 {AGENT_LOG} >&2; exit 1"
     )
     return ["sh", "-c", script]
+
+
+def supervision() -> list[str]:
+    """Prints how the agent is kept running: systemd, supervisor, or none (a refresh reports the last as drift)."""
+    script = (f"{_ALIVE}if {_SYSTEMD} && systemctl is-active --quiet fc-agent.service; then echo systemd; exit 0; "
+              f"fi; p=$(cat {SUPERVISOR_PIDFILE} 2>/dev/null); "
+              "if alive \"$p\"; then echo supervisor; else echo none; fi")
+    return ["sh", "-c", script]
+
+
+def remove_unit() -> list[str]:
+    """Removes the systemd unit (after stop_agent); a no-op on hosts without one."""
+    return ["sh", "-c", f"[ -f {SYSTEMD_UNIT} ] || exit 0; systemctl disable fc-agent.service >/dev/null 2>&1; "
+            f"rm -f {SYSTEMD_UNIT}; [ -d /run/systemd/system ] && systemctl daemon-reload; exit 0"]
 
 
 def agent_log_tail(lines: int = 30) -> list[str]:
@@ -103,8 +146,8 @@ def deregister_fleet(fleet_id: str) -> list[str]:
 def uninstall_agent() -> list[str]:
     """Everything the agent put on the host, its local log stores included: an uninstalled host is a clean host."""
     state = [f"{AGENT_STATE}/{name}" for name in ("agent.db", "agent.db-wal", "agent.db-shm", "code", "logs")]
-    return ["rm", "-rf", f"{AGENT_ROOT}/releases", f"{AGENT_ROOT}/current", AGENT_CONFIG, FLEET_REGISTRY, *state,
-            AGENT_PIDFILE, AGENT_LOG]
+    return ["rm", "-rf", f"{AGENT_ROOT}/releases", f"{AGENT_ROOT}/current", AGENT_CONFIG, FLEET_REGISTRY,
+            ACCESS_KEYS, *state, AGENT_PIDFILE, SUPERVISOR_PIDFILE, AGENT_LOG]
 
 
 def code_archive(checksum: str) -> str:

@@ -25,6 +25,9 @@ from . import lock as _lock
 from . import pool as _pool
 from .agent_client import AgentClient
 from .ssh import HostSpec, SSHSession
+from .unit import render_unit
+
+MIN_HOST_PYTHON = (3, 10)  # the bundle is checked to parse and run on 3.10-3.13 (tests/test_host_python.py)
 
 T = TypeVar("T")
 MAX_PARALLEL_HOSTS = 8
@@ -179,20 +182,32 @@ def _running_as_wanted(ssh: SSHSession, client: AgentClient, same_config: bool,
                        version: str) -> Optional[dict[str, Any]]:
     if not same_config or ssh.run(cmd.current_release(), check=False).stdout.strip() != cmd.release_dir(version):
         return None
+    if ssh.run(cmd.supervision(), check=False).stdout.strip() == "none":
+        return None  # running, but nothing would restart it: reinstall under supervision
     try:
         return client.wait_healthy(timeout=0)
     except (HostUnreachable, AgentAPIError):
         return None  # installed but not answering: reinstall and restart
 
 
+def python_problem(host_name: str, version: str) -> Optional[str]:
+    """Why the host's python3 cannot run the agent, or None."""
+    try:
+        found = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return f"host {host_name}: python3 reports an unreadable version {version[:40]!r}"
+    if found < MIN_HOST_PYTHON:
+        return (f"host {host_name} has Python {version}; the agent needs Python "
+                f"{'.'.join(map(str, MIN_HOST_PYTHON))} or newer as python3 (Ubuntu 22.04+, Debian 12+)")
+    return None
+
+
 def _install(ssh: SSHSession, client: AgentClient, config: dict[str, Any], version: str) -> dict[str, Any]:
     host = ssh.host
-    remote_py = ssh.run(cmd.python_version()).stdout.strip()
-    bundled_py = version.rsplit("-py", 1)[1]
-    if remote_py != bundled_py:
-        raise RemoteCommandFailed(host.name, cmd.python_version(), 1,
-                                  f"the host has Python {remote_py}; the agent bundle was built for Python "
-                                  f"{bundled_py}. Run the provider with Python {remote_py} or upgrade the host.")
+    remote_py, _, python_path = ssh.run(cmd.python_version()).stdout.strip().partition(" ")
+    problem = python_problem(host.name, remote_py)
+    if problem:
+        raise RemoteCommandFailed(host.name, cmd.python_version(), 1, problem)
     ssh.run(cmd.prepare_dirs())
     if ssh.run(cmd.path_exists(cmd.release_dir(version)), check=False).exit_status != 0:
         archive = f"{cmd.AGENT_ROOT}/releases/{version}.tar.gz"
@@ -201,6 +216,8 @@ def _install(ssh: SSHSession, client: AgentClient, config: dict[str, Any], versi
     ssh.put_bytes(json.dumps(config, indent=2, sort_keys=True).encode(), cmd.AGENT_CONFIG, mode=0o600)
     ssh.run(cmd.activate_release(version))
     ssh.run(cmd.stop_agent())
+    if ssh.run(cmd.has_systemd(), check=False).exit_status == 0:  # else runtime_agent.supervisor keeps it alive
+        ssh.put_bytes(render_unit(python_path).encode(), cmd.SYSTEMD_UNIT, mode=0o644)
     try:
         ssh.run(cmd.start_agent())
         return client.wait_healthy()
@@ -233,6 +250,7 @@ def uninstall_agent(conn: FleetConnection, host: HostSpec) -> None:
 
 def _uninstall(ssh: SSHSession) -> None:
     ssh.run(cmd.stop_agent())
+    ssh.run(cmd.remove_unit())
     ssh.run(cmd.purge_instances())
     ssh.run(cmd.uninstall_agent())
 

@@ -1,6 +1,10 @@
 """An SSH executor per host: strict host-key checking, argv commands, SFTP uploads, and HTTP to the agent's
 loopback control API through a direct-tcpip channel (nothing is ever exposed on the network).
 
+A user other than root needs passwordless sudo: every command then runs through ``sudo -n`` (never a password
+prompt: a missing sudo right fails at once, naming the host), and an upload goes to a private temporary file that
+``sudo install`` moves into place with its mode, owned by root.
+
 Provider methods reach hosts through ``_pool`` (one shared connection per host per provider process), never through
 a connection stored on a provider object: Pulumi pickles providers.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import secrets
 import shlex
 import socket
 import threading
@@ -156,7 +161,7 @@ class SSHSession:
     def run(self, argv: list[str], *, stdin: bytes | None = None, check: bool = True,
             timeout: float = 120.0) -> CommandResult:
         assert self._client is not None, "SSHSession used outside its context"
-        command = shlex.join(argv)
+        command = shlex.join(argv) if self.host.user == "root" else shlex.join(["sudo", "-n", "--", *argv])
         try:
             with self._channels:
                 chan_in, chan_out, chan_err = self._client.exec_command(command, timeout=timeout)
@@ -176,7 +181,9 @@ class SSHSession:
         return CommandResult(status, out, err)
 
     def put_bytes(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
-        """Writes atomically: to a temporary name, then renamed into place."""
+        """Writes atomically: to a temporary name, then renamed into place (through sudo for a non-root user)."""
+        if self.host.user != "root":
+            return self._put_as_root(data, remote_path, mode)
         tmp = f"{remote_path}.part"
         try:
             with self._channels, self._client.open_sftp() as sftp:  # type: ignore[union-attr]
@@ -187,3 +194,17 @@ class SSHSession:
                 sftp.posix_rename(tmp, remote_path)
         except (paramiko.SSHException, OSError) as exc:
             raise HostUnreachable(self.host.name, f"upload of {remote_path} failed: {exc}") from exc
+
+    def _put_as_root(self, data: bytes, remote_path: str, mode: int) -> None:
+        staged = f"/tmp/fc-upload-{secrets.token_hex(8)}"  # the user's own file, 0600, until root moves it
+        try:
+            with self._channels, self._client.open_sftp() as sftp:  # type: ignore[union-attr]
+                with sftp.open(staged, "wb") as f:
+                    f.chmod(0o600)
+                    f.set_pipelined(True)
+                    f.write(data)
+        except (paramiko.SSHException, OSError) as exc:
+            raise HostUnreachable(self.host.name, f"upload of {remote_path} failed: {exc}") from exc
+        part = shlex.quote(f"{remote_path}.part")
+        self.run(["sh", "-c", f"install -m {mode:o} {shlex.quote(staged)} {part} && "
+                              f"mv -f {part} {shlex.quote(remote_path)}; rc=$?; rm -f {shlex.quote(staged)}; exit $rc"])

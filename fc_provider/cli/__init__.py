@@ -5,6 +5,9 @@ through SSH and invokes through a host's invoke port.
     fc invoke NAME [--qualifier Q] [--payload JSON|@file]     fc logs NAME [--request-id ID]
     fc instances NAME                                          fc hosts
 
+Invocations are signed (ACS3-HMAC-SHA256) with $ALIBABA_CLOUD_ACCESS_KEY_ID / $ALIBABA_CLOUD_ACCESS_KEY_SECRET, or
+with the stack's fc.AccessKey (--stack, --access-key NAME).
+
 Exit codes: 0 ok, 1 the function failed (or nothing was found), 2 bad usage/fleet/stack, 3 a host failed.
 """
 
@@ -23,7 +26,7 @@ from rich.table import Table
 from .._errors import FcProviderError
 from . import _ops
 from ._errors import EXIT_FLEET, EXIT_FUNCTION_ERROR, EXIT_OK, UsageError
-from ._source import default_fleet_file, from_fleet_file, from_stack
+from ._source import credentials, default_fleet_file, from_fleet_file, from_stack
 
 __all__ = ["main"]
 
@@ -35,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--stack", help="read the fleet from this Pulumi stack's Fleet resource")
     src.add_argument("--cwd", type=Path, help="the Pulumi project folder for --stack (default: current folder)")
     src.add_argument("--fleet-resource", help="the Fleet's resource name when the stack has several")
+    src.add_argument("--access-key", help="sign with this fc.AccessKey of --stack (default: "
+                     "$ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET, else the stack's only AccessKey)")
     src.add_argument("--fleet-file", type=Path, help="a fleet file (default $FC_LAB_DIR/fleet.json or "
                      "/var/lib/fc-lab/fleet.json)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -99,8 +104,10 @@ class _Out:
 
 def _invoke(args: argparse.Namespace, conn: Any, out: _Out) -> int:
     hosts = _ops.pick_hosts(conn, args.host)
+    key = credentials(args.stack, args.cwd, args.access_key)
     with out.progress(f"invoking {args.name}..."):
-        result = _ops.invoke(conn, hosts, args.name, _payload(args.payload), args.qualifier, log_tail=args.log)
+        result = _ops.invoke(conn, hosts, args.name, _payload(args.payload), args.qualifier, key,
+                             log_tail=args.log)
     if out.as_json:
         out.json({"host": result.host, "status": result.status, "request_id": result.headers.get("x-fc-request-id"),
                   "error_type": result.error_type, "body": result.body.decode(errors="replace"),

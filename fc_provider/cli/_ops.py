@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 
 from .._errors import FcProviderError, HostUnreachable
 from .._remote import fleetops as ops
+from .._remote.signer import Credentials, sign
 from .._remote.ssh import HostSpec
 from ._errors import NotFound, UsageError
 
@@ -70,15 +71,18 @@ class Invocation:
 
 
 def invoke(conn: ops.FleetConnection, hosts: list[HostSpec], name: str, payload: bytes,
-           qualifier: Optional[str], *, log_tail: bool = False, timeout: float = 900) -> Invocation:
-    """Invokes on the first host (fleet order) that has the function: FC's InvokeFunction on its invoke port."""
+           qualifier: Optional[str], credentials: Credentials, *, log_tail: bool = False,
+           timeout: float = 900) -> Invocation:
+    """Invokes on the first host (fleet order) that has the function: FC's InvokeFunction on its invoke port,
+    signed with ``credentials``."""
     query_string = f"?{urlencode({'qualifier': qualifier})}" if qualifier else ""
     headers = {"x-fc-log-type": "Tail"} if log_tail else {}
     missing = []
     for host in hosts:
         url = (f"http://{host.address}:{conn.invoke_port}/2023-03-30/functions/{quote(name)}/invocations"
                f"{query_string}")
-        request = urllib.request.Request(url, data=payload, method="POST", headers=headers)
+        request = urllib.request.Request(url, data=payload, method="POST",
+                                         headers=sign(credentials, "POST", url, payload, headers))
         try:
             with urllib.request.urlopen(request, timeout=timeout) as resp:
                 return Invocation(host.name, resp.status, {k.lower(): v for k, v in resp.headers.items()},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .._remote.fleetops import FleetConnection
+from .._remote.signer import ENV_KEY_ID, ENV_KEY_SECRET, Credentials
 from ._errors import UsageError
 
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"  # how `pulumi stack export --show-secrets` wraps a secret
@@ -42,8 +44,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def from_stack(stack: str, cwd: Optional[Path], fleet_resource: Optional[str]) -> FleetConnection:
-    """The connection output of the stack's Fleet resource (a secret, hence --show-secrets)."""
+@functools.lru_cache(maxsize=4)
+def _stack_resources(stack: str, cwd: Optional[Path]) -> tuple[dict[str, Any], ...]:
     pulumi = shutil.which("pulumi")
     if pulumi is None:
         raise UsageError("the Pulumi CLI is not on PATH; use --fleet-file instead of --stack")
@@ -54,17 +56,47 @@ def from_stack(stack: str, cwd: Optional[Path], fleet_resource: Optional[str]) -
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise UsageError(f"cannot read stack {stack}: {reason}")
-    resources = json.loads(proc.stdout).get("deployment", {}).get("resources") or []
+    return tuple(json.loads(proc.stdout).get("deployment", {}).get("resources") or [])
+
+
+def _pick(kind: str, found: dict[str, Any], wanted: Optional[str], stack: str, flag: str) -> Any:
+    if wanted is not None:
+        if wanted not in found:
+            raise UsageError(f"stack {stack} has no {kind} named {wanted} (has: {', '.join(found) or 'none'})")
+        return found[wanted]
+    if len(found) != 1:
+        raise UsageError(f"stack {stack} has {len(found)} {kind} resources ({', '.join(found) or 'none'}); "
+                         f"pick one with {flag}")
+    return next(iter(found.values()))
+
+
+def from_stack(stack: str, cwd: Optional[Path], fleet_resource: Optional[str]) -> FleetConnection:
+    """The connection output of the stack's Fleet resource (a secret, hence --show-secrets)."""
     fleets = {}
-    for res in resources:
+    for res in _stack_resources(stack, cwd):
         connection = _plain((res.get("outputs") or {}).get("connection"))
         if isinstance(connection, dict) and "hosts" in connection and "agent_versions" in res.get("outputs", {}):
             fleets[res["urn"].rsplit("::", 1)[-1]] = connection
-    if fleet_resource is not None:
-        if fleet_resource not in fleets:
-            raise UsageError(f"stack {stack} has no Fleet named {fleet_resource} (has: {', '.join(fleets) or 'none'})")
-        return FleetConnection.from_dict(fleets[fleet_resource])
-    if len(fleets) != 1:
-        raise UsageError(f"stack {stack} has {len(fleets)} Fleet resources ({', '.join(fleets) or 'none'}); "
-                         "pick one with --fleet-resource")
-    return FleetConnection.from_dict(next(iter(fleets.values())))
+    return FleetConnection.from_dict(_pick("Fleet", fleets, fleet_resource, stack, "--fleet-resource"))
+
+
+def credentials(stack: Optional[str], cwd: Optional[Path], key_resource: Optional[str]) -> Credentials:
+    """The key invocations sign with: ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET (what FC's tools read), else the stack's
+    fc.AccessKey (its secret read with --show-secrets)."""
+    from_env = Credentials.from_env()
+    if from_env is not None and key_resource is None:
+        return from_env
+    if stack is None:
+        raise UsageError(f"no access key: set {ENV_KEY_ID} and {ENV_KEY_SECRET}, or use --stack to sign with the "
+                         "stack's fc.AccessKey")
+    keys = {}
+    for res in _stack_resources(stack, cwd):
+        outputs = res.get("outputs") or {}
+        if res.get("type") == "pulumi:pulumi:Stack":
+            continue  # the program's own exports may repeat a key's outputs
+        if "access_key_id" in outputs and "access_key_secret" in outputs:
+            keys[res["urn"].rsplit("::", 1)[-1]] = Credentials(str(_plain(outputs["access_key_id"])),
+                                                             str(_plain(outputs["access_key_secret"])))
+    if not keys:
+        raise UsageError(f"stack {stack} has no fc.AccessKey; declare one, or set {ENV_KEY_ID} and {ENV_KEY_SECRET}")
+    return _pick("AccessKey", keys, key_resource, stack, "--access-key")

@@ -2,7 +2,8 @@
 
 - Control API (loopback only, bearer token; the provider reaches it through an SSH tunnel):
   ``GET /healthz``, ``GET /v1/info``, ``GET|PUT|DELETE /v1/functions/{name}``, ``GET /v1/functions``,
-  ``GET /v1/instances``, ``GET /v1/logs?function=&request_id=``, ``GET /metrics``.
+  ``GET /v1/instances``, ``GET /v1/logs?function=&request_id=``, ``GET /metrics``,
+  ``GET /v1/access-keys``, ``PUT|DELETE /v1/access-keys/{id}`` (the keys the invoke API accepts).
 - Invoke API shaped like Function Compute's (``invoke_api``, on the lean wire).
 
 Every platform error leaves through ``_send_error`` in FC's shape (``Code``, ``Message``, ``RequestId``).
@@ -26,6 +27,7 @@ from .invoke import InvokeServer
 log = logging.getLogger("fc-agent")
 
 FUNCTION_PATH = re.compile(r"^/v1/functions/([^/]+)$")
+ACCESS_KEY_PATH = re.compile(r"^/v1/access-keys/([^/]+)$")
 MAX_CONTROL_PAYLOAD = 32 * 1024 * 1024
 
 
@@ -109,6 +111,8 @@ class ControlHandler(_Handler):
             return self._send_json(200, {"instances": self.agent.instances()})
         if m := FUNCTION_PATH.match(path):
             return self._send_json(200, self.agent.get_function(m.group(1)).to_json())
+        if path == "/v1/access-keys":
+            return self._send_json(200, {"access_keys": [k.describe() for k in self.agent.keys.list()]})
         raise NotFound(f"no route {path}", code="NotFound")
 
     def _put(self, request_id: str) -> None:
@@ -120,6 +124,11 @@ class ControlHandler(_Handler):
             except ValueError as exc:
                 raise BadRequest(f"body is not JSON: {exc}") from exc
             return self._send_json(200, self.agent.put_function(m.group(1), spec).to_json())
+        if m := ACCESS_KEY_PATH.match(path):
+            try:
+                return self._send_json(200, self.agent.keys.put(m.group(1), json.loads(self._body())).describe())
+            except ValueError as exc:
+                raise BadRequest(f"access key {m.group(1)}: {exc}") from exc
         raise NotFound(f"no route {path}", code="NotFound")
 
     def _delete(self, request_id: str) -> None:
@@ -127,6 +136,10 @@ class ControlHandler(_Handler):
         path = urlsplit(self.path).path
         if m := FUNCTION_PATH.match(path):
             self.agent.delete_function(m.group(1))
+            return self._send(204, b"")
+        if m := ACCESS_KEY_PATH.match(path):
+            if not self.agent.keys.delete(m.group(1)):
+                raise NotFound(f"access key {m.group(1)} is not known on this host", code="AccessKeyNotFound")
             return self._send(204, b"")
         raise NotFound(f"no route {path}", code="NotFound")
 

@@ -1,79 +1,116 @@
-"""The invoke API, shaped like Function Compute's: ``POST /2023-03-30/functions/{name}/invocations``.
+"""The invoke API, shaped like Function Compute's, every request signed (``auth``):
 
-A thread per connection, as before, but on the lean wire (``wire``): the head is parsed with ``bytes.split``, the
-answer leaves in one write, and the connection stays open for the next request. Every platform error leaves in FC's
-shape (``Code``, ``Message``, ``RequestId``) through ``errors.error_body``."""
+    POST /2023-03-30/functions/{name}/invocations[?qualifier=]   InvokeFunction   fc:InvokeFunction
+    GET  /2023-03-30/functions/{name}                             GetFunction      fc:GetFunction
+    GET  /2023-03-30/functions[?prefix=&limit=&nextToken=]        ListFunctions    fc:ListFunctions
+
+A thread per connection on the lean wire (``wire``): the head is parsed with ``bytes.split``, the answer leaves in
+one write, and the connection stays open for the next request. Every platform error leaves in FC's shape
+(``Code``, ``Message``, ``RequestId``) through ``errors.error_body``.
+
+Guards (the agent config's ``head_timeout_seconds``, ``keepalive_timeout_seconds``, ``max_connections``): a new
+connection must send its first head within the head timeout, a kept-alive one may idle between requests for the
+keep-alive timeout, and malformed framing is answered 400 and closed (``wire``). Threads and connections are one to
+one, so ``max_connections`` bounds the threads too: a connection past it is answered 503 at once, on the accepting
+thread, and closed, while the open ones keep being served."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import socketserver
-from urllib.parse import unquote
+import threading
+from urllib.parse import parse_qsl, unquote
+
+from fc_common.policy import ALL_FUNCTIONS
+from fc_common.naming import function_arn
 
 from ..errors import AgentError, BadRequest, NotFound, error_body
-from ..service import Agent, new_request_id
-from ..wire import BodyTooLarge, PeerClosed, Wire, WireError, response_head
+from ..service import Agent, InvokeResult, new_request_id
+from ..wire import BodyTooLarge, Message, PeerClosed, Wire, WireError, response_head
+from . import fcread
+from .auth import Authenticator
 
 log = logging.getLogger("fc-agent")
 
-PREFIX, SUFFIX = "/2023-03-30/functions/", "/invocations"  # POST {PREFIX}{name}{SUFFIX}[?qualifier=...]
+FUNCTIONS = "/2023-03-30/functions"
+PREFIX, SUFFIX = FUNCTIONS + "/", "/invocations"  # POST {PREFIX}{name}{SUFFIX}[?qualifier=...]
 MAX_SYNC_PAYLOAD = 32 * 1024 * 1024
 _JSON = {"content-type": "application/json"}
 
 
 class _Connection(socketserver.BaseRequestHandler):
     agent: Agent
+    auth: Authenticator
 
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         wire = Wire(sock)
+        config = self.agent.config
+        idle = config.head_timeout_seconds  # the first request must come as soon as a head would
         try:
-            while self._serve_one(wire):
-                pass
+            while self._serve_one(wire, idle, config.head_timeout_seconds):
+                idle = config.keepalive_timeout_seconds
         except OSError:
-            pass  # the client went away
+            pass  # the client went away, or stalled inside a body past the keep-alive timeout
         finally:
             wire.close()
 
-    def _serve_one(self, wire: Wire) -> bool:
+    def _serve_one(self, wire: Wire, idle: float, head_timeout: float) -> bool:
         """Answers one request; False when the connection should close."""
         try:
-            request = wire.read_request(MAX_SYNC_PAYLOAD)
+            request = wire.read_request(MAX_SYNC_PAYLOAD, idle_timeout=idle, head_timeout=head_timeout)
         except PeerClosed:
             return False
         except BodyTooLarge as exc:
             request_id = exc.headers.get("x-fc-request-id") or new_request_id()
-            self._reply(wire, BadRequest(f"payload of {exc.size} bytes exceeds the 32 MB limit of a sync "
-                                         f"invocation"), request_id, close=True)
+            self._reply(wire, BadRequest(f"payload size exceeds maximum allowed size ({exc.limit} bytes): "
+                                         f"{exc.size} bytes", code="EntityTooLarge"), request_id, close=True)
             return False
         except WireError as exc:
             self._reply(wire, BadRequest(f"malformed request: {exc}"), new_request_id(), close=True)
             return False
-        headers = request.headers
-        request_id = headers.get("x-fc-request-id") or new_request_id()
+        request_id = request.headers.get("x-fc-request-id") or new_request_id()
         close = not request.keep_alive
-        method, target = request.start[0], request.start[1]
-        path = target.partition("?")[0]
         try:
-            if method != "POST" or not (path.startswith(PREFIX) and path.endswith(SUFFIX)) or "/" in (
-                    name := path[len(PREFIX):-len(SUFFIX)]) or not name:
-                raise NotFound(f"no route {method} {path}", code="NotFound")
-            result = self.agent.invoke(
-                unquote(name), request.body, request_id=request_id,
-                log_tail=headers.get("x-fc-log-type") == "Tail",
-            )
+            result = self._route(request, request_id)
         except AgentError as exc:
             self._reply(wire, exc, request_id, close=close)
             return not close
         except Exception:  # noqa: BLE001 - the funnel: nothing unexpected reaches the client as a traceback
-            log.exception("unexpected error in %s %s", method, target)
+            log.exception("unexpected error in %s %s", request.start[0], request.start[1][:200])
             self._reply(wire, AgentError("internal error in the agent; see its log"), request_id, close=close)
             return not close
         headers = {"content-type": "application/octet-stream", **result.headers}
         wire.send(response_head(result.status, headers, len(result.body), close=close) + result.body)
         return not close
+
+    def _route(self, request: Message, request_id: str) -> InvokeResult:
+        method, target = request.start[0], request.start[1]
+        path, _, query_string = target.partition("?")
+        if path.startswith(PREFIX) and path.endswith(SUFFIX) and method == "POST":
+            name = path[len(PREFIX):-len(SUFFIX)]
+            if name and "/" not in name:
+                key = self.auth.verify(method, target, request.headers, request.body)
+                name = unquote(name)
+                self.auth.authorize(key, "fc:InvokeFunction", function_arn(name))
+                return self.agent.invoke(name, request.body, request_id=request_id,
+                                         log_tail=request.headers.get("x-fc-log-type") == "Tail")
+        if method == "GET" and (path == FUNCTIONS or path.startswith(PREFIX) and "/" not in path[len(PREFIX):]):
+            key = self.auth.verify(method, target, request.headers, request.body)
+            if path == FUNCTIONS:
+                self.auth.authorize(key, "fc:ListFunctions", ALL_FUNCTIONS)
+                page, token = fcread.list_page(self.agent.list_functions(), dict(parse_qsl(query_string)))
+                answer = {"functions": [fcread.function_json(r) for r in page],
+                          **({"nextToken": token} if token else {})}
+            else:
+                name = unquote(path[len(PREFIX):])
+                self.auth.authorize(key, "fc:GetFunction", function_arn(name))
+                answer = fcread.function_json(self.agent.get_function(name))
+            return InvokeResult(200, {**_JSON, "x-fc-request-id": request_id}, json.dumps(answer).encode())
+        raise BadRequest(f"'{method} {path[:200]}' is not supported", code="PathNotSupported")
 
     @staticmethod
     def _reply(wire: Wire, exc: AgentError, request_id: str, *, close: bool) -> None:
@@ -88,5 +125,38 @@ class InvokeServer(socketserver.ThreadingTCPServer):
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], agent: Agent) -> None:
-        handler = type("BoundInvokeConnection", (_Connection,), {"agent": agent})
+        handler = type("BoundInvokeConnection", (_Connection,), {"agent": agent, "auth": Authenticator(agent.keys)})
+        self._agent = agent
+        self._open = 0
+        self._open_lock = threading.Lock()
         super().__init__(address, handler)
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        limit = self._agent.config.max_connections
+        with self._open_lock:
+            full = self._open >= limit
+            if not full:
+                self._open += 1
+        if not full:
+            return super().process_request(request, client_address)
+        body = error_body(AgentError(
+            f"host {self._agent.config.host_name} has {limit} open client connections, the most it takes "
+            "(max_connections); retry later or reuse a kept-alive connection", code="TooManyConnections"),
+            new_request_id())
+        try:
+            request.settimeout(1.0)  # never let one refused client hold the accepting thread
+            request.sendall(response_head(503, _JSON, len(body), close=True) + body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open -= 1

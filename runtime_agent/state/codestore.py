@@ -38,7 +38,7 @@ class CodeStore:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o755)
         with tarfile.open(archive) as tar:
-            tar.extractall(staging, filter="data")
+            _safe_extract(tar, staging)
         for dirpath, dirnames, filenames in os.walk(staging):
             os.chmod(dirpath, 0o755)  # instances run as nobody and must read the code
             for f in filenames:
@@ -57,6 +57,28 @@ class CodeStore:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
+
+
+def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extracts only regular files, folders and links that stay inside ``dest``. tarfile's "data" filter does this
+    where it exists; Pythons before 3.10.12 / 3.11.4 (Ubuntu 22.04's 3.10.6, Debian 12's 3.11.2) lack it, so the
+    same rules are checked here first."""
+    root = dest.resolve()
+    for member in tar.getmembers():
+        if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            raise BadRequest(f"code package entry {member.name!r} is not a file, folder or link")
+        target = (root / member.name).resolve()
+        if member.name.startswith("/") or not target.is_relative_to(root):
+            raise BadRequest(f"code package entry {member.name!r} points outside the package")
+        if member.issym() or member.islnk():
+            link = (target.parent / member.linkname) if member.issym() else (root / member.linkname)
+            if member.linkname.startswith("/") or not link.resolve().is_relative_to(root):
+                raise BadRequest(f"code package link {member.name!r} points outside the package")
+        member.mode &= 0o755  # no setuid, setgid or sticky bits; write for the owner only
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+    else:
+        tar.extractall(dest)  # noqa: S202 - every member was checked above
 
 
 def _check_name(checksum: str) -> None:

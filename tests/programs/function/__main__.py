@@ -36,6 +36,12 @@ if container:
     box = fc.Function("box", fc.FunctionArgs(runtime="custom-container", **container), fleet=fleet)
     pulumi.export("box_hosts", box.hosts)
 
+if config.get_bool("accessKey"):  # a key the fc CLI signs with (--stack)
+    key = fc.AccessKey("key", fc.AccessKeyArgs(policy=fc.AccessKeyPolicyArgs(actions=["fc:InvokeFunction"])),
+                       fleet=fleet)
+    pulumi.export("access_key_id", key.access_key_id)
+    pulumi.export("access_key_secret", key.access_key_secret)
+
 for name in ("function_id", "function_arn", "code_size", "code_checksum", "hosts", "invoke_endpoints",
              "created_time", "last_modified_time", "state"):
     pulumi.export(name, getattr(fn, name))

@@ -1,0 +1,154 @@
+"""Verification of every invoke-API request, as Function Compute does it: an ACS3-HMAC-SHA256 signature
+(``fc_common.acs3``) by a key this host knows (``state.keys``), an ``x-acs-date`` within 15 minutes of the host's
+clock, an ``x-acs-signature-nonce`` never accepted twice within that window, then the key's policy.
+
+Refusals, in FC's error shape:
+    400 MissingRequiredHeader   Authorization, x-acs-date or x-acs-signature-nonce absent
+    400 InvalidArgument         a malformed Authorization or date, an unsupported algorithm, an STS token
+    403 InvalidAccessKeyID      the key id is not known on this host (never created, or revoked)
+    403 SignatureNotMatch       the signature (or the body's sha256) does not match
+    403 RequestTimeTooSkewed    x-acs-date is more than 15 minutes away from the host's clock
+    403 SignatureNonceUsed      the nonce was already accepted (a replay)
+    403 AccessDenied            the key's policy does not allow the action on the resource
+
+Nonces are remembered only for requests whose signature verified, so unsigned traffic cannot fill the cache; an
+entry lives as long as its date stays inside the window.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import threading
+import time
+from collections import deque
+from typing import Callable, Mapping
+from urllib.parse import parse_qsl
+
+from fc_common import acs3
+
+from ..errors import BadRequest, Forbidden
+from ..state.keys import AccessKey, KeyStore
+
+WINDOW_SECONDS = 15 * 60
+
+
+class NonceCache:
+    """Nonces accepted within the window, per key; expired ones leave in order of expiry."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._expiry: deque[tuple[float, tuple[str, str]]] = deque()
+        self._lock = threading.Lock()
+
+    def claim(self, key_id: str, nonce: str, expires: float, now: float) -> bool:
+        """True the first time (key, nonce) is seen before it expires; False for a replay."""
+        entry = (key_id, nonce)
+        with self._lock:
+            while self._expiry and self._expiry[0][0] <= now:
+                _, old = self._expiry.popleft()
+                if self._seen.get(old, now + 1) <= now:
+                    del self._seen[old]
+            if entry in self._seen:
+                return False
+            self._seen[entry] = expires
+            self._expiry.append((expires, entry))
+            return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class Authenticator:
+    def __init__(self, keys: KeyStore, *, clock: Callable[[], float] = time.time,
+                 window: float = WINDOW_SECONDS) -> None:
+        self.keys = keys
+        self.nonces = NonceCache()
+        self._clock = clock
+        self._window = window
+        self._date_cache: tuple[str, float] = ("", 0.0)  # the date header changes once a second
+
+    def verify(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> AccessKey:
+        """The key that signed the request; raises BadRequest or Forbidden naming what is wrong."""
+        auth = headers.get("authorization")
+        if not auth:
+            raise BadRequest("required HTTP header Authorization was not specified: every request must be signed "
+                             "with ACS3-HMAC-SHA256 by an access key (see docs/security.md)",
+                             code="MissingRequiredHeader")
+        key_id, signed, given = _parse_authorization(auth)
+        date = headers.get(acs3.DATE_HEADER)
+        nonce = headers.get(acs3.NONCE_HEADER)
+        for name, value in ((acs3.DATE_HEADER, date), (acs3.NONCE_HEADER, nonce)):
+            if not value:
+                raise BadRequest(f"required HTTP header {name} was not specified", code="MissingRequiredHeader")
+            if name not in signed:
+                raise BadRequest(f"header {name} must be one of the SignedHeaders", code="InvalidArgument")
+        if headers.get(acs3.SECURITY_TOKEN_HEADER):
+            raise BadRequest("x-acs-security-token: this fleet issues no STS tokens; sign with an access key",
+                             code="InvalidArgument")
+        now = self._clock()
+        stamp = self._parse_date(date)  # type: ignore[arg-type]
+        if abs(now - stamp) > self._window:
+            raise Forbidden(f"x-acs-date {date} is {abs(now - stamp):.0f} s away from the host's clock "
+                            f"({time.strftime(acs3.DATE_FORMAT, time.gmtime(now))}); at most "
+                            f"{self._window:.0f} s are allowed", code="RequestTimeTooSkewed")
+        key = self.keys.get(key_id)
+        if key is None:
+            raise Forbidden(f"invalid access key ID '{key_id}'", code="InvalidAccessKeyID")
+        payload_hash = headers.get(acs3.CONTENT_HASH_HEADER, "")
+        if payload_hash and payload_hash != (hashlib.sha256(body).hexdigest() if body else acs3.EMPTY_BODY_HASH):
+            raise Forbidden("x-acs-content-sha256 does not match the sha256 of the body", code="SignatureNotMatch")
+        path, _, query_string = target.partition("?")
+        query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
+        missing = [name for name in signed if name not in headers]
+        if missing:
+            raise BadRequest(f"signed header(s) {', '.join(missing)} are not in the request", code="InvalidArgument")
+        canonical = acs3.canonical_request(method, path, query, headers, signed, payload_hash)
+        if not hmac.compare_digest(acs3.signature(key.secret, canonical), given):
+            digest = hashlib.sha256(canonical.encode()).hexdigest()
+            raise Forbidden("The request signature we calculated does not match the signature you provided. Check "
+                            f"your access key and signing method. String to sign: "
+                            f"{acs3.ALGORITHM}\\n{digest}", code="SignatureNotMatch")
+        if not self.nonces.claim(key_id, nonce, stamp + self._window, now):  # type: ignore[arg-type]
+            raise Forbidden(f"x-acs-signature-nonce {nonce} was already used; every request needs a new one",
+                            code="SignatureNonceUsed")
+        return key
+
+    @staticmethod
+    def authorize(key: AccessKey, action: str, resource: str) -> None:
+        if not key.policy.allows(action, resource):
+            raise Forbidden(f"access key {key.key_id} is not allowed {action} on {resource}", code="AccessDenied")
+
+    def _parse_date(self, date: str) -> float:
+        cached, stamp = self._date_cache
+        if date == cached:
+            return stamp
+        try:
+            stamp = float(calendar.timegm(time.strptime(date, acs3.DATE_FORMAT)))
+        except ValueError:
+            raise BadRequest(f"x-acs-date {date[:40]!r} is not a UTC time as YYYY-MM-DDTHH:MM:SSZ",
+                             code="InvalidArgument") from None
+        self._date_cache = (date, stamp)
+        return stamp
+
+
+def _parse_authorization(value: str) -> tuple[str, list[str], str]:
+    algorithm, _, rest = value.partition(" ")
+    if algorithm != acs3.ALGORITHM:
+        raise BadRequest(f"unsupported signature algorithm {algorithm[:40]!r} in Authorization; use "
+                         f"{acs3.ALGORITHM}", code="InvalidArgument")
+    fields = {}
+    for part in rest.split(","):
+        name, sep, field = part.strip().partition("=")
+        if not sep:
+            break
+        fields[name] = field
+    if set(fields) != {"Credential", "SignedHeaders", "Signature"} or not all(fields.values()):
+        raise BadRequest(f"malformed Authorization: expected {acs3.ALGORITHM} Credential=<key id>,"
+                         "SignedHeaders=<a;b>,Signature=<hex>", code="InvalidArgument")
+    signed = fields["SignedHeaders"].split(";")
+    if signed != sorted(signed) or any(name != name.lower() for name in signed):
+        raise BadRequest("malformed Authorization: SignedHeaders must be lower-case names in sorted order",
+                         code="InvalidArgument")
+    return fields["Credential"], signed, fields["Signature"]
