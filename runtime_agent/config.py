@@ -34,6 +34,9 @@ class AgentConfig:
     # Host capacity for instance reservations; null: os.cpu_count() and MemTotal.
     capacity_cpu: float | None = None
     capacity_memory_mb: int | None = None
+    # Seeds the draws that split an alias's traffic between its versions (null: OS entropy); set it to make a
+    # sequence of invocations route reproducibly.
+    routing_seed: int | None = None
 
     @classmethod
     def load(cls, path: Path) -> "AgentConfig":

@@ -7,6 +7,7 @@ import secrets
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,7 +50,10 @@ def deploy_container(conn: ops.FleetConnection, name: str, **spec: object) -> st
     return invoke_url(conn, name)
 
 
-def post(url: str, body: bytes = b"", headers: dict[str, str] | None = None):
+def post(url: str, body: bytes = b"", headers: dict[str, str] | None = None, *, qualifier: str | None = None):
+    """One invocation (``qualifier``: FC's ``?qualifier=``, a version id or an alias); (status, headers, body)."""
+    if qualifier is not None:
+        url = f"{url}?{urllib.parse.urlencode({'qualifier': qualifier})}"
     req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:

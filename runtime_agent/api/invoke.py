@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from ..errors import AgentError, BadRequest, NotFound, error_body
 from ..service import Agent, new_request_id
@@ -55,7 +55,7 @@ class _Connection(socketserver.BaseRequestHandler):
         request_id = headers.get("x-fc-request-id") or new_request_id()
         close = not request.keep_alive
         method, target = request.start[0], request.start[1]
-        path = target.partition("?")[0]
+        path, _, query = target.partition("?")
         try:
             if method != "POST" or not (path.startswith(PREFIX) and path.endswith(SUFFIX)) or "/" in (
                     name := path[len(PREFIX):-len(SUFFIX)]) or not name:
@@ -63,6 +63,7 @@ class _Connection(socketserver.BaseRequestHandler):
             result = self.agent.invoke(
                 unquote(name), request.body, request_id=request_id,
                 log_tail=headers.get("x-fc-log-type") == "Tail",
+                qualifier=_qualifier(query),
             )
         except AgentError as exc:
             self._reply(wire, exc, request_id, close=close)
@@ -79,6 +80,14 @@ class _Connection(socketserver.BaseRequestHandler):
     def _reply(wire: Wire, exc: AgentError, request_id: str, *, close: bool) -> None:
         body = error_body(exc, request_id)
         wire.send(response_head(exc.status, {**_JSON, "x-fc-request-id": request_id}, len(body), close=close) + body)
+
+
+def _qualifier(query: str) -> str | None:
+    """``?qualifier=`` (LATEST, a version id or an alias name); None when absent."""
+    if not query:
+        return None
+    values = parse_qs(query).get("qualifier")
+    return values[0] if values else None
 
 
 class InvokeServer(socketserver.ThreadingTCPServer):

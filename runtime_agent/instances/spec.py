@@ -133,7 +133,7 @@ def dns_settings(spec: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_name: str, image: str,
-                   code_dir: Path | None, network: str) -> ContainerSpec:
+                   code_dir: Path | None, network: str, qualifier: str = "LATEST") -> ContainerSpec:
     """The hardened container of one instance: nobody (65534), read-only root, all capabilities dropped,
     no-new-privileges, memory, CPU and pids limits, a ``/tmp`` tmpfs of ``disk_size``."""
     env = {str(k): str(v) for k, v in (spec.get("environment_variables") or {}).items()}
@@ -142,6 +142,7 @@ def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_na
         "FC_FUNCTION_MEMORY_SIZE": str(spec.get("memory_size", 128)),
         "FC_FUNCTION_TIMEOUT": str(spec.get("timeout", 3)),
         "FC_INSTANCE_ID": instance_id,
+        "FC_QUALIFIER": qualifier,
     })
     size = Size.of(spec)
     config = server_config(spec)
