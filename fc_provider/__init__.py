@@ -29,11 +29,15 @@ from ._inputs import (
     PlacementArgs,
 )
 from ._model.placement import PlacementError
+from .alias import Alias, AliasArgs
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
+from .version import FunctionVersion, FunctionVersionArgs
 
 __all__ = [
     "AgentAPIError",
+    "Alias",
+    "AliasArgs",
     "AuthenticationFailed",
     "CustomContainerConfigArgs",
     "CustomDnsArgs",
@@ -47,6 +51,8 @@ __all__ = [
     "Function",
     "FunctionArgs",
     "FunctionExists",
+    "FunctionVersion",
+    "FunctionVersionArgs",
     "HealthCheckConfigArgs",
     "HostArgs",
     "HostCapacityArgs",

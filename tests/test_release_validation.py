@@ -1,0 +1,56 @@
+"""Inputs of FunctionVersion and Alias: each bad value fails at preview naming the property and the rule, and
+values unknown at preview (another resource's output) wait (no host needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fc_provider._model.validation import UNKNOWN
+from fc_provider.alias import AliasProvider
+from fc_provider.version import FunctionVersionProvider
+
+ALIAS = {"function_name": "fn", "alias_name": "prod", "version_id": "1", "additional_version_weight": {},
+         "description": ""}
+
+
+@pytest.mark.parametrize("change, prop, words", [
+    ({"alias_name": "LATEST"}, "alias_name", "not LATEST"),
+    ({"alias_name": "9lives"}, "alias_name", "not starting with a digit"),
+    ({"alias_name": "a" * 129}, "alias_name", "1-128"),
+    ({"version_id": "LATEST"}, "version_id", "never LATEST"),
+    ({"version_id": "one"}, "version_id", "pattern"),
+    ({"version_id": None}, "version_id", "required"),
+    ({"additional_version_weight": {"2": 1.5}}, "additional_version_weight", "from 0 to 1"),
+    ({"additional_version_weight": {"2": -0.01}}, "additional_version_weight", "from 0 to 1"),
+    ({"additional_version_weight": {"2": 0.1, "3": 0.2}}, "additional_version_weight", "at most one"),
+    ({"additional_version_weight": {"LATEST": 0.1}}, "additional_version_weight", "never LATEST"),
+    ({"additional_version_weight": {"1": 0.1}}, "additional_version_weight", "own version 1"),
+    ({"description": "d" * 257}, "description", "at most 256"),
+])
+def test_alias_rules_name_the_property(change: dict, prop: str, words: str) -> None:
+    result = AliasProvider().check({}, {**ALIAS, **change})
+    assert [(f.property, words in f.reason) for f in result.failures] == [(prop, True)], result.failures
+
+
+def test_alias_values_unknown_at_preview_wait_and_numbers_are_ids() -> None:
+    assert AliasProvider().check({}, {**ALIAS, "version_id": UNKNOWN,
+                                      "additional_version_weight": UNKNOWN}).failures == []
+    assert AliasProvider().check({}, {**ALIAS, "version_id": 1.0, "additional_version_weight": {"2": 1}}).failures \
+        == []
+
+
+def test_alias_diff_replaces_only_on_names() -> None:
+    olds = {**ALIAS, "hosts": ["a"]}
+    moved = AliasProvider().diff("fn:prod", olds, {**olds, "version_id": 2.0, "additional_version_weight": {"1": 0.5}})
+    assert moved.changes and moved.replaces == []
+    renamed = AliasProvider().diff("fn:prod", olds, {**olds, "alias_name": "live"})
+    assert renamed.replaces == ["alias_name"]
+    assert not AliasProvider().diff("fn:prod", olds, {**olds, "version_id": 1.0}).changes
+
+
+def test_every_version_argument_replaces() -> None:
+    olds = {"function_name": "fn", "description": "a", "hosts": ["h"]}
+    assert FunctionVersionProvider().diff("fn:1", olds, {**olds, "description": "b"}).replaces == ["description"]
+    assert not FunctionVersionProvider().diff("fn:1", olds, {**olds, "hosts": ["h", "i"]}).changes
+    failures = FunctionVersionProvider().check({}, {**olds, "description": "x" * 300}).failures
+    assert [f.property for f in failures] == ["description"]
