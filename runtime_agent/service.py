@@ -26,6 +26,7 @@ from .observe.metrics import Metrics
 from .observe.requestlog import RequestLog
 from .releases import Releases
 from .state.codestore import CodeStore
+from .state.layers import Layers
 from .state.store import FunctionRecord, InstanceRecord, Store
 from .state.versions import LATEST, QualifierResolver, Versions
 
@@ -51,6 +52,7 @@ class Agent:
         self.store = Store(config.database)
         self.code = CodeStore(config.code_dir)
         self.versions = Versions(config.database)
+        self.layers = Layers(config.database, self.code, config.state_dir / "layers")
         self.qualifiers = QualifierResolver(self.versions, random.Random(config.routing_seed))
         self.releases = Releases(self)
         self.room = HostRoom(Capacity(config.capacity_cpu, config.capacity_memory_mb), self._all_pools,
@@ -79,6 +81,7 @@ class Agent:
         self._stopping.set()
         self.store.close()
         self.versions.close()
+        self.layers.close()
 
     def reconcile(self) -> None:
         """Re-adopts the containers this agent owns and its state accounts for; removes every other one."""
@@ -108,7 +111,8 @@ class Agent:
     def collect_code(self) -> None:
         """Removes code no function and no published version uses any more."""
         records = self.store.list_functions() + [v.as_function() for v in self.versions.all()]
-        self.code.remove_unused({r.code_checksum for r in records if r.code_checksum})
+        layers = self.layers.in_use(r.spec for r in records)
+        self.code.remove_unused({r.code_checksum for r in records if r.code_checksum} | layers)
 
     # functions ------------------------------------------------------------------------------------------------
     def put_function(self, name: str, spec: dict[str, Any]) -> FunctionRecord:
@@ -127,6 +131,7 @@ class Agent:
                                code="ImageNotFound")
         else:
             self.code.unpacked(checksum)  # verifies the upload before anything changes
+            spec["layer_checksums"] = self.layers.resolve(spec.get("layers") or [], spec["runtime"])
         record = self.store.put_function(name, spec, checksum)
         self.open_pool(record)
         return record
@@ -232,12 +237,13 @@ class Agent:
     def _container_spec(self, inst: Instance, record: FunctionRecord) -> ContainerSpec:
         spec = record.spec
         if specs.is_container(spec):
-            image, code_dir = specs.server_config(spec)["image"], None
+            image, code_dir, opt_dir = specs.server_config(spec)["image"], None, None
         else:
             image = self.config.runtime_images.get(spec["runtime"])
             if not image:
                 raise InstanceStartError(f"no image is configured for runtime {spec['runtime']}")
             code_dir = self.code.unpacked(record.code_checksum)
+            opt_dir = self.layers.opt_dir(spec.get("layer_checksums") or [])
         network = "bridge"
         if spec.get("internet_access") is False:
             network = NO_INTERNET_NETWORK
@@ -248,7 +254,8 @@ class Agent:
                     raise InstanceStartError(str(exc)) from exc
                 self._networks.add(network)
         return specs.container_spec(record.name, spec, instance_id=inst.id, host_name=self.config.host_name,
-                                    image=image, code_dir=code_dir, network=network, qualifier=record.qualifier)
+                                    image=image, code_dir=code_dir, network=network, qualifier=record.qualifier,
+                                    opt_dir=opt_dir)
 
     def _start_instance(self, inst: Instance, record: FunctionRecord, reserve: bool) -> None:
         spec = self._container_spec(inst, record)

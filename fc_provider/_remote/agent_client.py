@@ -149,3 +149,21 @@ class AgentClient:
             return False
         self._check(status, data)
         return True
+
+    # layer versions (runtime_agent/api/layers.py)
+    def next_layer_version(self, name: str) -> int:
+        return int(self._check(*self._request("GET", f"/v1/layers/{quote(name)}/versions/next"))["version"])
+
+    def put_layer_version(self, name: str, version: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self._check(*self._request("PUT", f"/v1/layers/{quote(name)}/versions/{version}", body))
+
+    def get_layer_version(self, name: str, version: int) -> dict[str, Any] | None:
+        status, data = self._request("GET", f"/v1/layers/{quote(name)}/versions/{version}")
+        return None if status == 404 else self._check(status, data)
+
+    def delete_layer_version(self, name: str, version: int) -> bool:
+        status, data = self._request("DELETE", f"/v1/layers/{quote(name)}/versions/{version}")
+        if status == 404:
+            return False
+        self._check(status, data)
+        return True

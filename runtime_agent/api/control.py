@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from .. import __version__
 from ..errors import AgentError, BadRequest, NotFound, Unauthorized, error_body
 from ..service import Agent, new_request_id
+from . import layers as layers_api
 from . import versions as versions_api
 from .invoke import InvokeServer
 
@@ -100,9 +101,13 @@ class ControlHandler(_Handler):
             raise BadRequest(f"body is not JSON: {exc}") from exc
 
     def _routed(self) -> bool:
-        """Answers a route of a subsystem (versions and aliases); False when the path is none of theirs."""
-        answer = versions_api.route(self.agent, self.command, urlsplit(self.path).path, self._json_body)
-        if answer is None:
+        """Answers a route of a subsystem (versions and aliases, layers); False when the path is none of theirs."""
+        path = urlsplit(self.path).path
+        for subsystem in (versions_api, layers_api):
+            answer = subsystem.route(self.agent, self.command, path, self._json_body)
+            if answer is not None:
+                break
+        else:
             return False
         status, payload = answer
         if payload is None:

@@ -76,6 +76,8 @@ def validate(spec: dict[str, Any], checksum: Any) -> None:
     if runtime not in RUNTIMES:
         raise BadRequest(f"runtime {runtime!r} is not supported by this agent (one of {sorted(RUNTIMES)})")
     if is_container(spec):
+        if spec.get("layers"):
+            raise BadRequest("layers are not for runtime custom-container: the image brings what it needs")
         if checksum is not None:
             raise BadRequest("code_checksum must be absent or null for a custom-container function: it has no code")
         image = server_config(spec).get("image")
@@ -132,8 +134,18 @@ def dns_settings(spec: dict[str, Any]) -> dict[str, list[str]]:
             "dns_opt": options}
 
 
+def layer_paths(runtime: str) -> dict[str, str]:
+    """Where a built-in runtime finds what layers put in /opt (FC's folders; Lambda's site-packages form too)."""
+    return {
+        "PYTHONPATH": f"/code:/opt/python:/opt/python/lib/{runtime}/site-packages",
+        "PATH": "/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LD_LIBRARY_PATH": "/code:/code/lib:/opt/lib:/usr/local/lib",
+    }
+
+
 def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_name: str, image: str,
-                   code_dir: Path | None, network: str, qualifier: str = "LATEST") -> ContainerSpec:
+                   code_dir: Path | None, network: str, qualifier: str = "LATEST",
+                   opt_dir: Path | None = None) -> ContainerSpec:
     """The hardened container of one instance: nobody (65534), read-only root, all capabilities dropped,
     no-new-privileges, memory, CPU and pids limits, a ``/tmp`` tmpfs of ``disk_size``."""
     env = {str(k): str(v) for k, v in (spec.get("environment_variables") or {}).items()}
@@ -158,11 +170,14 @@ def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_na
         env.update({"FC_FUNCTION_HANDLER": spec.get("handler", "index.handler"), "FC_FUNC_CODE_PATH": "/code",
                     "FC_RUNTIME_PORT": str(RUNTIME_PORT), "PYTHONDONTWRITEBYTECODE": "1"})
         binds = {str(code_dir): "/code", str(BOOTSTRAP_DIR): "/opt/fc-runtime"}
+        if opt_dir is not None:  # the merged layers; docker mounts /opt before /opt/fc-runtime (shallower first)
+            binds[str(opt_dir)] = "/opt"
         working_dir = "/code"
-        if spec["runtime"] in CUSTOM_RUNTIMES:
+        if spec["runtime"] in CUSTOM_RUNTIMES:  # FC mounts /opt for custom runtimes but adds no search path
             env["FC_SERVER_PORT"] = str(port(spec))
             command = [*config["command"], *(config.get("args") or [])]
         else:
+            env.update(layer_paths(spec["runtime"]))
             command = ["python3", "-u", "/opt/fc-runtime/runtime.py"]
     return ContainerSpec(
         name=f"fc-{instance_id}",
