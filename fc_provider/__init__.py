@@ -32,6 +32,7 @@ from ._model.placement import PlacementError
 from .alias import Alias, AliasArgs
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
+from .layer import LayerVersion, LayerVersionArgs
 from .version import FunctionVersion, FunctionVersionArgs
 
 __all__ = [
@@ -60,6 +61,8 @@ __all__ = [
     "HostKeyMismatch",
     "HostUnreachable",
     "InstanceLifecycleConfigArgs",
+    "LayerVersion",
+    "LayerVersionArgs",
     "LifecycleHookArgs",
     "LogConfigArgs",
     "PlacementArgs",

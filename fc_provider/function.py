@@ -29,11 +29,13 @@ from ._inputs import (
 from ._model import function_state as fs
 from ._model.code import pack, summarize
 from ._model.placement import Need, PlacementError, candidates_for, place, planned_without_capacity
+from ._model.releases import layer_failures
 from ._model.validation import FunctionModel, check, has_unknown
 from ._remote import commands as cmd
 from ._remote import fleetops as ops
 from ._remote.ssh import HostSpec
 from .fleet import Fleet
+from .layer import LayerVersion, layers_on_fleet
 
 Placement = Union[Sequence[str], Mapping[str, Any], PlacementArgs]
 Nested = Optional[Mapping[str, Any]]  # the plain-dict form every typed nested input also accepts
@@ -63,6 +65,7 @@ class FunctionArgs:
         log_config: Union[LogConfigArgs, Nested] = None,
         tags: Optional[Mapping[str, str]] = None,
         placement: Optional[Placement] = None,
+        layers: Optional[Sequence[Union[pulumi.Input[str], LayerVersion]]] = None,
     ) -> None:
         """
         :param code: A folder, a .zip/.tar.gz archive file, a ``pulumi.FileArchive``, or a ``pulumi.AssetArchive``
@@ -123,6 +126,12 @@ class FunctionArgs:
                match, picked by free capacity (hosts with "capacity" declared on the fleet, or reported by the
                agent). Stable: hosts that run the function keep it while they qualify. Default: every host of the
                fleet.
+        :param layers: Up to 5 layers, as ``fc.LayerVersion`` resources or their ARNs
+               ("acs:fc:local:fleet:layers/NAME/versions/N"), merged read-only into /opt; on a name clash the
+               first-listed wins. On the built-in runtimes /opt/python is on the Python path, /opt/bin on PATH and
+               /opt/lib on LD_LIBRARY_PATH; custom runtimes get /opt mounted and no path. A layer whose
+               compatible_runtime excludes ``runtime``, or that does not exist on the fleet, fails at preview.
+               Default none.
         """
         self.code = code
         self.function_name, self.runtime, self.handler, self.description = function_name, runtime, handler, description
@@ -142,6 +151,7 @@ class FunctionArgs:
         self.log_config = nested("log_config", log_config, LogConfigArgs)
         self.tags = dict(tags or {})
         self.placement: Any = placement_input(placement)
+        self.layers = list(layers or [])
 
 
 def _host_info(conn: ops.FleetConnection, names: list[str]) -> dict[str, Optional[dict[str, Any]]]:
@@ -171,6 +181,9 @@ def _refuse_foreign(host: str, name: str, spec: Mapping[str, Any], existing: Opt
 class FunctionProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = check(FunctionModel, news)
+        failures += [("layers", r) for r in layer_failures(news.get("layers"), news.get("runtime"),
+                                                           news.get("layer_runtimes"))]
+        failures += layers_on_fleet(news) if not any(p == "layers" for p, _ in failures) else []
         code_error = news.get("code_error")
         if isinstance(code_error, str) and not any(p == "code" for p, _ in failures):
             failures.insert(0, ("code", f"code: {code_error}"))  # reported even while other rules fail
@@ -346,6 +359,9 @@ class Function(pulumi.dynamic.Resource):
             "internet_access": args.internet_access, "custom_dns": args.custom_dns, "log_config": args.log_config,
             "tags": args.tags,
             "placement": args.placement,
+            "layers": [la.layer_version_arn if isinstance(la, LayerVersion) else la for la in args.layers],
+            "layer_runtimes": [la.compatible_runtime_input if isinstance(la, LayerVersion) else None
+                               for la in args.layers],
             "adopt": adopt,
             **fs.output_defaults(),
         }

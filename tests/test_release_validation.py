@@ -54,3 +54,38 @@ def test_every_version_argument_replaces() -> None:
     assert not FunctionVersionProvider().diff("fn:1", olds, {**olds, "hosts": ["h", "i"]}).changes
     failures = FunctionVersionProvider().check({}, {**olds, "description": "x" * 300}).failures
     assert [f.property for f in failures] == ["description"]
+
+
+LAYER_ARN = "acs:fc:local:fleet:layers/greeter/versions/1"
+
+
+@pytest.mark.parametrize("layers, runtimes, words", [
+    ([f"acs:fc:local:fleet:layers/l{i}/versions/1" for i in range(6)], None, "at most 5"),
+    (["acs:fc:cn-shanghai:official:layers/Python39/versions/3"], None, "another region or account"),
+    (["arn:aws:lambda:us-east-1:1:layer:x:1"], None, "not a layer ARN"),
+    ([LAYER_ARN, LAYER_ARN], None, "listed twice"),
+    ([UNKNOWN], [["python3.9"]], "layers[0]: the layer is compatible with python3.9, not python3.11"),
+])
+def test_function_layer_rules_fail_at_preview(layers: list, runtimes: list | None, words: str) -> None:
+    from test_validation import VALID
+
+    from fc_provider.function import FunctionProvider
+
+    result = FunctionProvider().check({}, {**VALID, "layers": layers, "layer_runtimes": runtimes})
+    assert [f.property for f in result.failures] == ["layers"], result.failures
+    assert words in result.failures[0].reason, result.failures[0].reason
+
+
+def test_layer_version_rules() -> None:
+    from fc_provider.layer import LayerVersionProvider
+
+    base = {"layer_name": "greeter", "code_checksum": "0" * 64, "compatible_runtime": ["python3.11"]}
+    assert LayerVersionProvider().check({}, base).failures == []
+    for change, prop, words in (({"layer_name": "9x"}, "layer_name", "pattern"),
+                                ({"compatible_runtime": ["cobol"]}, "compatible_runtime", "cobol is not a runtime"),
+                                ({"code_checksum": None, "code_error": "archive x has an entry escaping its root "
+                                  "(zip-slip): '../a'"}, "code", "zip-slip")):
+        failures = LayerVersionProvider().check({}, {**base, **change}).failures
+        assert [f.property for f in failures] == [prop] and words in failures[0].reason, failures
+    old = {**base, "description": ""}
+    assert LayerVersionProvider().diff("greeter:1", old, {**old, "description": "new"}).replaces == ["description"]

@@ -1,4 +1,4 @@
-"""Inputs of the FunctionVersion and Alias resources, validated with pydantic like a function's (property and rule
+"""Inputs of the FunctionVersion, Alias and LayerVersion resources, validated with pydantic like a function's (property and rule
 named; values unknown at preview are checked once known)."""
 
 from __future__ import annotations
@@ -8,7 +8,10 @@ from typing import Any, Mapping
 
 from pydantic import Field, field_validator, model_validator
 
-from .validation import FUNCTION_NAME, _Strict
+from fc_common import arns
+
+from .validation import FUNCTION_NAME, RUNTIMES, _Strict, has_unknown
+
 
 # FC's alias rule: letters, digits, '_' and '-', not starting with a digit or '-', 1-128 characters, not LATEST.
 ALIAS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
@@ -84,3 +87,54 @@ def alias_spec(props: Mapping[str, Any]) -> dict[str, Any]:
                                        and v is not None})
     return {"version_id": model.version_id, "additional_version_weight": model.additional_version_weight,
             "description": model.description}
+
+
+class LayerVersionModel(_Strict):
+    layer_name: str = Field(pattern=rf"^{arns.LAYER_NAME}$")
+    compatible_runtime: list[str] = Field(default_factory=list)
+    description: str = Field(default="", max_length=256)
+    license: str = Field(default="", max_length=512)
+    code_checksum: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    code_error: str | None = None
+
+    @field_validator("compatible_runtime")
+    @classmethod
+    def _runtimes(cls, v: list[str]) -> list[str]:
+        unknown = [r for r in v if r not in RUNTIMES or r == "custom-container"]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} is not a runtime a layer can serve; one of "
+                             f"{', '.join(r for r in RUNTIMES if r != 'custom-container')}")
+        if len(set(v)) != len(v):
+            raise ValueError("runtimes must not repeat")
+        return v
+
+    @model_validator(mode="after")
+    def _code(self) -> "LayerVersionModel":
+        if self.code_error is not None:
+            raise ValueError(f"code: {self.code_error}")
+        if self.code_checksum is None:
+            raise ValueError("code is required: a folder or archive whose content goes to /opt")
+        return self
+
+
+def layer_failures(layers: Any, runtime: Any, compatible: Any) -> list[str]:
+    """Rules of a function's ``layers`` (ARNs) that need no host: at most 5, each an ARN of this fleet, no repeats,
+    and each layer whose compatible_runtime is known at preview (``compatible``, aligned with ``layers``; None
+    where only the ARN is known) compatible with ``runtime``."""
+    failures: list[str] = []
+    if not isinstance(layers, list):
+        return failures
+    if len(layers) > 5:
+        failures.append(f"layers: lists {len(layers)} layers; a function takes at most 5")
+    for index, arn in enumerate(layers):
+        if isinstance(arn, str) and not arns.LAYER_ARN.match(arn) and not has_unknown(arn):
+            kind = "a layer of another region or account" if arns.ANY_LAYER_ARN.match(arn) else "not a layer ARN"
+            failures.append(f"layers[{index}]: {arn!r} is {kind}; this fleet's layers are "
+                            f"acs:fc:{arns.REGION}:{arns.ACCOUNT}:layers/NAME/versions/N")
+    known = [a for a in layers if isinstance(a, str) and not has_unknown(a)]
+    if len(set(known)) != len(known):
+        failures.append("layers: a layer must not be listed twice")
+    for index, runtimes in enumerate(compatible if isinstance(compatible, list) else []):
+        if runtimes and isinstance(runtime, str) and not has_unknown(runtime) and runtime not in runtimes:
+            failures.append(f"layers[{index}]: the layer is compatible with {', '.join(runtimes)}, not {runtime}")
+    return failures

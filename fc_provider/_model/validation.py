@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+import pulumi
+import pulumi.output
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.dynamic's marker for a value unknown at preview
@@ -169,6 +171,10 @@ class FunctionModel(_Strict):
     log_config: LogConfigModel | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     placement: list[str] | SelectorPlacementModel | None = None
+    # Layer version ARNs, first-listed first (the rules, which take each entry on its own: releases.layer_failures)
+    # and, aligned with them, the compatible_runtime of those declared as LayerVersion objects (None elsewhere).
+    layers: list[str] = Field(default_factory=list)
+    layer_runtimes: list[list[str] | None] | None = None
     # Set by the program from `code`: the package's sha256, or why the code could not be packed.
     code_checksum: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     code_error: str | None = None
@@ -225,6 +231,8 @@ class FunctionModel(_Strict):
             raise ValueError("custom_runtime_config (command, args, port) is required for a custom runtime")
         if container and self.custom_container_config is None:
             raise ValueError("custom_container_config (image, port) is required for runtime custom-container")
+        if container and self.layers:
+            raise ValueError("layers are not for runtime custom-container: the image brings what it needs")
         if not container and self.custom_container_config is not None:
             raise ValueError("custom_container_config is only for runtime custom-container")
         if container and self.custom_runtime_config is not None:
@@ -243,7 +251,9 @@ class FunctionModel(_Strict):
 
 
 def has_unknown(value: Any) -> bool:
-    if value == UNKNOWN:
+    """An unknown arrives as the marker string, or inside a list as an output value (another resource's output
+    that is still to be computed, e.g. a LayerVersion's ARN in ``layers``)."""
+    if isinstance(value, (pulumi.Output, pulumi.output.Unknown)) or value == UNKNOWN:
         return True
     if isinstance(value, dict):
         return any(has_unknown(v) for v in value.values())

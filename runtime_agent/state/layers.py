@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from fc_common import arns
+
 from ..errors import BadRequest, Conflict, NotFound
 from .codestore import CodeStore
 
 MAX_LAYERS = 5
-LAYER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
-# FC's ARN of a layer version; a fleet is one region ("local") of one account ("fleet").
-LAYER_ARN = re.compile(r"^acs:fc:local:fleet:layers/([A-Za-z_][A-Za-z0-9_-]{0,63})/versions/([1-9][0-9]*)$")
+LAYER_NAME = re.compile(rf"^{arns.LAYER_NAME}$")
 RUNTIME_MOUNTPOINT = "fc-runtime"  # /opt/fc-runtime: the built-in runtime is mounted over the merged /opt
 
 SCHEMA = """
@@ -46,10 +46,6 @@ CREATE TABLE IF NOT EXISTS layer_counters (
 """
 
 
-def layer_arn(name: str, version: int) -> str:
-    return f"acs:fc:local:fleet:layers/{name}/versions/{version}"
-
-
 @dataclass(frozen=True)
 class LayerRecord:
     name: str
@@ -62,7 +58,7 @@ class LayerRecord:
     create_time: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"layer_name": self.name, "version": self.version, "layer_version_arn": layer_arn(self.name, self.version),
+        return {"layer_name": self.name, "version": self.version, "layer_version_arn": arns.layer_arn(self.name, self.version),
                 "code_checksum": self.code_checksum, "code_size": self.code_size,
                 "compatible_runtime": list(self.compatible_runtime), "description": self.description,
                 "license": self.license,
@@ -146,16 +142,16 @@ class Layers:
             self._db.execute("DELETE FROM layer_versions WHERE name=? AND version=?", (name, int(version)))
 
     # functions' use -------------------------------------------------------------------------------------------
-    def resolve(self, arns: Any, runtime: str) -> list[str]:
+    def resolve(self, layers: Any, runtime: str) -> list[str]:
         """The packages of a function's ``layers`` (ARNs, first-listed first), checked: at most 5, each a
         registered layer version compatible with ``runtime``. Errors name the entry."""
-        if not isinstance(arns, list) or not all(isinstance(a, str) for a in arns):
+        if not isinstance(layers, list) or not all(isinstance(a, str) for a in layers):
             raise BadRequest("layers must be a list of layer version ARNs")
-        if len(arns) > MAX_LAYERS:
-            raise BadRequest(f"layers lists {len(arns)} layers; a function takes at most {MAX_LAYERS}")
+        if len(layers) > MAX_LAYERS:
+            raise BadRequest(f"layers lists {len(layers)} layers; a function takes at most {MAX_LAYERS}")
         checksums = []
-        for index, arn in enumerate(arns):
-            m = LAYER_ARN.match(arn)
+        for index, arn in enumerate(layers):
+            m = arns.LAYER_ARN.match(arn)
             if not m:
                 raise BadRequest(f"layers[{index}] {arn!r} is not a layer version ARN of this fleet "
                                  "(acs:fc:local:fleet:layers/NAME/versions/N)")
