@@ -15,6 +15,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from fc_common import runtimes
+
 from ._errors import AgentAPIError, FcProviderError, HostUnreachable, brief_errors
 from ._inputs import (
     CustomContainerConfigArgs,
@@ -74,9 +76,12 @@ class FunctionArgs:
                except for runtime custom-container. Default none.
         :param function_name: 1-64 letters, digits, '_' or '-', starting with a letter or '_'. Changing it replaces
                the function. Default: the resource name.
-        :param runtime: python3.10, python3.11, python3.12 (built-in: handler(event, context)), custom /
-               custom.debian12 (your own HTTP server in the code, see custom_runtime_config), or custom-container
-               (your own image, see custom_container_config). Default "python3.11".
+        :param runtime: Built-in (handler(event, context), each on its own interpreter): python3.9 (Debian 11),
+               python3.11 (Debian 12), python3.13 (Debian 13), nodejs18 (Debian 12), nodejs20 (Debian 13);
+               python3.10 and python3.12 only where FleetArgs.runtime_images maps them to an image of your own (no
+               Debian release ships them; refused at preview otherwise). custom / custom.debian12 (your own HTTP
+               server in the code, see custom_runtime_config), or custom-container (your own image, see
+               custom_container_config). Default "python3.11".
         :param handler: "module.function", called as handler(event, context). Default "index.handler".
         :param description: Free text, up to 256 characters; changing it recycles no instance. Default "".
         :param memory_size: MB, 128-32768, a multiple of 64; the container's hard memory limit. Default 128.
@@ -178,9 +183,23 @@ def _refuse_foreign(host: str, name: str, spec: Mapping[str, Any], existing: Opt
                              "another function_name")
 
 
+def _unbuilt_runtime(news: dict[str, Any]) -> list[tuple[str, str]]:
+    """python3.10 and python3.12 have no image built here (no Debian release ships them): refused unless the fleet
+    maps them to an image of the user's own. Checked once the fleet's connection is known."""
+    runtime, connection = news.get("runtime"), news.get("connection")
+    if runtime not in runtimes.NOT_BUILT or not isinstance(connection, dict) or has_unknown(connection):
+        return []
+    if runtime in (connection.get("runtime_images") or {}):
+        return []
+    return [("runtime", f"runtime: {runtime} cannot be built here (no Debian release ships it) and the fleet maps "
+                        f"it to no image; runtimes built here: {', '.join(runtimes.BUILT_HERE)}; or set "
+                        f"FleetArgs(runtime_images={{{runtime!r}: 'your/image:tag'}})")]
+
+
 class FunctionProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = check(FunctionModel, news)
+        failures += _unbuilt_runtime(news)
         failures += [("layers", r) for r in layer_failures(news.get("layers"), news.get("runtime"),
                                                            news.get("layer_runtimes"))]
         failures += layers_on_fleet(news) if not any(p == "layers" for p, _ in failures) else []

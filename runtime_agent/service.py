@@ -130,6 +130,8 @@ class Agent:
                                f"{self.config.host_name}; build or load it there first (no registry is reached)",
                                code="ImageNotFound")
         else:
+            specs.check_runtime_image(spec["runtime"], self.config.runtime_images, self.driver.has_image,
+                                      self.config.host_name)
             self.code.unpacked(checksum)  # verifies the upload before anything changes
             spec["layer_checksums"] = self.layers.resolve(spec.get("layers") or [], spec["runtime"])
         record = self.store.put_function(name, spec, checksum)
@@ -282,7 +284,7 @@ class Agent:
         counters = self.metrics.of(name)
         counters.invocations.inc()
         try:
-            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base)
+            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base, qualifier or LATEST)
         except Throttled:
             counters.throttled.inc()
             raise
@@ -292,7 +294,7 @@ class Agent:
         return result
 
     def _invoke(self, pool: FunctionPool, record: FunctionRecord, body: bytes, request_id: str, log_tail: bool,
-                timeout: float, base: dict[str, str]) -> InvokeResult:
+                timeout: float, base: dict[str, str], qualifier: str) -> InvokeResult:
         try:
             inst, kind = pool.acquire()
         except InitializerFailed as exc:  # FC reports it like a function error: 200 with the error JSON
@@ -301,7 +303,8 @@ class Agent:
         recycle = False
         headers = {**base, "x-fc-instance-id": inst.id}
         try:
-            reply = inst.call("/invoke", body, {"x-fc-request-id": request_id}, timeout)
+            # The runtime learns the qualifier asked for (an alias, say); its pool's version is in FC_QUALIFIER.
+            reply = inst.call("/invoke", body, {"x-fc-request-id": request_id, "x-fc-qualifier": qualifier}, timeout)
         except InvocationTimeout:
             recycle = True
             return InvokeResult(200, {**headers, "x-fc-error-type": "UnhandledInvocationError"}, json.dumps({

@@ -33,9 +33,12 @@ def invoke_url(conn: ops.FleetConnection, name: str) -> str:
     return f"http://{conn.hosts[0].address}:{conn.invoke_port}/2023-03-30/functions/{name}/invocations"
 
 
-def deploy(conn: ops.FleetConnection, tmp: Path, name: str, source: str, **spec: object) -> str:
+def deploy(conn: ops.FleetConnection, tmp: Path, name: str, source: str, *, filename: str = "index.py",
+           **spec: object) -> str:
+    """``source`` as ``filename`` (index.py; index.js for Node.js) in a code package, deployed as function ``name``
+    (python3.11 unless ``spec`` says otherwise); returns its invoke URL."""
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "index.py").write_text(source)
+    (tmp / filename).write_text(source)
     package = pack_code(tmp)
     with ops.agent_session(conn, conn.hosts[0]) as (ssh, agent):
         ssh.put_bytes(package.data, code_archive(package.checksum))

@@ -32,9 +32,9 @@ def test_a_layer_shared_by_two_functions_and_the_rules_at_preview(lab: Lab, flee
     stack = Stack(tmp_path, "layers", program=PROGRAM)
     stack.config(fleetFile=str(fleet_file), layerCode=str(layer), codeDir=str(code))
 
-    stack.config(runtime="python3.12")  # the layer is for python3.11 only: refused before anything is created
+    stack.config(runtime="python3.13")  # the layer is for python3.11 only: refused before anything is created
     out = _preview_fails(stack)
-    assert "layers[0]: the layer is compatible with python3.11, not python3.12" in out, out
+    assert "layers[0]: the layer is compatible with python3.11, not python3.13" in out, out
     stack.config(runtime="python3.11", extraLayerArn="acs:fc:cn-shanghai:official:layers/Python39/versions/3")
     assert "is a layer of another region or account" in _preview_fails(stack)
 

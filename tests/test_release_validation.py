@@ -89,3 +89,28 @@ def test_layer_version_rules() -> None:
         assert [f.property for f in failures] == [prop] and words in failures[0].reason, failures
     old = {**base, "description": ""}
     assert LayerVersionProvider().diff("greeter:1", old, {**old, "description": "new"}).replaces == ["description"]
+
+
+@pytest.mark.parametrize("runtime", ["python3.10", "python3.12"])
+def test_a_runtime_not_built_here_is_refused_unless_the_fleet_maps_it(runtime: str) -> None:
+    from test_validation import VALID
+
+    from fc_provider.function import FunctionProvider
+
+    connection = {"hosts": [{"name": "h", "address": "10.0.0.1", "host_public_key": "ssh-ed25519 AAAA"}]}
+    failures = FunctionProvider().check({}, {**VALID, "runtime": runtime, "connection": connection}).failures
+    assert [f.property for f in failures] == ["runtime"]
+    assert "cannot be built here" in failures[0].reason and "python3.13, nodejs18, nodejs20" in failures[0].reason
+    mapped = {**connection, "runtime_images": {runtime: "my/python:1"}}
+    assert FunctionProvider().check({}, {**VALID, "runtime": runtime, "connection": mapped}).failures == []
+    # Unknown at preview (a new fleet): checked again once known.
+    assert FunctionProvider().check({}, {**VALID, "runtime": runtime, "connection": UNKNOWN}).failures == []
+
+
+@pytest.mark.parametrize("runtime", ["python3.9", "python3.13", "nodejs18", "nodejs20"])
+def test_every_runtime_built_here_passes(runtime: str) -> None:
+    from test_validation import VALID
+
+    from fc_provider.function import FunctionProvider
+
+    assert FunctionProvider().check({}, {**VALID, "runtime": runtime}).failures == []

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import pulumi
 import pulumi.output
+
+from fc_common import runtimes
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.dynamic's marker for a value unknown at preview
@@ -145,14 +147,13 @@ def _tags(v: dict[str, str]) -> dict[str, str]:
     return v
 
 
-RUNTIMES = ("python3.10", "python3.11", "python3.12", "custom", "custom.debian12", "custom-container")
+RUNTIMES = runtimes.ALL
 
 
 class FunctionModel(_Strict):
     function_name: str
     description: str = Field(default="", max_length=256)
-    runtime: Literal["python3.10", "python3.11", "python3.12", "custom", "custom.debian12",
-                     "custom-container"] = "python3.11"
+    runtime: str = "python3.11"
     handler: str = Field(default="index.handler", pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     memory_size: int = Field(default=128, ge=128, le=32768, multiple_of=64)
     cpu: float | None = Field(default=None, ge=0.05, le=16)
@@ -184,6 +185,14 @@ class FunctionModel(_Strict):
     def _name(cls, v: str) -> str:
         if not FUNCTION_NAME.match(v):
             raise ValueError("must be 1-64 characters of letters, digits, '_' or '-', starting with a letter or '_'")
+        return v
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, v: str) -> str:
+        if v not in runtimes.ALL:
+            raise ValueError(f"{v!r} is not a runtime; one of {', '.join(runtimes.BUILT_HERE)} (images built here), or "
+                             f"{', '.join(runtimes.NOT_BUILT)} mapped to your own image in FleetArgs.runtime_images")
         return v
 
     @field_validator("cpu")
@@ -241,7 +250,7 @@ class FunctionModel(_Strict):
             raise ValueError(f"code: {self.code_error}")
         if not container and self.code_checksum is None:
             raise ValueError(f"code is required for runtime {self.runtime} (only custom-container runs without it)")
-        if self.instance_concurrency != 1 and self.runtime.startswith("python"):
+        if self.instance_concurrency != 1 and self.runtime in runtimes.BUILTIN:
             raise ValueError("instance_concurrency must be 1 for built-in runtimes")
         if self.hibernation and self.min_instances < 1:
             raise ValueError("hibernation needs min_instances of 1 or more (only kept instances hibernate)")
