@@ -104,7 +104,9 @@ function call(fn, args) {
 
 function errorBody(err) {
   const error = err instanceof Error ? err : new Error(typeof err === "string" ? err : JSON.stringify(err));
-  const stack = String(error.stack || "").split("\n").slice(1).map((s) => s.trim()).filter(Boolean);
+  // The user's frames only, as the Python runtime gives them: this runtime's and Node's own frames are noise.
+  const stack = String(error.stack || "").split("\n").slice(1).map((s) => s.trim())
+    .filter((s) => s && !s.includes("/opt/fc-runtime/") && !s.includes("(node:") && !s.includes("<anonymous>"));
   return Buffer.from(JSON.stringify({ errorMessage: error.message, errorType: error.name || "Error", stackTrace: stack }));
 }
 
