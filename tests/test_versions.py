@@ -94,9 +94,12 @@ def test_qualifiers_resolve_and_unknown_ones_are_fc_not_found_errors(versions: V
     assert [resolver.resolve("f", q) for q in (None, "", "LATEST", "1", "prod")] == [LATEST, LATEST, LATEST, "1",
                                                                                       "1"]
     for qualifier, code in (("2", "VersionNotFound"), ("staging", "AliasNotFound")):
-        with pytest.raises(NotFound) as info:
-            resolver.resolve("f", qualifier)
-        assert info.value.code == code and qualifier in info.value.message
+        for call in (resolver.resolve, resolver.check):
+            with pytest.raises(NotFound) as info:
+                call("f", qualifier)
+            assert info.value.code == code and qualifier in info.value.message
+    for qualifier in (None, "LATEST", "1", "prod"):
+        resolver.check("f", qualifier)
 
 
 @pytest.mark.parametrize("weight, seed", [(0.1, 11), (0.5, 12), (0.01, 13)])

@@ -283,7 +283,17 @@ class QualifierResolver:
         self._versions = versions
         self._random = (rng or random.Random()).random
 
+    def check(self, function: str, qualifier: str | None) -> None:
+        """Raises FC's not-found error unless ``qualifier`` names something of ``function`` now; draws nothing
+        (for callers that store a qualifier to invoke later, such as a trigger)."""
+        if qualifier and qualifier != LATEST and not qualifier.isdigit():
+            if self._versions.alias_record(function, qualifier) is None:
+                raise NotFound(f"alias {qualifier} of function {function} does not exist", code="AliasNotFound")
+        else:
+            self.resolve(function, qualifier)
+
     def resolve(self, function: str, qualifier: str | None) -> str:
+        """The version that serves one invocation: LATEST or a version id. An alias draws its split here."""
         if not qualifier or qualifier == LATEST:
             return LATEST
         if qualifier.isdigit():
