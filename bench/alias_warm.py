@@ -4,7 +4,9 @@ Deploys a no-op function, publishes versions 1 and 2 of it and two aliases: `sta
 (version 1, 50 % to version 2, so every call draws). Each path is measured from inside the lab host's network
 namespace on one kept-alive connection, in alternating rounds so noise hits all alike. LATEST and each version run
 on their own instances (one pool per version), so `?qualifier=1` against `?qualifier=stable` isolates what the
-resolution adds (same instance); LATEST against `stable` is what a user sees.
+resolution adds (same instance); LATEST against `stable` is what a user sees. On a loaded shared machine those
+medians move by more than the resolution costs, so the run also times the resolution itself in process (query
+parsing plus QualifierResolver.resolve, the only code an alias adds to the warm path) against LATEST's.
 
     bash scripts/quickstart.sh
     .venv/bin/python bench/alias_warm.py [--requests 4000] [--rounds 20] [--host lab-1]
@@ -13,13 +15,42 @@ resolution adds (same instance); LATEST against `stable` is what a user sees.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
+import tempfile
+import time
+from pathlib import Path
 
 import _lab_agent
 from warm_invoke import measure, summary
 
 from fc_lab import Lab
 from fc_provider._remote import fleetops as ops
+from runtime_agent.api.invoke import _qualifier
+from runtime_agent.state.versions import QualifierResolver, Versions
+
+
+def resolution_cost(n: int = 200_000) -> dict[str, float]:
+    """Median microseconds per call, over 20 batches, of what the invoke path does with a query string."""
+    with tempfile.TemporaryDirectory() as tmp:
+        versions = Versions(Path(tmp) / "agent.db")
+        for _ in range(2):
+            versions.publish("f", {"runtime": "python3.11"}, "0" * 64, "")
+        versions.put_alias("f", "stable", {"version_id": "1"})
+        versions.put_alias("f", "canary", {"version_id": "1", "additional_version_weight": {"2": 0.5}})
+        resolver = QualifierResolver(versions, random.Random(1))
+        cost: dict[str, float] = {}
+        for name, query in (("LATEST", ""), ("version 1", "qualifier=1"), ("alias stable", "qualifier=stable"),
+                            ("alias canary", "qualifier=canary")):
+            batches = []
+            for _ in range(20):
+                t = time.perf_counter()
+                for _ in range(n // 20):
+                    resolver.resolve("f", _qualifier(query))
+                batches.append((time.perf_counter() - t) / (n // 20) * 1e6)
+            cost[name] = statistics.median(batches)
+        versions.close()
+    return cost
 
 
 def main() -> None:
@@ -57,6 +88,10 @@ def main() -> None:
         print(f"{name}: added median vs LATEST {results[name]['median_ms'] - base:+.4f} ms, vs version 1 (same "
               f"instance) {results[name]['median_ms'] - same:+.4f} ms")
     print(f"rounds: {args.rounds}, requests per path: {statistics.mean(len(v) for v in samples.values()):.0f}")
+    cost = resolution_cost()
+    print("in process, per invocation: " + ", ".join(f"{k} {v:.2f} us" for k, v in cost.items()))
+    print(f"added by an alias: {(cost['alias stable'] - cost['LATEST']) / 1000:.4f} ms, by a canary alias: "
+          f"{(cost['alias canary'] - cost['LATEST']) / 1000:.4f} ms (bound: 0.05 ms)")
 
 
 if __name__ == "__main__":

@@ -128,3 +128,10 @@ def test_weights_zero_and_one_are_exact(versions: Versions) -> None:
 def test_the_chi_square_test_rejects_a_biased_router() -> None:
     """The check has power: a router that sends 13 % instead of 10 % over 20000 calls fails it."""
     assert chi_square_p([17400, 2600], [0.9, 0.1]) < ALPHA
+
+
+def test_the_invoke_path_reads_the_qualifier_from_the_query() -> None:
+    from runtime_agent.api.invoke import _qualifier
+
+    assert [_qualifier(q) for q in ("", "qualifier=prod", "qualifier=", "x=1&qualifier=a%2Db", "x=1")] == \
+        [None, "prod", None, "a-b", None]

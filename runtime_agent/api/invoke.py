@@ -86,6 +86,8 @@ def _qualifier(query: str) -> str | None:
     """``?qualifier=`` (LATEST, a version id or an alias name); None when absent."""
     if not query:
         return None
+    if query.startswith("qualifier=") and not any(c in query for c in "&%+"):
+        return query[10:] or None  # the common form, without parse_qs's cost (a few microseconds)
     values = parse_qs(query).get("qualifier")
     return values[0] if values else None
 
