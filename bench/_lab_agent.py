@@ -34,10 +34,12 @@ def connection(lab: Lab, host_name: str) -> ops.FleetConnection:
 
 
 @contextmanager
-def function(conn: ops.FleetConnection, name: str, source: str, **spec: Any) -> Iterator[str]:
-    """Deploys ``source`` as index.handler; yields the invoke path; removes the function afterwards."""
+def function(conn: ops.FleetConnection, name: str, source: str, *, filename: str = "index.py",
+             **spec: Any) -> Iterator[str]:
+    """Deploys ``source`` (as ``filename``: index.js for Node.js) as index.handler; yields the invoke path; removes
+    the function afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "index.py").write_text(source)
+        Path(tmp, filename).write_text(source)
         package = pack_code(tmp)
     with ops.agent_session(conn, conn.hosts[0]) as (ssh, agent):
         ssh.put_bytes(package.data, code_archive(package.checksum))

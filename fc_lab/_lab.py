@@ -141,6 +141,15 @@ class Lab:
         """A Docker client talking to that host's engine through its socket in the state folder."""
         return _host.docker_client(self._spec_by_name(host_name))
 
+    def ensure_runtime_images(self, runtimes: Sequence[str], hosts: Sequence[str] | None = None) -> None:
+        """Builds (once, cached) the images of ``runtimes`` and loads them on the hosts (default: all) that lack
+        them. Lab hosts get python3.11 at ``up``; the other runtimes' images only where tests run them."""
+        specs = [s for s in self._existing_specs() if hosts is None or s.name in hosts]
+        for runtime in runtimes:
+            tar = _images.build_runtime_image(runtime=runtime)
+            with ThreadPoolExecutor(max_workers=max(1, min(8, len(specs)))) as pool:
+                list(pool.map(lambda s: self._ensure_image(s, tar, runtime), specs))
+
     def build_image(self, context: Path, tag: str, hosts: Sequence[str] | None = None) -> dict[str, str]:
         """Builds ``context``'s Dockerfile as ``tag`` on each lab host's engine (all hosts by default): no registry
         is reachable, so an image a function runs must exist on every host it is placed on. Returns host -> id."""
@@ -205,11 +214,11 @@ class Lab:
             _host.teardown(spec, keep_identity=True)
             raise
 
-    def _ensure_image(self, spec: HostSpec, tar: Path) -> None:
+    def _ensure_image(self, spec: HostSpec, tar: Path, runtime: str = _images.DEFAULT_RUNTIME) -> None:
         client = _host.docker_client(spec, timeout=300)
         try:
-            if not _images.has_runtime_image(client):
-                _images.load_runtime_image(client, tar)
+            if not _images.has_runtime_image(client, runtime):
+                _images.load_runtime_image(client, tar, runtime)
         finally:
             client.close()
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._errors import LabError
-from ._images import build_runtime_image
+from ._images import DEFAULT_RUNTIME, RUNTIME_BUILDS, build_runtime_image
 from ._lab import Lab
 
 
@@ -25,8 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
     sub.add_parser("down", help="remove the lab completely")
     sub.add_parser("status", help="print host health; exit 1 unless all hosts are healthy")
-    images = sub.add_parser("images", help="build the runtime image tarball and print its path")
+    images = sub.add_parser("images", help="build runtime image tarballs (cached) and print their paths")
     images.add_argument("--force", action="store_true", help="rebuild even if cached")
+    images.add_argument("--runtime", action="append", choices=[*RUNTIME_BUILDS, "all"],
+                        help="a runtime whose image to build (repeatable; 'all'; default python3.11)")
     build = sub.add_parser("build-image", help="build a Dockerfile folder into an image on every lab host")
     build.add_argument("context", type=Path, help="folder holding the Dockerfile (FROM an image the hosts hold)")
     build.add_argument("--tag", required=True, help="image name and tag, e.g. fc-example/web:1")
@@ -52,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         if args.command == "images":
-            print(build_runtime_image(force=args.force))
+            runtimes = args.runtime or [DEFAULT_RUNTIME]
+            for runtime in (list(RUNTIME_BUILDS) if "all" in runtimes else runtimes):
+                print(build_runtime_image(force=args.force, runtime=runtime), flush=True)
             return 0
         lab = Lab(args.state_dir, prefix=args.prefix, subnet=args.subnet)
         if args.command == "up":

@@ -30,14 +30,19 @@ from ._inputs import (
 )
 from ._model.placement import PlacementError
 from .access_key import AccessKey, AccessKeyArgs, AccessKeyPolicyArgs
+from .alias import Alias, AliasArgs
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
+from .layer import LayerVersion, LayerVersionArgs
+from .version import FunctionVersion, FunctionVersionArgs
 
 __all__ = [
     "AccessKey",
     "AccessKeyArgs",
     "AccessKeyPolicyArgs",
     "AgentAPIError",
+    "Alias",
+    "AliasArgs",
     "AuthenticationFailed",
     "CustomContainerConfigArgs",
     "CustomDnsArgs",
@@ -51,6 +56,8 @@ __all__ = [
     "Function",
     "FunctionArgs",
     "FunctionExists",
+    "FunctionVersion",
+    "FunctionVersionArgs",
     "HealthCheckConfigArgs",
     "HostArgs",
     "HostCapacityArgs",
@@ -58,6 +65,8 @@ __all__ = [
     "HostKeyMismatch",
     "HostUnreachable",
     "InstanceLifecycleConfigArgs",
+    "LayerVersion",
+    "LayerVersionArgs",
     "LifecycleHookArgs",
     "LogConfigArgs",
     "PlacementArgs",

@@ -99,6 +99,8 @@ def _connection(props: dict[str, Any], token: str) -> dict[str, Any]:
     return {"hosts": props["hosts"], "private_key": props["ssh_private_key"], "token": token,
             "control_port": props["control_port"], "invoke_port": props["invoke_port"],
             "lock_timeout_seconds": props.get("lock_timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
+            # Functions check at preview that a runtime not built here is mapped to an image.
+            "runtime_images": dict(props.get("runtime_images") or {}),
             "stack": props.get("stack") or ""}
 
 

@@ -15,6 +15,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from fc_common import runtimes
+
 from ._errors import AgentAPIError, FcProviderError, HostUnreachable, brief_errors
 from ._inputs import (
     CustomContainerConfigArgs,
@@ -29,11 +31,13 @@ from ._inputs import (
 from ._model import function_state as fs
 from ._model.code import pack, summarize
 from ._model.placement import Need, PlacementError, candidates_for, place, planned_without_capacity
+from ._model.releases import layer_failures
 from ._model.validation import FunctionModel, check, has_unknown
 from ._remote import commands as cmd
 from ._remote import fleetops as ops
 from ._remote.ssh import HostSpec
 from .fleet import Fleet
+from .layer import LayerVersion, layers_on_fleet
 
 Placement = Union[Sequence[str], Mapping[str, Any], PlacementArgs]
 Nested = Optional[Mapping[str, Any]]  # the plain-dict form every typed nested input also accepts
@@ -63,6 +67,7 @@ class FunctionArgs:
         log_config: Union[LogConfigArgs, Nested] = None,
         tags: Optional[Mapping[str, str]] = None,
         placement: Optional[Placement] = None,
+        layers: Optional[Sequence[Union[pulumi.Input[str], LayerVersion]]] = None,
     ) -> None:
         """
         :param code: A folder, a .zip/.tar.gz archive file, a ``pulumi.FileArchive``, or a ``pulumi.AssetArchive``
@@ -71,9 +76,12 @@ class FunctionArgs:
                except for runtime custom-container. Default none.
         :param function_name: 1-64 letters, digits, '_' or '-', starting with a letter or '_'. Changing it replaces
                the function. Default: the resource name.
-        :param runtime: python3.10, python3.11, python3.12 (built-in: handler(event, context)), custom /
-               custom.debian12 (your own HTTP server in the code, see custom_runtime_config), or custom-container
-               (your own image, see custom_container_config). Default "python3.11".
+        :param runtime: Built-in (handler(event, context), each on its own interpreter): python3.9 (Debian 11),
+               python3.11 (Debian 12), python3.13 (Debian 13), nodejs18 (Debian 12), nodejs20 (Debian 13);
+               python3.10 and python3.12 only where FleetArgs.runtime_images maps them to an image of your own (no
+               Debian release ships them; refused at preview otherwise). custom / custom.debian12 (your own HTTP
+               server in the code, see custom_runtime_config), or custom-container (your own image, see
+               custom_container_config). Default "python3.11".
         :param handler: "module.function", called as handler(event, context). Default "index.handler".
         :param description: Free text, up to 256 characters; changing it recycles no instance. Default "".
         :param memory_size: MB, 128-32768, a multiple of 64; the container's hard memory limit. Default 128.
@@ -123,6 +131,12 @@ class FunctionArgs:
                match, picked by free capacity (hosts with "capacity" declared on the fleet, or reported by the
                agent). Stable: hosts that run the function keep it while they qualify. Default: every host of the
                fleet.
+        :param layers: Up to 5 layers, as ``fc.LayerVersion`` resources or their ARNs
+               ("acs:fc:local:fleet:layers/NAME/versions/N"), merged read-only into /opt; on a name clash the
+               first-listed wins. On the built-in runtimes /opt/python is on the Python path, /opt/bin on PATH and
+               /opt/lib on LD_LIBRARY_PATH; custom runtimes get /opt mounted and no path. A layer whose
+               compatible_runtime excludes ``runtime``, or that does not exist on the fleet, fails at preview.
+               Default none.
         """
         self.code = code
         self.function_name, self.runtime, self.handler, self.description = function_name, runtime, handler, description
@@ -142,6 +156,7 @@ class FunctionArgs:
         self.log_config = nested("log_config", log_config, LogConfigArgs)
         self.tags = dict(tags or {})
         self.placement: Any = placement_input(placement)
+        self.layers = list(layers or [])
 
 
 def _host_info(conn: ops.FleetConnection, names: list[str]) -> dict[str, Optional[dict[str, Any]]]:
@@ -168,9 +183,26 @@ def _refuse_foreign(host: str, name: str, spec: Mapping[str, Any], existing: Opt
                              "another function_name")
 
 
+def _unbuilt_runtime(news: dict[str, Any]) -> list[tuple[str, str]]:
+    """python3.10 and python3.12 have no image built here (no Debian release ships them): refused unless the fleet
+    maps them to an image of the user's own. Checked once the fleet's connection is known."""
+    runtime, connection = news.get("runtime"), news.get("connection")
+    if runtime not in runtimes.NOT_BUILT or not isinstance(connection, dict) or has_unknown(connection):
+        return []
+    if runtime in (connection.get("runtime_images") or {}):
+        return []
+    return [("runtime", f"runtime: {runtime} cannot be built here (no Debian release ships it) and the fleet maps "
+                        f"it to no image; runtimes built here: {', '.join(runtimes.BUILT_HERE)}; or set "
+                        f"FleetArgs(runtime_images={{{runtime!r}: 'your/image:tag'}})")]
+
+
 class FunctionProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = check(FunctionModel, news)
+        failures += _unbuilt_runtime(news)
+        failures += [("layers", r) for r in layer_failures(news.get("layers"), news.get("runtime"),
+                                                           news.get("layer_runtimes"))]
+        failures += layers_on_fleet(news) if not any(p == "layers" for p, _ in failures) else []
         code_error = news.get("code_error")
         if isinstance(code_error, str) and not any(p == "code" for p, _ in failures):
             failures.insert(0, ("code", f"code: {code_error}"))  # reported even while other rules fail
@@ -346,6 +378,9 @@ class Function(pulumi.dynamic.Resource):
             "internet_access": args.internet_access, "custom_dns": args.custom_dns, "log_config": args.log_config,
             "tags": args.tags,
             "placement": args.placement,
+            "layers": [la.layer_version_arn if isinstance(la, LayerVersion) else la for la in args.layers],
+            "layer_runtimes": [la.compatible_runtime_input if isinstance(la, LayerVersion) else None
+                               for la in args.layers],
             "adopt": adopt,
             **fs.output_defaults(),
         }

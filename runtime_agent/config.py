@@ -6,10 +6,15 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+# Each built-in runtime runs its own interpreter, in an image built offline from a Debian release that ships it
+# (fc_lab/_images.py). No Debian release ships Python 3.10 or 3.12: those run only where runtime_images maps them
+# to an image of the user's own, never silently on another version.
 DEFAULT_RUNTIME_IMAGES = {
-    "python3.10": "fc-runtime/python3.11:latest",
-    "python3.11": "fc-runtime/python3.11:latest",
-    "python3.12": "fc-runtime/python3.11:latest",
+    "python3.9": "fc-runtime/python3.9:latest",  # Debian 11
+    "python3.11": "fc-runtime/python3.11:latest",  # Debian 12
+    "python3.13": "fc-runtime/python3.13:latest",  # Debian 13
+    "nodejs18": "fc-runtime/nodejs18:latest",  # Debian 12
+    "nodejs20": "fc-runtime/nodejs20:latest",  # Debian 13
     # Debian 12 with python3: what FC's custom.debian12 offers a user's own HTTP server.
     "custom": "fc-runtime/python3.11:latest",
     "custom.debian12": "fc-runtime/python3.11:latest",
@@ -41,6 +46,9 @@ class AgentConfig:
     head_timeout_seconds: float = 10.0
     keepalive_timeout_seconds: float = 60.0
     max_connections: int = 1024
+    # Seeds the draws that split an alias's traffic between its versions (null: OS entropy); set it to make a
+    # sequence of invocations route reproducibly.
+    routing_seed: int | None = None
 
     @classmethod
     def load(cls, path: Path) -> "AgentConfig":

@@ -24,9 +24,12 @@ from .instances.pool import FunctionPool
 from .observe.functionlog import FunctionLogs
 from .observe.metrics import Metrics
 from .observe.requestlog import RequestLog
+from .releases import Releases
 from .state.codestore import CodeStore
 from .state.keys import KeyStore
+from .state.layers import Layers
 from .state.store import FunctionRecord, InstanceRecord, Store
+from .state.versions import LATEST, QualifierResolver, Versions
 
 log = logging.getLogger("fc-agent")
 
@@ -50,10 +53,15 @@ class Agent:
         self.store = Store(config.database)
         self.code = CodeStore(config.code_dir)
         self.keys = KeyStore(config.access_keys_dir)  # whom the invoke API serves (api/auth.py verifies)
+        self.versions = Versions(config.database)
+        self.layers = Layers(config.database, self.code, config.state_dir / "layers")
+        self.qualifiers = QualifierResolver(self.versions, random.Random(config.routing_seed))
+        self.releases = Releases(self)
         self.room = HostRoom(Capacity(config.capacity_cpu, config.capacity_memory_mb), self._all_pools,
                              config.host_name)
-        # One pool per function, holding its record: the warm path reads functions from memory, SQLite is
-        # written on changes and read at start-up.
+        # One pool per function version (LATEST and each published one; keyed by FunctionRecord.pool_key),
+        # holding its record: the warm path reads functions from memory, SQLite is written on changes and read at
+        # start-up.
         self._pools: dict[str, FunctionPool] = {}
         self._pools_lock = threading.Lock()
         self._start_slots = threading.BoundedSemaphore(config.max_concurrent_starts)
@@ -74,26 +82,26 @@ class Agent:
     def close(self) -> None:
         self._stopping.set()
         self.store.close()
+        self.versions.close()
+        self.layers.close()
 
     def reconcile(self) -> None:
         """Re-adopts the containers this agent owns and its state accounts for; removes every other one."""
         records = {r.id: r for r in self.store.list_instances()}
-        functions = {f.name: f for f in self.store.list_functions()}
-        for fn in functions.values():
-            self._pool_for(fn)
+        for fn in self.store.list_functions() + [v.as_function() for v in self.versions.all()]:
+            self.open_pool(fn)
         adopted: set[str] = set()
         for container in self.driver.list_owned(self.config.host_name):
             rec = records.get(container.labels.get(INSTANCE_LABEL, ""))
-            fn = functions.get(rec.function) if rec else None
-            pool = self._pools.get(rec.function) if rec else None
+            pool = self._pools.get(rec.function) if rec else None  # an instance record names its pool's key
             if (
-                rec is None or fn is None or pool is None or not container.running
+                rec is None or pool is None or not container.running
                 or rec.generation != pool.generation or rec.container_id != container.id
             ):
                 log.info("reconcile: removing unaccounted container %s", container.id[:12])
                 self.driver.destroy(container.id)
                 continue
-            inst = self._new_instance(pool, fn, rec.id)
+            inst = self._new_instance(pool, pool.record, rec.id)
             inst.adopt(self.driver.inspect(container.id))  # inspect: the pid locates its freezer
             self.room.capacity.force_reserve(inst.id, pool.size)
             pool.add_adopted(inst)
@@ -102,7 +110,13 @@ class Agent:
             self.store.delete_instance(rec_id)
         if records or adopted:
             log.info("reconcile: re-adopted %d instance(s), forgot %d", len(adopted), len(set(records) - adopted))
-        self.code.remove_unused({f.code_checksum for f in functions.values()})
+        self.collect_code()
+
+    def collect_code(self) -> None:
+        """Removes code no function and no published version uses any more."""
+        records = self.store.list_functions() + [v.as_function() for v in self.versions.all()]
+        layers = self.layers.in_use(r.spec for r in records)
+        self.code.remove_unused({r.code_checksum for r in records if r.code_checksum} | layers)
 
     # functions ------------------------------------------------------------------------------------------------
     def put_function(self, name: str, spec: dict[str, Any]) -> FunctionRecord:
@@ -120,9 +134,12 @@ class Agent:
                                f"{self.config.host_name}; build or load it there first (no registry is reached)",
                                code="ImageNotFound")
         else:
+            specs.check_runtime_image(spec["runtime"], self.config.runtime_images, self.driver.has_image,
+                                      self.config.host_name)
             self.code.unpacked(checksum)  # verifies the upload before anything changes
+            spec["layer_checksums"] = self.layers.resolve(spec.get("layers") or [], spec["runtime"])
         record = self.store.put_function(name, spec, checksum)
-        self._pool_for(record)
+        self.open_pool(record)
         return record
 
     def get_function(self, name: str) -> FunctionRecord:
@@ -137,15 +154,20 @@ class Agent:
     def delete_function(self, name: str) -> None:
         if not self.store.delete_function(name):
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
+        for gone in [name] + [v.as_function().pool_key for v in self.versions.drop_function(name)]:
+            self.close_pool(gone)
+        self.collect_code()
+
+    def close_pool(self, key: str) -> None:
         with self._pools_lock:
-            pool = self._pools.pop(name, None)
+            pool = self._pools.pop(key, None)
         if pool:
             pool.shutdown()
-        self.code.remove_unused({f.code_checksum for f in self.store.list_functions()})
 
     def instances(self, name: str | None = None) -> list[dict[str, Any]]:
         return [
-            {"instance_id": i.id, "function_name": i.function, "state": i.state.value, "in_flight": i.in_flight,
+            {"instance_id": i.id, "function_name": i.function, "qualifier": p.record.qualifier,
+             "state": i.state.value, "in_flight": i.in_flight,
              "container_id": i.container.id if i.container else None, "resumes": i.resumes,
              "seconds": i.billing_seconds()}
             for p in self._all_pools() if name is None or p.function == name for i in p.instances
@@ -156,22 +178,22 @@ class Agent:
             return list(self._pools.values())
 
     def _pools_snapshot(self) -> list[dict[str, Any]]:
-        snapshot = []
+        """Per function, all its versions' pools together (metrics are labelled by function)."""
+        snapshot: dict[str, dict[str, Any]] = {}
         for pool in self._all_pools():
-            states: dict[str, int] = {}
-            seconds = {"active": 0.0, "hibernated": 0.0}
+            entry = snapshot.setdefault(pool.function, {"function": pool.function, "states": {}, "waiting": 0,
+                                                        "seconds": {"active": 0.0, "hibernated": 0.0}})
+            entry["waiting"] += pool.waiting
             for inst in pool.instances:
-                states[inst.state.value] = states.get(inst.state.value, 0) + 1
+                entry["states"][inst.state.value] = entry["states"].get(inst.state.value, 0) + 1
                 for key, value in inst.billing_seconds().items():
-                    seconds[key] += value
-            snapshot.append({"function": pool.function, "states": states, "waiting": pool.waiting,
-                             "seconds": seconds})
-        return snapshot
+                    entry["seconds"][key] += value
+        return list(snapshot.values())
 
-    def _pool_for(self, record: FunctionRecord) -> FunctionPool:
+    def open_pool(self, record: FunctionRecord) -> FunctionPool:
         generation = specs.generation_of(record.spec, record.code_checksum)
         with self._pools_lock:
-            old = self._pools.get(record.name)
+            old = self._pools.get(record.pool_key)
             if old is not None and old.generation == generation:
                 old.record = record  # same instances; the record's times, tags or description moved on
                 return old
@@ -185,7 +207,7 @@ class Agent:
                 start_instance=lambda inst, reserve: self._start_instance(inst, record, reserve),
                 host=self.room,
             )
-            self._pools[record.name] = pool
+            self._pools[record.pool_key] = pool
         if old is not None:
             old.shutdown()
         return pool
@@ -199,11 +221,11 @@ class Agent:
             concurrency=pool.concurrency,
             port=specs.port(record.spec),
             driver=self.driver,
-            on_state=self._persist_state,
+            on_state=lambda inst: self._persist_state(inst, pool.key),
             hooks=specs.hooks(record.spec),
         )
 
-    def _persist_state(self, inst: Instance) -> None:
+    def _persist_state(self, inst: Instance, pool_key: str) -> None:
         """Writes what a restarted agent needs. READY and BUSY are one durable state: the warm path never touches
         SQLite (a write per invocation costs a WAL checkpoint's fsync now and then: tens of ms at p99)."""
         durable = InstanceState.READY if inst.state is InstanceState.BUSY else inst.state
@@ -214,19 +236,20 @@ class Agent:
             self.store.delete_instance(inst.id)
         elif durable in (InstanceState.READY, InstanceState.DRAINING, InstanceState.FROZEN) and inst.container:
             self.store.put_instance(InstanceRecord(
-                inst.id, inst.function, inst.generation, inst.container.id, inst.container.address,
+                inst.id, pool_key, inst.generation, inst.container.id, inst.container.address,
                 durable.value, time.time(),
             ))
 
     def _container_spec(self, inst: Instance, record: FunctionRecord) -> ContainerSpec:
         spec = record.spec
         if specs.is_container(spec):
-            image, code_dir = specs.server_config(spec)["image"], None
+            image, code_dir, opt_dir = specs.server_config(spec)["image"], None, None
         else:
             image = self.config.runtime_images.get(spec["runtime"])
             if not image:
                 raise InstanceStartError(f"no image is configured for runtime {spec['runtime']}")
             code_dir = self.code.unpacked(record.code_checksum)
+            opt_dir = self.layers.opt_dir(spec.get("layer_checksums") or [])
         network = "bridge"
         if spec.get("internet_access") is False:
             network = NO_INTERNET_NETWORK
@@ -237,7 +260,8 @@ class Agent:
                     raise InstanceStartError(str(exc)) from exc
                 self._networks.add(network)
         return specs.container_spec(record.name, spec, instance_id=inst.id, host_name=self.config.host_name,
-                                    image=image, code_dir=code_dir, network=network)
+                                    image=image, code_dir=code_dir, network=network, qualifier=record.qualifier,
+                                    opt_dir=opt_dir)
 
     def _start_instance(self, inst: Instance, record: FunctionRecord, reserve: bool) -> None:
         spec = self._container_spec(inst, record)
@@ -245,20 +269,26 @@ class Agent:
             inst.start(spec, self.config.start_timeout_seconds, reserve=reserve)
 
     # invocation -----------------------------------------------------------------------------------------------
-    def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool) -> InvokeResult:
-        pool = self._pools.get(name)
-        if pool is None:
+    def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool,
+               qualifier: str | None = None) -> InvokeResult:
+        """Runs one invocation on the version ``qualifier`` resolves to (LATEST, a version id, an alias)."""
+        if name not in self._pools:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
+        version = self.qualifiers.resolve(name, qualifier)
+        pool = self._pools.get(name if version == LATEST else f"{name}:{version}")
+        if pool is None:
+            raise NotFound(f"version {version} of function {name} does not exist on host {self.config.host_name}",
+                           code="VersionNotFound")
         record = pool.record
         timeout = float(record.spec.get("timeout", 3))
-        base = {"x-fc-request-id": request_id}
+        base = {"x-fc-request-id": request_id, "x-fc-invocation-service-version": version}
         if record.code_checksum:  # a container function has no code
             base["x-fc-code-checksum"] = record.code_checksum
         started = time.perf_counter()
         counters = self.metrics.of(name)
         counters.invocations.inc()
         try:
-            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base)
+            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base, qualifier or LATEST)
         except Throttled:
             counters.throttled.inc()
             raise
@@ -268,7 +298,7 @@ class Agent:
         return result
 
     def _invoke(self, pool: FunctionPool, record: FunctionRecord, body: bytes, request_id: str, log_tail: bool,
-                timeout: float, base: dict[str, str]) -> InvokeResult:
+                timeout: float, base: dict[str, str], qualifier: str) -> InvokeResult:
         try:
             inst, kind = pool.acquire()
         except InitializerFailed as exc:  # FC reports it like a function error: 200 with the error JSON
@@ -277,7 +307,8 @@ class Agent:
         recycle = False
         headers = {**base, "x-fc-instance-id": inst.id}
         try:
-            reply = inst.call("/invoke", body, {"x-fc-request-id": request_id}, timeout)
+            # The runtime learns the qualifier asked for (an alias, say); its pool's version is in FC_QUALIFIER.
+            reply = inst.call("/invoke", body, {"x-fc-request-id": request_id, "x-fc-qualifier": qualifier}, timeout)
         except InvocationTimeout:
             recycle = True
             return InvokeResult(200, {**headers, "x-fc-error-type": "UnhandledInvocationError"}, json.dumps({
@@ -299,7 +330,7 @@ class Agent:
         self.request_log.record(request_id, record.name, inst.id, reply.headers.get("x-fc-log-result"))
         if record.spec.get("log_config"):
             self.function_logs.append(record.spec["log_config"], request_id=request_id, function=record.name,
-                                      qualifier="LATEST", instance_id=inst.id,
+                                      qualifier=record.qualifier, instance_id=inst.id,
                                       tail_b64=reply.headers.get("x-fc-log-result"))
         if log_tail and "x-fc-log-result" in reply.headers:
             headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]
@@ -312,7 +343,7 @@ class Agent:
             with self._pools_lock:
                 pools = list(self._pools.values())
             for pool in pools:
-                if self._pools.get(pool.function) is not pool:
+                if self._pools.get(pool.key) is not pool:
                     continue  # deleted or replaced since the snapshot: never pre-warm a retired pool
                 try:
                     self._tend(pool, pool.record)
@@ -333,8 +364,8 @@ class Agent:
             threading.Thread(target=self._prewarm_one, args=(pool, inst), name=f"prewarm-{inst.id}",
                              daemon=True).start()
         # min_instances are a commitment: evict for them (at most every few seconds per function).
-        if short and time.monotonic() - self._making_room.get(pool.function, -ROOM_RETRY) >= ROOM_RETRY:
-            self._making_room[pool.function] = time.monotonic()
+        if short and time.monotonic() - self._making_room.get(pool.key, -ROOM_RETRY) >= ROOM_RETRY:
+            self._making_room[pool.key] = time.monotonic()
             threading.Thread(target=self._room_for_min_instances, args=(pool,), name=f"room-{pool.function}",
                              daemon=True).start()
 
@@ -344,7 +375,7 @@ class Agent:
         except Exception:  # noqa: BLE001 - logged; the next reaper pass tries again
             log.exception("making room for %s", pool.function)
         finally:
-            self._making_room[pool.function] = time.monotonic()
+            self._making_room[pool.key] = time.monotonic()
 
     @staticmethod
     def _replace_unhealthy(pool: FunctionPool, inst: Instance) -> None:

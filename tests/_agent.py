@@ -7,6 +7,7 @@ import secrets
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,9 +64,12 @@ def invoke_url(conn: ops.FleetConnection, name: str) -> str:
     return f"http://{conn.hosts[0].address}:{conn.invoke_port}/2023-03-30/functions/{name}/invocations"
 
 
-def deploy(conn: ops.FleetConnection, tmp: Path, name: str, source: str, **spec: object) -> str:
+def deploy(conn: ops.FleetConnection, tmp: Path, name: str, source: str, *, filename: str = "index.py",
+           **spec: object) -> str:
+    """``source`` as ``filename`` (index.py; index.js for Node.js) in a code package, deployed as function ``name``
+    (python3.11 unless ``spec`` says otherwise); returns its invoke URL."""
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "index.py").write_text(source)
+    (tmp / filename).write_text(source)
     package = pack_code(tmp)
     with ops.agent_session(conn, conn.hosts[0]) as (ssh, agent):
         ssh.put_bytes(package.data, code_archive(package.checksum))
@@ -81,8 +85,11 @@ def deploy_container(conn: ops.FleetConnection, name: str, **spec: object) -> st
 
 
 def post(url: str, body: bytes = b"", headers: dict[str, str] | None = None, *,
-         key: Credentials | None = TEST_KEY, method: str = "POST"):
-    """One invoke-API request, signed with ``key`` (None: unsigned); returns (status, headers, body)."""
+         key: Credentials | None = TEST_KEY, method: str = "POST", qualifier: str | None = None):
+    """One invoke-API request, signed with ``key`` (None: unsigned), ``qualifier``: FC's ``?qualifier=`` (a version
+    id or an alias); returns (status, headers, body)."""
+    if qualifier is not None:
+        url = f"{url}?{urllib.parse.urlencode({'qualifier': qualifier})}"
     headers = dict(headers or {})
     if key is not None:
         headers = sign(key, method, url, body, headers)

@@ -26,6 +26,7 @@ LAYERS = [
     ("runtime_agent.instances", "agent instances", 3),
     ("runtime_agent.events", "agent events", 4),
     ("runtime_agent.service", "agent service", 5),
+    ("runtime_agent.releases", "agent service", 5),  # versions published and retired: composed by the facade
     ("runtime_agent.api", "agent api", 6),
     ("runtime_agent.__main__", "agent main", 7),
     # the provider, from the bottom up

@@ -18,7 +18,7 @@ RULES = [
     ({"function_name": "1abc"}, "function_name", "starting with a letter"),
     ({"function_name": "a" * 65}, "function_name", "1-64 characters"),
     ({"function_name": "has space"}, "function_name", "letters, digits"),
-    ({"runtime": "nodejs20"}, "runtime", "python3.10"),
+    ({"runtime": "nodejs12"}, "runtime", "python3.9, python3.11, python3.13, nodejs18, nodejs20"),
     ({"handler": "nodot"}, "handler", "pattern"),
     ({"memory_size": 64}, "memory_size", "greater than or equal to 128"),
     ({"memory_size": 200}, "memory_size", "multiple of 64"),

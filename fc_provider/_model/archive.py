@@ -85,10 +85,16 @@ def pack_code(path: str | os.PathLike[str]) -> Package:
     with tempfile.TemporaryDirectory() as tmp:
         if zipfile.is_zipfile(src):
             with zipfile.ZipFile(src) as zf:
+                for name in zf.namelist():  # extractall would drop the '..' silently: refuse instead (zip-slip)
+                    if name.startswith("/") or ".." in Path(name.replace("\\", "/")).parts:
+                        raise ValueError(f"archive {src} has an entry escaping its root (zip-slip): {name!r}")
                 zf.extractall(tmp)
         elif tarfile.is_tarfile(src):
             with tarfile.open(src) as tf:
-                tf.extractall(tmp, filter="data")
+                try:
+                    tf.extractall(tmp, filter="data")
+                except tarfile.FilterError as exc:
+                    raise ValueError(f"archive {src} has an entry escaping its root (zip-slip): {exc}") from exc
         else:
             raise ValueError(f"code path {src} is neither a folder nor a zip or tar archive")
         return pack_trees([(Path(tmp), "")])

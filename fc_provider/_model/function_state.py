@@ -15,12 +15,12 @@ from .validation import UNKNOWN, FunctionModel, has_unknown
 SPEC_KEYS = ("description", "runtime", "handler", "memory_size", "cpu", "timeout", "disk_size",
              "instance_concurrency", "max_instances", "min_instances", "hibernation", "instance_lifecycle_config",
              "custom_runtime_config", "custom_container_config", "environment_variables", "internet_access",
-             "custom_dns", "log_config", "tags")
+             "custom_dns", "log_config", "tags", "layers")
 OUTPUT_KEYS = ("function_id", "function_arn", "code_size", "hosts", "invoke_endpoints", "created_time",
                "last_modified_time", "state")
 # Inputs that decide nothing on a host: where the code sits (its checksum counts), why it failed to pack (check
 # reports it), and how to reach the fleet (a rotated key or token changes no function).
-NOT_DIFFED = {"code", "code_error", "connection"}  # and "adopt", which matters to create only
+NOT_DIFFED = {"code", "code_error", "connection", "layer_runtimes"}  # and "adopt", which matters to create only
 DIFFED = tuple(k for k in FunctionModel.model_fields if k not in NOT_DIFFED)
 REPLACE_ON = ("function_name",)
 INPUT_KEYS = tuple(FunctionModel.model_fields) + ("code", "connection", "adopt")

@@ -6,7 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+import pulumi
+import pulumi.output
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
+
+from fc_common import runtimes
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.dynamic's marker for a value unknown at preview
 
@@ -143,14 +147,13 @@ def _tags(v: dict[str, str]) -> dict[str, str]:
     return v
 
 
-RUNTIMES = ("python3.10", "python3.11", "python3.12", "custom", "custom.debian12", "custom-container")
+RUNTIMES = runtimes.ALL
 
 
 class FunctionModel(_Strict):
     function_name: str
     description: str = Field(default="", max_length=256)
-    runtime: Literal["python3.10", "python3.11", "python3.12", "custom", "custom.debian12",
-                     "custom-container"] = "python3.11"
+    runtime: str = "python3.11"
     handler: str = Field(default="index.handler", pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     memory_size: int = Field(default=128, ge=128, le=32768, multiple_of=64)
     cpu: float | None = Field(default=None, ge=0.05, le=16)
@@ -169,6 +172,10 @@ class FunctionModel(_Strict):
     log_config: LogConfigModel | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     placement: list[str] | SelectorPlacementModel | None = None
+    # Layer version ARNs, first-listed first (the rules, which take each entry on its own: releases.layer_failures)
+    # and, aligned with them, the compatible_runtime of those declared as LayerVersion objects (None elsewhere).
+    layers: list[str] = Field(default_factory=list)
+    layer_runtimes: list[list[str] | None] | None = None
     # Set by the program from `code`: the package's sha256, or why the code could not be packed.
     code_checksum: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     code_error: str | None = None
@@ -178,6 +185,14 @@ class FunctionModel(_Strict):
     def _name(cls, v: str) -> str:
         if not FUNCTION_NAME.match(v):
             raise ValueError("must be 1-64 characters of letters, digits, '_' or '-', starting with a letter or '_'")
+        return v
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, v: str) -> str:
+        if v not in runtimes.ALL:
+            raise ValueError(f"{v!r} is not a runtime; one of {', '.join(runtimes.BUILT_HERE)} (images built here), or "
+                             f"{', '.join(runtimes.NOT_BUILT)} mapped to your own image in FleetArgs.runtime_images")
         return v
 
     @field_validator("cpu")
@@ -225,6 +240,8 @@ class FunctionModel(_Strict):
             raise ValueError("custom_runtime_config (command, args, port) is required for a custom runtime")
         if container and self.custom_container_config is None:
             raise ValueError("custom_container_config (image, port) is required for runtime custom-container")
+        if container and self.layers:
+            raise ValueError("layers are not for runtime custom-container: the image brings what it needs")
         if not container and self.custom_container_config is not None:
             raise ValueError("custom_container_config is only for runtime custom-container")
         if container and self.custom_runtime_config is not None:
@@ -233,7 +250,7 @@ class FunctionModel(_Strict):
             raise ValueError(f"code: {self.code_error}")
         if not container and self.code_checksum is None:
             raise ValueError(f"code is required for runtime {self.runtime} (only custom-container runs without it)")
-        if self.instance_concurrency != 1 and self.runtime.startswith("python"):
+        if self.instance_concurrency != 1 and self.runtime in runtimes.BUILTIN:
             raise ValueError("instance_concurrency must be 1 for built-in runtimes")
         if self.hibernation and self.min_instances < 1:
             raise ValueError("hibernation needs min_instances of 1 or more (only kept instances hibernate)")
@@ -243,7 +260,9 @@ class FunctionModel(_Strict):
 
 
 def has_unknown(value: Any) -> bool:
-    if value == UNKNOWN:
+    """An unknown arrives as the marker string, or inside a list as an output value (another resource's output
+    that is still to be computed, e.g. a LayerVersion's ARN in ``layers``)."""
+    if isinstance(value, (pulumi.Output, pulumi.output.Unknown)) or value == UNKNOWN:
         return True
     if isinstance(value, dict):
         return any(has_unknown(v) for v in value.values())

@@ -128,3 +128,57 @@ class AgentClient:
             return False
         self._check(status, data)
         return True
+
+    # versions and aliases (runtime_agent/api/versions.py)
+    def next_version_id(self, name: str) -> int:
+        return int(self._check(*self._request("GET", f"/v1/functions/{quote(name)}/versions/next"))["version_id"])
+
+    def publish_version(self, name: str, description: str, version_id: str | None = None) -> dict[str, Any]:
+        body = {"description": description, **({"version_id": version_id} if version_id else {})}
+        return self._check(*self._request("POST", f"/v1/functions/{quote(name)}/versions", body))
+
+    def list_versions(self, name: str) -> list[dict[str, Any]]:
+        return self._check(*self._request("GET", f"/v1/functions/{quote(name)}/versions"))["versions"]
+
+    def get_version(self, name: str, version_id: str) -> dict[str, Any] | None:
+        status, data = self._request("GET", f"/v1/functions/{quote(name)}/versions/{quote(version_id)}")
+        return None if status == 404 else self._check(status, data)
+
+    def delete_version(self, name: str, version_id: str) -> bool:
+        status, data = self._request("DELETE", f"/v1/functions/{quote(name)}/versions/{quote(version_id)}")
+        if status == 404:
+            return False
+        self._check(status, data)
+        return True
+
+    def put_alias(self, name: str, alias: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._check(*self._request("PUT", f"/v1/functions/{quote(name)}/aliases/{quote(alias)}", body))
+
+    def get_alias(self, name: str, alias: str) -> dict[str, Any] | None:
+        status, data = self._request("GET", f"/v1/functions/{quote(name)}/aliases/{quote(alias)}")
+        return None if status == 404 else self._check(status, data)
+
+    def delete_alias(self, name: str, alias: str) -> bool:
+        status, data = self._request("DELETE", f"/v1/functions/{quote(name)}/aliases/{quote(alias)}")
+        if status == 404:
+            return False
+        self._check(status, data)
+        return True
+
+    # layer versions (runtime_agent/api/layers.py)
+    def next_layer_version(self, name: str) -> int:
+        return int(self._check(*self._request("GET", f"/v1/layers/{quote(name)}/versions/next"))["version"])
+
+    def put_layer_version(self, name: str, version: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self._check(*self._request("PUT", f"/v1/layers/{quote(name)}/versions/{version}", body))
+
+    def get_layer_version(self, name: str, version: int) -> dict[str, Any] | None:
+        status, data = self._request("GET", f"/v1/layers/{quote(name)}/versions/{version}")
+        return None if status == 404 else self._check(status, data)
+
+    def delete_layer_version(self, name: str, version: int) -> bool:
+        status, data = self._request("DELETE", f"/v1/layers/{quote(name)}/versions/{version}")
+        if status == 404:
+            return False
+        self._check(status, data)
+        return True

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 from .. import __version__
 from ..errors import AgentError, BadRequest, NotFound, Unauthorized, error_body
 from ..service import Agent, new_request_id
+from . import layers as layers_api
+from . import versions as versions_api
 from .invoke import InvokeServer
 
 log = logging.getLogger("fc-agent")
@@ -91,8 +93,40 @@ class ControlHandler(_Handler):
     def do_DELETE(self) -> None:
         self._dispatch(self._delete)
 
+    def do_POST(self) -> None:
+        self._dispatch(self._post)
+
+    def _json_body(self) -> Any:
+        try:
+            return json.loads(self._body() or b"{}")
+        except ValueError as exc:
+            raise BadRequest(f"body is not JSON: {exc}") from exc
+
+    def _routed(self) -> bool:
+        """Answers a route of a subsystem (versions and aliases, layers); False when the path is none of theirs."""
+        path = urlsplit(self.path).path
+        for subsystem in (versions_api, layers_api):
+            answer = subsystem.route(self.agent, self.command, path, self._json_body)
+            if answer is not None:
+                break
+        else:
+            return False
+        status, payload = answer
+        if payload is None:
+            self._send(status, b"")
+        else:
+            self._send_json(status, payload)
+        return True
+
+    def _post(self, request_id: str) -> None:
+        self._authorize()
+        if not self._routed():
+            raise NotFound(f"no route {urlsplit(self.path).path}", code="NotFound")
+
     def _get(self, request_id: str) -> None:
         self._authorize()
+        if self._routed():
+            return
         path = urlsplit(self.path).path
         if path == "/healthz":
             return self._send_json(200, {"status": "ok"})
@@ -117,13 +151,11 @@ class ControlHandler(_Handler):
 
     def _put(self, request_id: str) -> None:
         self._authorize()
+        if self._routed():
+            return
         path = urlsplit(self.path).path
         if m := FUNCTION_PATH.match(path):
-            try:
-                spec = json.loads(self._body() or b"{}")
-            except ValueError as exc:
-                raise BadRequest(f"body is not JSON: {exc}") from exc
-            return self._send_json(200, self.agent.put_function(m.group(1), spec).to_json())
+            return self._send_json(200, self.agent.put_function(m.group(1), self._json_body()).to_json())
         if m := ACCESS_KEY_PATH.match(path):
             try:
                 return self._send_json(200, self.agent.keys.put(m.group(1), json.loads(self._body())).describe())
@@ -133,6 +165,8 @@ class ControlHandler(_Handler):
 
     def _delete(self, request_id: str) -> None:
         self._authorize()
+        if self._routed():
+            return
         path = urlsplit(self.path).path
         if m := FUNCTION_PATH.match(path):
             self.agent.delete_function(m.group(1))

@@ -21,12 +21,12 @@ import logging
 import socket
 import socketserver
 import threading
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qs, parse_qsl, unquote
 
-from fc_common.policy import ALL_FUNCTIONS
 from fc_common.naming import function_arn
+from fc_common.policy import ALL_FUNCTIONS
 
-from ..errors import AgentError, BadRequest, NotFound, error_body
+from ..errors import AgentError, BadRequest, error_body
 from ..service import Agent, InvokeResult, new_request_id
 from ..wire import BodyTooLarge, Message, PeerClosed, Wire, WireError, response_head
 from . import fcread
@@ -97,7 +97,8 @@ class _Connection(socketserver.BaseRequestHandler):
                 name = unquote(name)
                 self.auth.authorize(key, "fc:InvokeFunction", function_arn(name))
                 return self.agent.invoke(name, request.body, request_id=request_id,
-                                         log_tail=request.headers.get("x-fc-log-type") == "Tail")
+                                         log_tail=request.headers.get("x-fc-log-type") == "Tail",
+                                         qualifier=_qualifier(query_string))
         if method == "GET" and (path == FUNCTIONS or path.startswith(PREFIX) and "/" not in path[len(PREFIX):]):
             key = self.auth.verify(method, target, request.headers, request.body)
             if path == FUNCTIONS:
@@ -116,6 +117,16 @@ class _Connection(socketserver.BaseRequestHandler):
     def _reply(wire: Wire, exc: AgentError, request_id: str, *, close: bool) -> None:
         body = error_body(exc, request_id)
         wire.send(response_head(exc.status, {**_JSON, "x-fc-request-id": request_id}, len(body), close=close) + body)
+
+
+def _qualifier(query: str) -> str | None:
+    """``?qualifier=`` (LATEST, a version id or an alias name); None when absent."""
+    if not query:
+        return None
+    if query.startswith("qualifier=") and not any(c in query for c in "&%+"):
+        return query[10:] or None  # the common form, without parse_qs's cost (a few microseconds)
+    values = parse_qs(query).get("qualifier")
+    return values[0] if values else None
 
 
 class InvokeServer(socketserver.ThreadingTCPServer):

@@ -131,7 +131,8 @@ class HostRoom:
         what its instances reserve now."""
         committed_cpu, committed_memory = 0.0, 0
         for pool in self._pools():
-            n = max(int(pool.record.spec.get("min_instances") or 0), 1)
+            # LATEST commits one instance at least; a published version only what it keeps (min_instances).
+            n = max(int(pool.record.spec.get("min_instances") or 0), 0 if pool.record.version else 1)
             committed_cpu += n * pool.size.cpu
             committed_memory += n * pool.size.memory_mb
         return {"capacity": self.capacity.total.to_json(),

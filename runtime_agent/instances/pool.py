@@ -69,6 +69,7 @@ class FunctionPool:
     ) -> None:
         self.record = record
         self.function = record.name
+        self.key = record.pool_key  # the agent's key of this pool: one per function version
         self.size = Size.of(record.spec)
         self.generation = generation
         self.concurrency = concurrency

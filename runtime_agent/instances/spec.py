@@ -2,8 +2,9 @@
 checks made before it is stored, an instance's size and port, and the container an instance runs in.
 
 Three kinds of function:
-- event functions on the built-in Python runtime (``python3.x``): our runtime mounted at ``/opt/fc-runtime``, the
-  code at ``/code``, one request per instance;
+- event functions on a built-in runtime (``python3.x``, ``nodejs18``, ``nodejs20``): our runtime (runtime.py or
+  runtime.js) mounted at ``/opt/fc-runtime``, the code at ``/code``, layers merged at ``/opt``, one request per
+  instance;
 - web functions on a custom runtime (``custom``, ``custom.debian12``): the user's HTTP server started from the code
   folder with ``custom_runtime_config.command``;
 - custom-container functions (``custom-container``): the user's image with its own entrypoint and command; no code
@@ -16,20 +17,22 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from fc_common import runtimes
 from fc_common.sizing import Size
 
-from ..errors import BadRequest
+from ..errors import BadRequest, Conflict
 from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerSpec
 from .lifecycle import LifecycleHooks
 
 RUNTIME_PORT = 9000
 STARTUP_CPU = 1.0  # CPU boost while an instance starts; its own limit applies once it answers
 BOOTSTRAP_DIR = Path(__file__).parent.parent / "bootstrap"
-BUILTIN_RUNTIMES = frozenset({"python3.10", "python3.11", "python3.12"})
-CUSTOM_RUNTIMES = frozenset({"custom", "custom.debian12"})  # the user's own HTTP server, from the code folder
-CONTAINER_RUNTIME = "custom-container"
+NODE_RUNTIMES = frozenset(runtimes.NODEJS)
+BUILTIN_RUNTIMES = frozenset(runtimes.BUILTIN)  # each runs where runtime_images names an image for it
+CUSTOM_RUNTIMES = frozenset(runtimes.CUSTOM)  # the user's own HTTP server, from the code folder
+CONTAINER_RUNTIME = runtimes.CONTAINER
 RUNTIMES = BUILTIN_RUNTIMES | CUSTOM_RUNTIMES | {CONTAINER_RUNTIME}
 # Stored and returned, but not part of what an instance runs: changing them recycles nothing.
 NOT_IN_GENERATION = ("description", "tags")
@@ -39,7 +42,7 @@ _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 
 def _runtime_digest() -> str:
     digest = hashlib.sha256()
-    for path in sorted(BOOTSTRAP_DIR.glob("*.py")):
+    for path in sorted([*BOOTSTRAP_DIR.glob("*.py"), *BOOTSTRAP_DIR.glob("*.js")]):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -76,6 +79,8 @@ def validate(spec: dict[str, Any], checksum: Any) -> None:
     if runtime not in RUNTIMES:
         raise BadRequest(f"runtime {runtime!r} is not supported by this agent (one of {sorted(RUNTIMES)})")
     if is_container(spec):
+        if spec.get("layers"):
+            raise BadRequest("layers are not for runtime custom-container: the image brings what it needs")
         if checksum is not None:
             raise BadRequest("code_checksum must be absent or null for a custom-container function: it has no code")
         image = server_config(spec).get("image")
@@ -105,6 +110,17 @@ def validate(spec: dict[str, Any], checksum: Any) -> None:
             raise BadRequest("custom_dns.dns_options entries need a name: {\"name\": ..., \"value\": ...}")
 
 
+def check_runtime_image(runtime: str, images: dict[str, str], has_image: Callable[[str], bool], host: str) -> None:
+    """A built-in runtime runs only in its own image (runtime_images), never silently in another version's."""
+    image = images.get(runtime)
+    if not image:
+        raise BadRequest(f"runtime {runtime} has no image on host {host}; runtimes with one: "
+                         f"{', '.join(sorted(images))} (map it to an image of your own with runtime_images)")
+    if not has_image(image):
+        raise Conflict(f"runtime {runtime}'s image {image} is not on host {host}; load it there first "
+                       f"(`fc-lab images --runtime {runtime}` builds it offline)", code="ImageNotFound")
+
+
 def concurrency(spec: dict[str, Any]) -> int:
     """The built-in runtime serves one request per instance, as FC's does; web functions take their setting."""
     return max(1, int(spec.get("instance_concurrency") or 1)) if is_web(spec) else 1
@@ -132,8 +148,20 @@ def dns_settings(spec: dict[str, Any]) -> dict[str, list[str]]:
             "dns_opt": options}
 
 
+def layer_paths(runtime: str) -> dict[str, str]:
+    """Where a built-in runtime finds what layers put in /opt (FC's folders; Lambda's per-version forms too)."""
+    paths = {"PATH": "/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "LD_LIBRARY_PATH": "/code:/code/lib:/opt/lib:/usr/local/lib"}
+    if runtime in NODE_RUNTIMES:
+        paths["NODE_PATH"] = f"/opt/nodejs/node_modules:/opt/nodejs/node{runtime[6:]}/node_modules"
+    else:
+        paths["PYTHONPATH"] = f"/code:/opt/python:/opt/python/lib/{runtime}/site-packages"
+    return paths
+
+
 def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_name: str, image: str,
-                   code_dir: Path | None, network: str) -> ContainerSpec:
+                   code_dir: Path | None, network: str, qualifier: str = "LATEST",
+                   opt_dir: Path | None = None) -> ContainerSpec:
     """The hardened container of one instance: nobody (65534), read-only root, all capabilities dropped,
     no-new-privileges, memory, CPU and pids limits, a ``/tmp`` tmpfs of ``disk_size``."""
     env = {str(k): str(v) for k, v in (spec.get("environment_variables") or {}).items()}
@@ -142,6 +170,7 @@ def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_na
         "FC_FUNCTION_MEMORY_SIZE": str(spec.get("memory_size", 128)),
         "FC_FUNCTION_TIMEOUT": str(spec.get("timeout", 3)),
         "FC_INSTANCE_ID": instance_id,
+        "FC_QUALIFIER": qualifier,
     })
     size = Size.of(spec)
     config = server_config(spec)
@@ -157,12 +186,16 @@ def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_na
         env.update({"FC_FUNCTION_HANDLER": spec.get("handler", "index.handler"), "FC_FUNC_CODE_PATH": "/code",
                     "FC_RUNTIME_PORT": str(RUNTIME_PORT), "PYTHONDONTWRITEBYTECODE": "1"})
         binds = {str(code_dir): "/code", str(BOOTSTRAP_DIR): "/opt/fc-runtime"}
+        if opt_dir is not None:  # the merged layers; docker mounts /opt before /opt/fc-runtime (shallower first)
+            binds[str(opt_dir)] = "/opt"
         working_dir = "/code"
-        if spec["runtime"] in CUSTOM_RUNTIMES:
+        if spec["runtime"] in CUSTOM_RUNTIMES:  # FC mounts /opt for custom runtimes but adds no search path
             env["FC_SERVER_PORT"] = str(port(spec))
             command = [*config["command"], *(config.get("args") or [])]
         else:
-            command = ["python3", "-u", "/opt/fc-runtime/runtime.py"]
+            env.update(layer_paths(spec["runtime"]))
+            command = (["node", "/opt/fc-runtime/runtime.js"] if spec["runtime"] in NODE_RUNTIMES
+                       else ["python3", "-u", "/opt/fc-runtime/runtime.py"])
     return ContainerSpec(
         name=f"fc-{instance_id}",
         image=image,

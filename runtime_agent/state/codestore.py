@@ -37,8 +37,13 @@ class CodeStore:
         staging = self.root / f".{checksum}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o755)
-        with tarfile.open(archive) as tar:
-            _safe_extract(tar, staging)
+        try:
+            with tarfile.open(archive) as tar:
+                _safe_extract(tar, staging)
+        except (BadRequest, tarfile.TarError) as exc:  # zip-slip: an entry escaping the package's root, or a link out
+            shutil.rmtree(staging, ignore_errors=True)
+            archive.unlink()
+            raise BadRequest(f"package {checksum} is refused: {exc}", code="InvalidPackage") from exc
         for dirpath, dirnames, filenames in os.walk(staging):
             os.chmod(dirpath, 0o755)  # instances run as nobody and must read the code
             for f in filenames:

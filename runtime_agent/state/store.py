@@ -41,6 +41,17 @@ class FunctionRecord:
     code_checksum: str | None  # None: a custom-container function, which has no code
     created_time: float
     last_modified_time: float
+    version: str | None = None  # None: LATEST; else the published version this record is a snapshot of
+
+    @property
+    def qualifier(self) -> str:
+        return self.version or "LATEST"
+
+    @property
+    def pool_key(self) -> str:
+        """Each version has its own instance pool: "name" for LATEST, "name:3" for version 3 (":" is not allowed
+        in function names)."""
+        return f"{self.name}:{self.version}" if self.version else self.name
 
     def to_json(self) -> dict[str, Any]:
         return {
