@@ -16,6 +16,18 @@ from ._errors import (
     HostUnreachable,
     RemoteCommandFailed,
 )
+from ._inputs import (
+    CustomContainerConfigArgs,
+    CustomDnsArgs,
+    CustomRuntimeConfigArgs,
+    DnsOptionArgs,
+    HealthCheckConfigArgs,
+    HostCapacityArgs,
+    InstanceLifecycleConfigArgs,
+    LifecycleHookArgs,
+    LogConfigArgs,
+    PlacementArgs,
+)
 from ._model.placement import PlacementError
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
@@ -23,7 +35,11 @@ from .function import Function, FunctionArgs, FunctionExists
 __all__ = [
     "AgentAPIError",
     "AuthenticationFailed",
+    "CustomContainerConfigArgs",
+    "CustomDnsArgs",
+    "CustomRuntimeConfigArgs",
     "DeployLocked",
+    "DnsOptionArgs",
     "FcProviderError",
     "Fleet",
     "FleetArgs",
@@ -31,10 +47,16 @@ __all__ = [
     "Function",
     "FunctionArgs",
     "FunctionExists",
+    "HealthCheckConfigArgs",
     "HostArgs",
+    "HostCapacityArgs",
     "HostError",
     "HostKeyMismatch",
     "HostUnreachable",
+    "InstanceLifecycleConfigArgs",
+    "LifecycleHookArgs",
+    "LogConfigArgs",
+    "PlacementArgs",
     "PlacementError",
     "RemoteCommandFailed",
 ]

@@ -6,7 +6,7 @@ import hashlib
 import json
 import secrets
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import pulumi
 from pulumi.dynamic import (
@@ -20,6 +20,7 @@ from pulumi.dynamic import (
 )
 
 from ._errors import FcProviderError, brief_errors
+from ._inputs import HostCapacityArgs, nested
 from ._model.bundle import agent_version
 from ._model.validation import FleetModel, check
 from ._remote import commands as cmd
@@ -35,7 +36,8 @@ class HostArgs:
     """One host of the fleet, reached over SSH."""
 
     def __init__(self, *, name: str, address: str, host_public_key: str, port: int = 22, user: str = "root",
-                 labels: Optional[Mapping[str, str]] = None, capacity: Optional[Mapping[str, float]] = None) -> None:
+                 labels: Optional[Mapping[str, str]] = None,
+                 capacity: Union[HostCapacityArgs, Mapping[str, float], None] = None) -> None:
         """
         :param name: A unique name for the host within the fleet (shown in every error about it).
         :param address: The address SSH connects to.
@@ -44,13 +46,13 @@ class HostArgs:
         :param port: The SSH port. Default 22.
         :param user: The SSH user; it must be able to run Docker. Default "root".
         :param labels: Labels for placement selectors. Default none.
-        :param capacity: What functions may reserve on this host, {"cpu": vCPUs > 0, "memory_mb": MB >= 128}. The
-               agent starts no instance past it, and placement counts it. Default: what the agent detects (all
-               CPUs, all memory).
+        :param capacity: ``fc.HostCapacityArgs`` or the same as a dict: what functions may reserve on this host,
+               {"cpu": vCPUs > 0, "memory_mb": MB >= 128}. The agent starts no instance past it, and placement
+               counts it. Default: what the agent detects (all CPUs, all memory).
         """
         self.name, self.address, self.host_public_key = name, address, host_public_key
         self.port, self.user, self.labels = port, user, dict(labels or {})
-        self.capacity = dict(capacity) if capacity is not None else None
+        self.capacity = nested("capacity", capacity, HostCapacityArgs, empty_is_unset=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "host_public_key": self.host_public_key,

@@ -16,6 +16,16 @@ from pulumi.dynamic import (
 )
 
 from ._errors import AgentAPIError, FcProviderError, HostUnreachable, brief_errors
+from ._inputs import (
+    CustomContainerConfigArgs,
+    CustomDnsArgs,
+    CustomRuntimeConfigArgs,
+    InstanceLifecycleConfigArgs,
+    LogConfigArgs,
+    PlacementArgs,
+    nested,
+    placement_input,
+)
 from ._model import function_state as fs
 from ._model.code import pack, summarize
 from ._model.placement import Need, PlacementError, candidates_for, place, planned_without_capacity
@@ -25,7 +35,8 @@ from ._remote import fleetops as ops
 from ._remote.ssh import HostSpec
 from .fleet import Fleet
 
-Placement = Union[Sequence[str], Mapping[str, Any]]
+Placement = Union[Sequence[str], Mapping[str, Any], PlacementArgs]
+Nested = Optional[Mapping[str, Any]]  # the plain-dict form every typed nested input also accepts
 
 # Pulumi calls a dynamic provider's read for an import with neither inputs nor state, so the provider cannot even
 # be loaded (pulumi/pulumi#16175): `pulumi import` and ResourceOptions(import_=...) both fail before our code runs.
@@ -44,12 +55,12 @@ class FunctionArgs:
         memory_size: int = 128, cpu: Optional[float] = None, timeout: int = 3, disk_size: int = 512,
         instance_concurrency: int = 1, max_instances: int = 10, min_instances: int = 0, hibernation: bool = False,
         environment_variables: Optional[Mapping[str, pulumi.Input[str]]] = None,
-        instance_lifecycle_config: Optional[Mapping[str, Mapping[str, Any]]] = None,
-        custom_runtime_config: Optional[Mapping[str, Any]] = None,
-        custom_container_config: Optional[Mapping[str, Any]] = None,
+        instance_lifecycle_config: Union[InstanceLifecycleConfigArgs, Nested] = None,
+        custom_runtime_config: Union[CustomRuntimeConfigArgs, Nested] = None,
+        custom_container_config: Union[CustomContainerConfigArgs, Nested] = None,
         internet_access: bool = True,
-        custom_dns: Optional[Mapping[str, Any]] = None,
-        log_config: Optional[Mapping[str, Any]] = None,
+        custom_dns: Union[CustomDnsArgs, Nested] = None,
+        log_config: Union[LogConfigArgs, Nested] = None,
         tags: Optional[Mapping[str, str]] = None,
         placement: Optional[Placement] = None,
     ) -> None:
@@ -79,35 +90,39 @@ class FunctionArgs:
                and thawed by the next request in milliseconds. Needs min_instances >= 1. Default False.
         :param environment_variables: Keys start with a letter and hold letters, digits and '_'; FC_ is reserved;
                4 KB in total. Values may be secrets: the map is always stored encrypted. Default none.
-        :param instance_lifecycle_config: FC's lifecycle hooks, e.g. {"initializer": {"handler": "index.init",
-               "timeout": 10}, "pre_stop": {"handler": "index.bye", "timeout": 5}}. The initializer runs once per
-               instance before its first invocation (timeout up to 600 s, default 3; a failure fails that
-               invocation and discards the instance); pre_stop runs before an instance is destroyed (up to 900 s,
-               default 3). Default none.
-        :param custom_runtime_config: For custom / custom.debian12 (required there): {"command": [...] (required),
-               "args": [...] (default []), "port": 1-65535 (default 9000), "health_check_config": {...}}. The server
-               starts in the code folder, listens on ``port`` (also in FC_SERVER_PORT) and answers POST /invoke.
-               health_check_config: {"http_get_url": "/..." (default "/"), "initial_delay_seconds": 0-120 (default
-               0), "period_seconds": 1-120 (default 3), "timeout_seconds": 1-3 (default 1), "failure_threshold" and
-               "success_threshold": 1-120 (default 3 and 1)}. Default none.
-        :param custom_container_config: For custom-container (required there, refused elsewhere): {"image":
-               "registry/name:tag" (required), "port": 1-65535 (default 9000), "command": [...] and "entrypoint":
-               [...] (default: the image's), "health_check_config": {... as above}}. No code is mounted. Default none.
-        :param internet_access: False: the function's containers have no outbound network (the agent still
-               reaches them). Default True.
-        :param custom_dns: {"name_servers": up to 3 IP addresses, "searches": up to 6 domains, "dns_options": up
-               to 10 [{"name": "ndots", "value": "2"}]}, written to the container's resolv.conf. Default none (the
-               host's DNS).
-        :param log_config: {"project": 3-63 lowercase letters, digits, '-', "logstore": 2-63 lowercase letters,
-               digits, '_', '-', "enable_request_metrics": bool (default False), "enable_instance_metrics": bool
-               (default False), "log_begin_rule": "None" | "DefaultRegex" (default "None")}: each invocation's log
-               lines are appended on the host to /var/lib/fc-agent/logs/{project}/{logstore}.jsonl. Default none.
+        :param instance_lifecycle_config: ``fc.InstanceLifecycleConfigArgs`` or the same as a dict: FC's lifecycle
+               hooks, e.g. {"initializer": {"handler": "index.init", "timeout": 10}, "pre_stop": {"handler":
+               "index.bye", "timeout": 5}}. The initializer runs once per instance before its first invocation
+               (timeout up to 600 s, default 3; a failure fails that invocation and discards the instance); pre_stop
+               runs before an instance is destroyed (up to 900 s, default 3). Default none.
+        :param custom_runtime_config: ``fc.CustomRuntimeConfigArgs`` or the same as a dict. For custom /
+               custom.debian12 (required there): {"command": [...] (required), "args": [...] (default []), "port":
+               1-65535 (default 9000), "health_check_config": {...}}. The server starts in the code folder, listens
+               on ``port`` (also in FC_SERVER_PORT) and answers POST /invoke. health_check_config: {"http_get_url":
+               "/..." (default "/"), "initial_delay_seconds": 0-120 (default 0), "period_seconds": 1-120 (default
+               3), "timeout_seconds": 1-3 (default 1), "failure_threshold" and "success_threshold": 1-120 (default 3
+               and 1)}. Default none.
+        :param custom_container_config: ``fc.CustomContainerConfigArgs`` or the same as a dict. For custom-container
+               (required there, refused elsewhere): {"image": "registry/name:tag" (required), "port": 1-65535
+               (default 9000), "command": [...] and "entrypoint": [...] (default: the image's),
+               "health_check_config": {... as above}}. No code is mounted. Default none.
+        :param internet_access: False: the function's containers have no outbound network (the agent still reaches
+               them). Default True.
+        :param custom_dns: ``fc.CustomDnsArgs`` or the same as a dict: {"name_servers": up to 3 IP addresses,
+               "searches": up to 6 domains, "dns_options": up to 10 [{"name": "ndots", "value": "2"}]}, written to
+               the container's resolv.conf. Default none (the host's DNS).
+        :param log_config: ``fc.LogConfigArgs`` or the same as a dict: {"project": 3-63 lowercase letters, digits,
+               '-', "logstore": 2-63 lowercase letters, digits, '_', '-', "enable_request_metrics": bool (default
+               False), "enable_instance_metrics": bool (default False), "log_begin_rule": "None" | "DefaultRegex"
+               (default "None")}: each invocation's log lines are appended on the host to
+               /var/lib/fc-agent/logs/{project}/{logstore}.jsonl. Default none.
         :param tags: Up to 20 key/value pairs; keys 1-128 characters, not starting with "aliyun" or "acs:", values
                up to 128 characters, no URLs. Stored, never used for running. Default none.
-        :param placement: Where the function runs: a list of host names, or {"selector": {label: value},
-               "replicas": N (default 1)} to run on N hosts whose labels match, picked by free capacity (hosts with
-               "capacity" declared on the fleet, or reported by the agent). Stable: hosts that run the function
-               keep it while they qualify. Default: every host of the fleet.
+        :param placement: ``fc.PlacementArgs`` or the same as a list or dict. Where the function runs: a list of
+               host names, or {"selector": {label: value}, "replicas": N (default 1)} to run on N hosts whose labels
+               match, picked by free capacity (hosts with "capacity" declared on the fleet, or reported by the
+               agent). Stable: hosts that run the function keep it while they qualify. Default: every host of the
+               fleet.
         """
         self.code = code
         self.function_name, self.runtime, self.handler, self.description = function_name, runtime, handler, description
@@ -115,16 +130,18 @@ class FunctionArgs:
         self.instance_concurrency, self.max_instances, self.min_instances = (instance_concurrency, max_instances,
                                                                              min_instances)
         self.hibernation = hibernation
-        self.custom_runtime_config = dict(custom_runtime_config) if custom_runtime_config else None
-        self.custom_container_config = dict(custom_container_config) if custom_container_config else None
-        self.instance_lifecycle_config = dict(instance_lifecycle_config) if instance_lifecycle_config else None
+        self.custom_runtime_config = nested("custom_runtime_config", custom_runtime_config,
+                                            CustomRuntimeConfigArgs)
+        self.custom_container_config = nested("custom_container_config", custom_container_config,
+                                              CustomContainerConfigArgs)
+        self.instance_lifecycle_config = nested("instance_lifecycle_config", instance_lifecycle_config,
+                                                InstanceLifecycleConfigArgs)
         self.environment_variables = dict(environment_variables or {})
         self.internet_access = internet_access
-        self.custom_dns = dict(custom_dns) if custom_dns else None
-        self.log_config = dict(log_config) if log_config else None
+        self.custom_dns = nested("custom_dns", custom_dns, CustomDnsArgs)
+        self.log_config = nested("log_config", log_config, LogConfigArgs)
         self.tags = dict(tags or {})
-        self.placement: Any = (dict(placement) if isinstance(placement, Mapping)
-                               else list(placement) if placement is not None else None)
+        self.placement: Any = placement_input(placement)
 
 
 def _host_info(conn: ops.FleetConnection, names: list[str]) -> dict[str, Optional[dict[str, Any]]]:

@@ -97,6 +97,17 @@ def test_preview_shows_exactly_the_one_changed_field(deployed: dict) -> None:
     assert "1 to update" in preview and "replace" not in preview
 
 
+def test_the_same_inputs_as_typed_args_preview_no_change(deployed: dict) -> None:
+    stack = deployed["stack"]
+    stack.config(typed="true")
+    try:
+        preview = stack.run("preview", "--diff").stdout
+    finally:
+        stack.run("config", "rm", "typed")
+    assert planned_property_changes(preview) == [], preview
+    assert re.search(r"Resources:\s+3 unchanged", preview), preview
+
+
 def test_refresh_finds_each_drift_and_up_repairs_it(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
     stack = deployed["stack"]
     original = stack.outputs()

@@ -30,6 +30,7 @@ LAYERS = [
     ("runtime_agent.__main__", "agent main", 7),
     # the provider, from the bottom up
     ("fc_provider._errors", "provider errors", 1),
+    ("fc_provider._inputs", "provider inputs", 1),  # the typed nested Args classes: pulumi only
     ("fc_provider._model", "provider model", 2),
     ("fc_provider._remote", "provider remote", 3),
     ("fc_provider", "provider resources", 4),  # fleet.py, function.py, ... one public module per resource

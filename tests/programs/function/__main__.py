@@ -12,6 +12,14 @@ for host in fleet_args.hosts:  # hostLabels: {"lab-1": {"zone": "a"}, ...}
     host.labels = json.loads(config.get("hostLabels") or "{}").get(host.name, host.labels)
 fleet = fc.Fleet("fleet", fleet_args)
 extra = json.loads(config.get("extra") or "{}")
+if config.get_bool("typed"):  # the same nested inputs as typed Args classes: must preview as no change
+    if "custom_dns" in extra:
+        dns = extra["custom_dns"]
+        extra["custom_dns"] = fc.CustomDnsArgs(name_servers=dns.get("name_servers", []),
+                                               searches=dns.get("searches", []),
+                                               dns_options=[fc.DnsOptionArgs(**o) for o in dns.get("dns_options", [])])
+    if "log_config" in extra:
+        extra["log_config"] = fc.LogConfigArgs(**extra["log_config"])
 
 args = {
     "function_name": config.require("functionName"),

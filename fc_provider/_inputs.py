@@ -1,0 +1,232 @@
+"""Typed nested inputs, the way Pulumi's generated SDKs offer them (pulumi-alicloud's
+``V3FunctionCustomRuntimeConfigArgs`` and friends): each nested configuration is an ``...Args`` class with completion,
+type hints, a docstring and a default for every field. Wherever one is accepted, the plain dict that works today
+is accepted too, and both reach the provider as the same dict, so switching between them changes nothing.
+
+Values inside may be Pulumi inputs (``pulumi.Output``); they are resolved by the engine like any other input. The
+rules (ranges, patterns) are checked at preview by the provider's validation, with the property named, exactly as
+for dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional, Sequence, TypeVar, Union
+
+import pulumi
+
+
+@dataclasses.dataclass(kw_only=True)
+class InputArgs:
+    """Base of the typed nested inputs: ``to_input()`` gives the dict the provider receives."""
+
+    def to_input(self) -> dict[str, Any]:
+        """Fields left at None are omitted (the provider applies its default); nested Args become dicts."""
+        return {f.name: to_input(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
+
+def to_input(value: Any) -> Any:
+    """A nested input as the provider receives it: Args classes become dicts, recursively through lists and dicts;
+    everything else (plain values, Outputs) is kept."""
+    if isinstance(value, InputArgs):
+        return value.to_input()
+    if isinstance(value, Mapping):
+        return {k: to_input(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_input(v) for v in value]
+    return value
+
+
+A = TypeVar("A", bound=InputArgs)
+
+
+def nested(argument: str, value: Union[None, A, Mapping[str, Any], pulumi.Output], expected: type[A], *,
+           empty_is_unset: bool = True) -> Any:
+    """``value`` of the nested ``argument`` as the provider receives it. An Args class of another kind is a
+    mistake the dict form cannot make (its fields would be dropped silently), so it fails here, naming both."""
+    if value is None or isinstance(value, pulumi.Output):
+        return value
+    if empty_is_unset and isinstance(value, Mapping) and not value:
+        return None  # for a function's configs an empty dict has always meant "not set"
+    if isinstance(value, InputArgs) and not isinstance(value, expected):
+        raise TypeError(f"{argument} takes {expected.__name__} (or a dict), not {type(value).__name__}")
+    if not isinstance(value, (InputArgs, Mapping)):
+        raise TypeError(f"{argument} takes {expected.__name__} or a dict, not {type(value).__name__}")
+    return to_input(value)
+
+
+@dataclasses.dataclass(kw_only=True)
+class HealthCheckConfigArgs(InputArgs):
+    """FC's ``healthCheckConfig`` of a custom runtime or custom container: an HTTP GET on the instance's port at a
+    period; ``failure_threshold`` failures in a row mark the instance unhealthy and it is replaced.
+
+    :param http_get_url: The path checked, starting with "/". Default "/".
+    :param initial_delay_seconds: Seconds after the start before the first check, 0-120. Default 0.
+    :param period_seconds: Seconds between checks, 1-120. Default 3.
+    :param timeout_seconds: Seconds one check may take, 1-3. Default 1.
+    :param failure_threshold: Failures in a row that mark the instance unhealthy, 1-120. Default 3.
+    :param success_threshold: Successes in a row that mark it healthy again, 1-120. Default 1.
+    """
+
+    http_get_url: pulumi.Input[str] = "/"
+    initial_delay_seconds: pulumi.Input[int] = 0
+    period_seconds: pulumi.Input[int] = 3
+    timeout_seconds: pulumi.Input[int] = 1
+    failure_threshold: pulumi.Input[int] = 3
+    success_threshold: pulumi.Input[int] = 1
+
+
+@dataclasses.dataclass(kw_only=True)
+class CustomRuntimeConfigArgs(InputArgs):
+    """FC's ``customRuntimeConfig`` for runtimes ``custom`` and ``custom.debian12``: your own HTTP server, started
+    in the code folder, listening on ``port`` (also given in FC_SERVER_PORT) and answering ``POST /invoke``.
+
+    :param command: The command that starts the server, e.g. ["python3", "-u", "server.py"]. Required.
+    :param args: Arguments appended to the command. Default none.
+    :param port: The port the server listens on, 1-65535. Default 9000.
+    :param health_check_config: Health checks of each instance. Default none (an instance is ready when its port
+           answers).
+    """
+
+    command: Sequence[pulumi.Input[str]]
+    args: Optional[Sequence[pulumi.Input[str]]] = None
+    port: pulumi.Input[int] = 9000
+    health_check_config: Optional[HealthCheckConfigArgs] = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class CustomContainerConfigArgs(InputArgs):
+    """FC's ``customContainerConfig`` for runtime ``custom-container``: your own image, run hardened, with no code
+    mounted.
+
+    :param image: The image reference, "registry/name:tag" or with "@sha256:..."; it must be present on each host
+           (or pullable there). Required.
+    :param port: The port the image's server listens on, 1-65535. Default 9000.
+    :param command: Replaces the image's CMD. Default: the image's.
+    :param entrypoint: Replaces the image's ENTRYPOINT. Default: the image's.
+    :param health_check_config: Health checks of each instance. Default none.
+    """
+
+    image: pulumi.Input[str]
+    port: pulumi.Input[int] = 9000
+    command: Optional[Sequence[pulumi.Input[str]]] = None
+    entrypoint: Optional[Sequence[pulumi.Input[str]]] = None
+    health_check_config: Optional[HealthCheckConfigArgs] = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class LifecycleHookArgs(InputArgs):
+    """One of FC's instance lifecycle hooks.
+
+    :param handler: "module.function" in the function's code. Required.
+    :param timeout: Seconds the hook may run: up to 600 for the initializer, 900 for pre_stop. Default 3.
+    """
+
+    handler: pulumi.Input[str]
+    timeout: pulumi.Input[int] = 3
+
+
+@dataclasses.dataclass(kw_only=True)
+class InstanceLifecycleConfigArgs(InputArgs):
+    """FC's ``instanceLifecycleConfig``.
+
+    :param initializer: Runs once per instance before its first invocation; a failure fails that invocation and
+           discards the instance. Default none.
+    :param pre_stop: Runs before an instance is destroyed. Default none.
+    """
+
+    initializer: Optional[LifecycleHookArgs] = None
+    pre_stop: Optional[LifecycleHookArgs] = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class DnsOptionArgs(InputArgs):
+    """One resolv.conf option.
+
+    :param name: The option's name, e.g. "ndots". Required.
+    :param value: Its value, e.g. "2"; empty for options without one. Default "".
+    """
+
+    name: pulumi.Input[str]
+    value: pulumi.Input[str] = ""
+
+
+@dataclasses.dataclass(kw_only=True)
+class CustomDnsArgs(InputArgs):
+    """FC's ``customDNS``, written to each container's resolv.conf.
+
+    :param name_servers: Up to 3 IP addresses. Default none.
+    :param searches: Up to 6 search domains. Default none.
+    :param dns_options: Up to 10 options. Default none.
+    """
+
+    name_servers: Sequence[pulumi.Input[str]] = dataclasses.field(default_factory=list)
+    searches: Sequence[pulumi.Input[str]] = dataclasses.field(default_factory=list)
+    dns_options: Sequence[DnsOptionArgs] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(kw_only=True)
+class LogConfigArgs(InputArgs):
+    """FC's ``logConfig``: each invocation's log lines are appended on the host to
+    /var/lib/fc-agent/logs/{project}/{logstore}.jsonl.
+
+    :param project: 3-63 lowercase letters, digits and '-'. Required.
+    :param logstore: 2-63 lowercase letters, digits, '_' and '-'. Required.
+    :param enable_request_metrics: Also log each request's metrics. Default False.
+    :param enable_instance_metrics: Also log each instance's metrics. Default False.
+    :param log_begin_rule: "None" or "DefaultRegex" (a line starting with a date starts a new entry). Default "None".
+    """
+
+    project: pulumi.Input[str]
+    logstore: pulumi.Input[str]
+    enable_request_metrics: pulumi.Input[bool] = False
+    enable_instance_metrics: pulumi.Input[bool] = False
+    log_begin_rule: pulumi.Input[str] = "None"
+
+
+@dataclasses.dataclass(kw_only=True)
+class PlacementArgs(InputArgs):
+    """Where a function runs: named hosts, or ``replicas`` hosts whose labels match ``selector``, picked by free
+    capacity. Exactly one of ``hosts`` and ``selector``. Placement is stable: hosts that run the function keep it
+    while they qualify.
+
+    :param hosts: The names of the hosts. Default none.
+    :param selector: Labels a host must carry, e.g. {"zone": "b"}. Default none.
+    :param replicas: With ``selector``: how many matching hosts, 1-1000. Default 1.
+    """
+
+    hosts: Optional[Sequence[str]] = None
+    selector: Optional[Mapping[str, str]] = None
+    replicas: int = 1
+
+    def __post_init__(self) -> None:
+        if (self.hosts is None) == (self.selector is None):
+            raise TypeError("PlacementArgs takes exactly one of hosts and selector")
+
+    def to_input(self) -> Any:  # the two shapes placement has always had: a list, or a selector dict
+        if self.hosts is not None:
+            return list(self.hosts)
+        return {"selector": dict(self.selector or {}), "replicas": self.replicas}
+
+
+def placement_input(value: Union[None, PlacementArgs, Sequence[str], Mapping[str, Any]]) -> Any:
+    """``placement`` as the provider receives it: a list of host names or a selector dict."""
+    if value is None or isinstance(value, pulumi.Output):
+        return value
+    if isinstance(value, PlacementArgs):
+        return value.to_input()
+    if isinstance(value, InputArgs) or isinstance(value, (str, bytes)):
+        raise TypeError(f"placement takes PlacementArgs, a list of host names or a dict, not {type(value).__name__}")
+    return to_input(dict(value)) if isinstance(value, Mapping) else list(value)
+
+
+@dataclasses.dataclass(kw_only=True)
+class HostCapacityArgs(InputArgs):
+    """What functions may reserve on a host. The agent starts no instance past it, and placement counts it.
+
+    :param cpu: vCPUs, more than 0. Required.
+    :param memory_mb: MB, at least 128. Required.
+    """
+
+    cpu: float
+    memory_mb: int
