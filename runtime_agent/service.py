@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
+from .events.triggers import Triggers
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
 from .instances.driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
@@ -26,6 +27,7 @@ from .observe.metrics import Metrics
 from .observe.requestlog import RequestLog
 from .state.codestore import CodeStore
 from .state.store import FunctionRecord, InstanceRecord, Store
+from .state.triggers import TriggerStore
 
 log = logging.getLogger("fc-agent")
 
@@ -63,6 +65,7 @@ class Agent:
         self.function_logs = FunctionLogs(config.state_dir / "logs")
         self._networks: set[str] = set()
         self._making_room: dict[str, float] = {}  # function -> when room was last made for its min_instances
+        self.triggers = Triggers(TriggerStore(config.database), lambda name: name in self._pools, config.host_name)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -71,6 +74,7 @@ class Agent:
 
     def close(self) -> None:
         self._stopping.set()
+        self.triggers.store.close()
         self.store.close()
 
     def reconcile(self) -> None:
@@ -135,6 +139,7 @@ class Agent:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
         with self._pools_lock:
             pool = self._pools.pop(name, None)
+        self.triggers.delete(name)  # a function's triggers go with it
         if pool:
             pool.shutdown()
         self.code.remove_unused({f.code_checksum for f in self.store.list_functions()})
@@ -241,10 +246,17 @@ class Agent:
             inst.start(spec, self.config.start_timeout_seconds, reserve=reserve)
 
     # invocation -----------------------------------------------------------------------------------------------
-    def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool) -> InvokeResult:
+    def pool_of(self, name: str) -> FunctionPool:
         pool = self._pools.get(name)
         if pool is None:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
+        return pool
+
+    def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool,
+               qualifier: str = "LATEST") -> InvokeResult:
+        """``qualifier``: LATEST, a version or an alias, as the caller named it (stored with triggers); only
+        LATEST exists until versions do, so it is carried into the logs and otherwise not resolved yet."""
+        pool = self.pool_of(name)
         record = pool.record
         timeout = float(record.spec.get("timeout", 3))
         base = {"x-fc-request-id": request_id}
@@ -254,7 +266,7 @@ class Agent:
         counters = self.metrics.of(name)
         counters.invocations.inc()
         try:
-            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base)
+            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base, qualifier)
         except Throttled:
             counters.throttled.inc()
             raise
@@ -264,7 +276,7 @@ class Agent:
         return result
 
     def _invoke(self, pool: FunctionPool, record: FunctionRecord, body: bytes, request_id: str, log_tail: bool,
-                timeout: float, base: dict[str, str]) -> InvokeResult:
+                timeout: float, base: dict[str, str], qualifier: str) -> InvokeResult:
         try:
             inst, kind = pool.acquire()
         except InitializerFailed as exc:  # FC reports it like a function error: 200 with the error JSON
@@ -295,7 +307,7 @@ class Agent:
         self.request_log.record(request_id, record.name, inst.id, reply.headers.get("x-fc-log-result"))
         if record.spec.get("log_config"):
             self.function_logs.append(record.spec["log_config"], request_id=request_id, function=record.name,
-                                      qualifier="LATEST", instance_id=inst.id,
+                                      qualifier=qualifier, instance_id=inst.id,
                                       tail_b64=reply.headers.get("x-fc-log-result"))
         if log_tail and "x-fc-log-result" in reply.headers:
             headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 MAX_HEAD = 64 * 1024
 _RECV = 256 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
-REASONS = {200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
-           404: "Not Found", 409: "Conflict", 411: "Length Required", 413: "Payload Too Large",
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found",
+           303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
+           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           409: "Conflict", 411: "Length Required", 413: "Payload Too Large",
            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
 
@@ -37,8 +39,17 @@ class PeerClosed(WireError):
 @dataclass(slots=True)
 class Message:
     start: list[str]  # request: [method, target, version]; response: [version, status, reason]
-    headers: dict[str, str]  # lower-case names
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
     body: bytes
+    lines: list[str] | None = None  # the head's header lines as received (repeats kept: Set-Cookie)
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        """(name, value) in order, each repeat its own pair, names as sent."""
+        pairs = []
+        for line in self.lines or ():
+            name, _, value = line.partition(":")
+            pairs.append((name.strip(), value.strip()))
+        return pairs
 
     @property
     def keep_alive(self) -> bool:
@@ -95,7 +106,7 @@ class Wire:
         self._buf += chunk
         return True
 
-    def read_head(self) -> tuple[list[str], dict[str, str]]:
+    def read_head(self) -> tuple[list[str], dict[str, str], list[str]]:
         while True:
             end = self._buf.find(b"\r\n\r\n")
             if end >= 0:
@@ -119,7 +130,7 @@ class Wire:
             key = name.strip().lower()
             value = value.strip()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        return start, headers
+        return start, headers, lines[1:]
 
     def _read_exact(self, n: int) -> bytes:
         while len(self._buf) < n:
@@ -178,18 +189,18 @@ class Wire:
 
     def read_request(self, limit: int) -> Message:
         """The next request, its body included (after a 100 Continue when the client waits for one)."""
-        start, headers = self.read_head()
+        start, headers, lines = self.read_head()
         if len(start) != 3:
             raise WireError(f"malformed request line {' '.join(start)[:80]!r}")
         if "expect" in headers and headers["expect"].lower() == "100-continue":
             self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         if "content-length" in headers or "transfer-encoding" in headers:
             try:
-                return Message(start, headers, self.read_body(headers, limit=limit))
+                return Message(start, headers, self.read_body(headers, limit=limit), lines)
             except BodyTooLarge as exc:
                 exc.headers = headers
                 raise
-        return Message(start, headers, b"")
+        return Message(start, headers, b"", lines)
 
     def exchange(self, head: bytes, body: bytes, *, timeout: float, limit: int, method: str = "POST") -> Message:
         """Sends one request and reads its response, all within ``timeout`` seconds."""
@@ -203,7 +214,7 @@ class Wire:
         except BlockingIOError as exc:  # SO_SNDTIMEO passed
             raise socket.timeout("timed out") from exc
         while True:
-            start, headers = self.read_head()
+            start, headers, lines = self.read_head()
             try:
                 status = int(start[1])
             except ValueError as exc:
@@ -215,7 +226,7 @@ class Wire:
         else:
             body_in = self.read_body(headers, limit=limit, until_close=True)
         self._deadline = None
-        return Message(start, headers, body_in)
+        return Message(start, headers, body_in, lines)
 
 
 class BodyTooLarge(WireError):
@@ -229,6 +240,18 @@ class BodyTooLarge(WireError):
 def request_head(method: str, target: str, host: str, headers: dict[str, str], body_length: int) -> bytes:
     lines = [f"{method} {target} HTTP/1.1", f"host: {host}", f"content-length: {body_length}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def response_head_pairs(status: int, pairs: list[tuple[str, str]], body_length: int | None, *,
+                        close: bool = False) -> bytes:
+    """A response head whose headers may repeat (Set-Cookie), for answers passed through from a function."""
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
+    if body_length is not None:
+        lines.append(f"content-length: {body_length}")
+    lines += [f"{k}: {v}" for k, v in pairs]
+    if close:
+        lines.append("connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 

@@ -58,6 +58,28 @@ def post(url: str, body: bytes = b"", headers: dict[str, str] | None = None):
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
 
+def http_trigger(conn: ops.FleetConnection, label: str, method: str = "GET", path: str = "/", body: bytes = b"",
+                 headers: dict[str, str] | None = None, *, by_path: bool = False, host_index: int = 0
+                 ) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One request to an HTTP trigger (the host-name URL, or the path one with ``by_path``), redirects not
+    followed; returns the status, the header pairs (lower-case names, repeats kept) and the body."""
+    import http.client
+    host = conn.hosts[host_index]
+    client = http.client.HTTPConnection(host.address, conn.invoke_port, timeout=60)
+    try:
+        target = f"/_t/{label}{path}" if by_path else path
+        client.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        client.putheader("Host", f"{host.address}:{conn.invoke_port}" if by_path else f"{label}.fc.local")
+        for key, value in (headers or {}).items():
+            client.putheader(key, value)
+        client.putheader("Content-Length", str(len(body)))
+        client.endheaders(body)
+        resp = client.getresponse()
+        return resp.status, [(k.lower(), v) for k, v in resp.getheaders()], resp.read()
+    finally:
+        client.close()
+
+
 def instances(conn: ops.FleetConnection, function: str) -> list[dict]:
     with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
         return [i for i in agent.instances() if i["function_name"] == function]

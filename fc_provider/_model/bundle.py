@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .archive import Package, pack_trees
 
-VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client")
+VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client",
+            "cronsim")
 
 
 def _package_dir(name: str) -> Path:

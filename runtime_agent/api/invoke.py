@@ -14,6 +14,7 @@ from urllib.parse import unquote
 from ..errors import AgentError, BadRequest, NotFound, error_body
 from ..service import Agent, new_request_id
 from ..wire import BodyTooLarge, PeerClosed, Wire, WireError, response_head
+from .http_trigger import HttpTriggerRouter
 
 log = logging.getLogger("fc-agent")
 
@@ -24,6 +25,7 @@ _JSON = {"content-type": "application/json"}
 
 class _Connection(socketserver.BaseRequestHandler):
     agent: Agent
+    triggers: HttpTriggerRouter
 
     def handle(self) -> None:
         sock: socket.socket = self.request
@@ -55,6 +57,14 @@ class _Connection(socketserver.BaseRequestHandler):
         request_id = headers.get("x-fc-request-id") or new_request_id()
         close = not request.keep_alive
         method, target = request.start[0], request.start[1]
+        if (matched := self.triggers.match(headers.get("host", ""), target)) is not None:
+            try:
+                wire.send(self.triggers.serve(request, matched, self.client_address[0], request_id, close))
+            except Exception:  # noqa: BLE001 - the funnel, as below
+                log.exception("unexpected error in HTTP trigger %s %s", method, target)
+                self._reply(wire, AgentError("internal error in the agent; see its log"), request_id, close=True)
+                return False
+            return not close
         path = target.partition("?")[0]
         try:
             if method != "POST" or not (path.startswith(PREFIX) and path.endswith(SUFFIX)) or "/" in (
@@ -87,6 +97,9 @@ class InvokeServer(socketserver.ThreadingTCPServer):
     request_queue_size = 512
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], agent: Agent) -> None:
-        handler = type("BoundInvokeConnection", (_Connection,), {"agent": agent})
+    def __init__(self, address: tuple[str, int], agent: Agent, signature_verifier=None) -> None:
+        """``signature_verifier``: checks FC's request signature for HTTP triggers of authType function (the
+        invoke API's access-key verifier); without one such triggers refuse every request."""
+        router = HttpTriggerRouter(agent, signature_verifier)
+        handler = type("BoundInvokeConnection", (_Connection,), {"agent": agent, "triggers": router})
         super().__init__(address, handler)
