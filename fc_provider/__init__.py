@@ -31,6 +31,7 @@ from ._inputs import (
 from ._model.placement import PlacementError
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
+from .trigger import HttpTriggerConfigArgs, JwtAuthConfigArgs, TimerTriggerConfigArgs, Trigger, TriggerArgs
 
 __all__ = [
     "AgentAPIError",
@@ -53,10 +54,15 @@ __all__ = [
     "HostError",
     "HostKeyMismatch",
     "HostUnreachable",
+    "HttpTriggerConfigArgs",
     "InstanceLifecycleConfigArgs",
+    "JwtAuthConfigArgs",
     "LifecycleHookArgs",
     "LogConfigArgs",
     "PlacementArgs",
     "PlacementError",
     "RemoteCommandFailed",
+    "TimerTriggerConfigArgs",
+    "Trigger",
+    "TriggerArgs",
 ]

@@ -171,7 +171,8 @@ def _b64(data: bytes) -> str:
 
 
 def _jwt(key: rsa.RSAPrivateKey, claims: dict, kid: str = "k1") -> str:
-    signed = f"{_b64(json.dumps({'alg': 'RS256', 'typ': 'JWT', 'kid': kid}).encode())}.{_b64(json.dumps(claims).encode())}"
+    head = _b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": kid}).encode())
+    signed = f"{head}.{_b64(json.dumps(claims).encode())}"
     return signed + "." + _b64(key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256()))
 
 

@@ -14,7 +14,6 @@ The config keys are FC's, in either case (``JWKS``/``jwks``, ``TokenLookup``/``t
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any, Mapping, Protocol
 from urllib.parse import parse_qsl
+
+from fc_common.jwks import AuthConfigError, Key, b64url, get_key, parse_keys
 
 LEEWAY = 30.0
 _DIGEST_INFO = {
@@ -33,10 +34,6 @@ _DIGEST_INFO = {
 _ALGS = {"RS256": ("RSA", "sha256"), "RS384": ("RSA", "sha384"), "RS512": ("RSA", "sha512"),
          "HS256": ("oct", "sha256"), "HS384": ("oct", "sha384"), "HS512": ("oct", "sha512")}
 DEFAULT_TOKEN_LOOKUP = "header:Authorization:Bearer"
-
-
-class AuthConfigError(ValueError):
-    """The trigger's authConfig cannot be used; the message names the key."""
 
 
 class AuthFailed(Exception):
@@ -58,53 +55,6 @@ class NoSignatureVerifier:
     def verify(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> None:
         raise AuthFailed("this trigger's authType is function (a signed request) and this agent has no access "
                          "key verifier configured", 401, "SignatureNotMatch")
-
-
-@dataclass
-class Key:
-    kty: str
-    kid: str | None
-    alg: str | None
-    n: int = 0
-    e: int = 0
-    secret: bytes = b""
-
-
-def _b64url(data: str) -> bytes:
-    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-
-
-def _get(config: Mapping[str, Any], key: str) -> Any:
-    for k in (key, key[0].upper() + key[1:], key.upper()):
-        if k in config:
-            return config[k]
-    return None
-
-
-def parse_keys(jwks: Any) -> list[Key]:
-    if isinstance(jwks, str):
-        try:
-            jwks = json.loads(jwks)
-        except ValueError as exc:
-            raise AuthConfigError(f"authConfig.jwks is not valid JSON: {exc}") from exc
-    if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
-        raise AuthConfigError('authConfig.jwks must be a JWK set: {"keys": [{"kty": "RSA", "n": ..., "e": ...}]}')
-    keys = []
-    for i, jwk in enumerate(jwks["keys"]):
-        if not isinstance(jwk, Mapping):
-            raise AuthConfigError(f"authConfig.jwks.keys[{i}] is not an object")
-        kty = jwk.get("kty")
-        try:
-            if kty == "RSA":
-                keys.append(Key("RSA", jwk.get("kid"), jwk.get("alg"), n=int.from_bytes(_b64url(jwk["n"]), "big"),
-                                e=int.from_bytes(_b64url(jwk["e"]), "big")))
-            elif kty == "oct":
-                keys.append(Key("oct", jwk.get("kid"), jwk.get("alg"), secret=_b64url(jwk["k"])))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise AuthConfigError(f"authConfig.jwks.keys[{i}] ({kty}) is malformed: {exc}") from exc
-    if not keys:
-        raise AuthConfigError("authConfig.jwks has no usable key (RSA with n and e, or oct with k)")
-    return keys
 
 
 def _lookups(text: Any, what: str, parts: int) -> list[tuple[str, ...]]:
@@ -139,13 +89,13 @@ class JwtAuth:
                 raise AuthConfigError(f"authConfig is not valid JSON: {exc}") from exc
         if not isinstance(auth_config, Mapping):
             raise AuthConfigError("authConfig (with jwks) is required for authType jwt")
-        white, black = _get(auth_config, "whitelist") or [], _get(auth_config, "blacklist") or []
+        white, black = get_key(auth_config, "whitelist") or [], get_key(auth_config, "blacklist") or []
         if white and black:
             raise AuthConfigError("authConfig takes whitelist or blacklist, not both")
-        return cls(parse_keys(_get(auth_config, "jwks")),
-                   _lookups(_get(auth_config, "tokenLookup") or DEFAULT_TOKEN_LOOKUP, "tokenLookup", 3),
-                   _lookups(_get(auth_config, "claimPassBy"), "claimPassBy", 3), list(white), list(black),
-                   _get(auth_config, "audience"))
+        return cls(parse_keys(get_key(auth_config, "jwks")),
+                   _lookups(get_key(auth_config, "tokenLookup") or DEFAULT_TOKEN_LOOKUP, "tokenLookup", 3),
+                   _lookups(get_key(auth_config, "claimPassBy"), "claimPassBy", 3), list(white), list(black),
+                   get_key(auth_config, "audience"))
 
     def applies_to(self, path: str) -> bool:
         def match(patterns: list[str]) -> bool:
@@ -181,8 +131,8 @@ class JwtAuth:
                                                                           for t in self.token_lookup) + ")")
         try:
             head_b64, claims_b64, sig_b64 = token.split(".")
-            header, claims = json.loads(_b64url(head_b64)), json.loads(_b64url(claims_b64))
-            signature = _b64url(sig_b64)
+            header, claims = json.loads(b64url(head_b64)), json.loads(b64url(claims_b64))
+            signature = b64url(sig_b64)
         except (ValueError, TypeError) as exc:
             raise AuthFailed("the JWT is malformed") from exc
         if not isinstance(header, dict) or not isinstance(claims, dict):
