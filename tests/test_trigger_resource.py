@@ -126,6 +126,33 @@ def test_refresh_finds_a_missing_trigger_and_up_repairs_it(site: dict, lab: Lab,
     assert re.search(r"Resources:\s+4 unchanged", stack.up())
 
 
+def test_config_and_description_update_in_place_and_qualifier_replaces(site: dict, lab: Lab, lab_fleet: dict,
+                                                                       named: Stack) -> None:
+    """A second trigger of the example's function, named by its function name (no Function resource)."""
+    trigger = {"name": "extra", "function": "http-app", "type": "http", "description": "first",
+               "config": {"authType": "anonymous", "methods": ["GET"]}}
+    named.config(triggers=json.dumps([trigger]))
+    try:
+        named.up()
+        named.config(triggers=json.dumps([{**trigger, "description": "second",
+                                           "config": {"authType": "anonymous", "methods": ["GET", "POST"]}}]))
+        preview = named.preview()
+        assert "1 to update" in preview and "replace" not in preview, preview
+        assert re.search(r"~ description\s*: \"first\" => \"second\"", preview), preview
+        named.up()
+        with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
+            record = client.get_trigger("http-app", "extra")
+        assert record["description"] == "second" and record["trigger_config"]["methods"] == ["GET", "POST"]
+        named.config(triggers=json.dumps([{**trigger, "qualifier": "prod"}]))
+        assert "1 to replace" in named.preview()
+        named.up()
+        with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
+            assert client.get_trigger("http-app", "extra")["qualifier"] == "prod"
+    finally:
+        named.config(triggers="[]")
+        named.up()
+
+
 @pytest.fixture(scope="module")
 def named(fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Stack:
     stack = Stack(tmp_path_factory.mktemp("named"), "named", program=REPO / "tests" / "programs" / "trigger")

@@ -11,4 +11,5 @@ config = pulumi.Config()
 fleet = fc.Fleet("fleet", fc.FleetArgs.from_fleet_file(config.require("fleetFile")))
 for t in json.loads(config.get("triggers") or "[]"):
     fc.Trigger(t["name"], fc.TriggerArgs(function=t["function"], trigger_type=t["type"],
-                                         trigger_config=t.get("config")), fleet=fleet)
+                                         trigger_config=t.get("config"), qualifier=t.get("qualifier", "LATEST"),
+                                         description=t.get("description", "")), fleet=fleet)
