@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
+from .events.timer import TimerScheduler
 from .events.triggers import Triggers
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
@@ -66,14 +67,18 @@ class Agent:
         self._networks: set[str] = set()
         self._making_room: dict[str, float] = {}  # function -> when room was last made for its min_instances
         self.triggers = Triggers(TriggerStore(config.database), lambda name: name in self._pools, config.host_name)
+        self.timers = TimerScheduler(self.triggers.store, config.host_name, self._fire_timer)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
         self.reconcile()
         self._reaper.start()
+        self.triggers.subscribe(self.timers.update)
+        self.timers.start()
 
     def close(self) -> None:
         self._stopping.set()
+        self.timers.stop()
         self.triggers.store.close()
         self.store.close()
 
@@ -312,6 +317,11 @@ class Agent:
         if log_tail and "x-fc-log-result" in reply.headers:
             headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]
         return InvokeResult(200, headers, reply.body)
+
+    def _fire_timer(self, trigger: Any, event: bytes) -> None:
+        """A timer tick this host won (events/timer.py); the invocation runs on the scheduler's tick thread."""
+        self.invoke(trigger.function, event, request_id=new_request_id(), log_tail=False,
+                    qualifier=trigger.spec.get("qualifier") or "LATEST")
 
     # background -----------------------------------------------------------------------------------------------
     def _reap_loop(self) -> None:

@@ -6,12 +6,14 @@ shape (``Code``, ``Message``, ``RequestId``) through ``errors.error_body``."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import socketserver
 from urllib.parse import unquote
 
-from ..errors import AgentError, BadRequest, NotFound, error_body
+from ..errors import AgentError, BadRequest, NotFound, Unauthorized, error_body
+from ..events.timer import CLAIM_PATH
 from ..service import Agent, new_request_id
 from ..wire import BodyTooLarge, PeerClosed, Wire, WireError, response_head
 from .http_trigger import HttpTriggerRouter
@@ -67,6 +69,8 @@ class _Connection(socketserver.BaseRequestHandler):
             return not close
         path = target.partition("?")[0]
         try:
+            if path == CLAIM_PATH and method == "POST":
+                return self._timer_claim(wire, request.body, request_id, close)
             if method != "POST" or not (path.startswith(PREFIX) and path.endswith(SUFFIX)) or "/" in (
                     name := path[len(PREFIX):-len(SUFFIX)]) or not name:
                 raise NotFound(f"no route {method} {path}", code="NotFound")
@@ -83,6 +87,20 @@ class _Connection(socketserver.BaseRequestHandler):
             return not close
         headers = {"content-type": "application/octet-stream", **result.headers}
         wire.send(response_head(result.status, headers, len(result.body), close=close) + result.body)
+        return not close
+
+    def _timer_claim(self, wire: Wire, body: bytes, request_id: str, close: bool) -> bool:
+        """A peer agent claims a timer tick (events/timer.py): answers the tick's holder here."""
+        try:
+            holder = self.agent.timers.grant(json.loads(body))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadRequest(f"malformed timer claim: {exc}") from exc
+        except PermissionError as exc:
+            raise Unauthorized(str(exc)) from exc
+        if holder is None:
+            raise NotFound("this host holds no such timer trigger", code="TriggerNotFound")
+        answer = json.dumps({"holder": holder}).encode()
+        wire.send(response_head(200, {**_JSON, "x-fc-request-id": request_id}, len(answer), close=close) + answer)
         return not close
 
     @staticmethod
