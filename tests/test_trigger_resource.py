@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import json
 import re
+import time
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Iterator
@@ -191,3 +192,35 @@ def test_a_trigger_for_a_function_that_does_not_exist_fails_naming_it(named: Sta
     finally:
         named.config(triggers="[]")
         named.destroy()
+
+
+def _ticks(lab: Lab, fleet: dict) -> list[str]:
+    ticks = []
+    for host in fleet["hosts"]:
+        with agent(lab, fleet, host["name"]) as (_ssh, client):
+            for entry in client.logs(function="cron-report"):
+                ticks += re.findall(r"^tick (\S+) from every-five-minutes: from the test$", entry["log"], re.M)
+    return ticks
+
+
+def test_the_cron_example_fires_once_per_tick_and_enable_false_stops_it(lab: Lab, lab_fleet: dict,
+                                                                        fleet_file: Path, tmp_path: Path) -> None:
+    stack = Stack(tmp_path, "cron", program=REPO / "examples" / "cron")
+    stack.config(fleetFile=str(fleet_file), schedule="*/2 * * * * *", payload="from the test")
+    try:
+        stack.up()
+        outs = stack.outputs()
+        assert outs["trigger_id"] == "cron-report:every-five-minutes" and len(outs["hosts"]) == 3
+        deadline = time.monotonic() + 30
+        while len(_ticks(lab, lab_fleet)) < 4 and time.monotonic() < deadline:
+            time.sleep(1)
+        ticks = _ticks(lab, lab_fleet)
+        assert len(ticks) >= 4 and len(set(ticks)) == len(ticks), ticks  # once per tick, 3 hosts
+        stack.config(enable="false")
+        assert "1 to update" in stack.preview()
+        stack.up()
+        stopped = len(_ticks(lab, lab_fleet))
+        time.sleep(5)
+        assert len(_ticks(lab, lab_fleet)) == stopped
+    finally:
+        stack.destroy()
