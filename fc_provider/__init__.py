@@ -31,7 +31,16 @@ from ._inputs import (
 from ._model.placement import PlacementError
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
-from .trigger import HttpTriggerConfigArgs, JwtAuthConfigArgs, TimerTriggerConfigArgs, Trigger, TriggerArgs
+from .trigger import (
+    HttpTriggerConfigArgs,
+    JwtAuthConfigArgs,
+    OssKeyFilterArgs,
+    OssSourceArgs,
+    OssTriggerConfigArgs,
+    TimerTriggerConfigArgs,
+    Trigger,
+    TriggerArgs,
+)
 
 __all__ = [
     "AgentAPIError",
@@ -59,6 +68,9 @@ __all__ = [
     "JwtAuthConfigArgs",
     "LifecycleHookArgs",
     "LogConfigArgs",
+    "OssKeyFilterArgs",
+    "OssSourceArgs",
+    "OssTriggerConfigArgs",
     "PlacementArgs",
     "PlacementError",
     "RemoteCommandFailed",

@@ -81,19 +81,72 @@ class TimerTriggerConfigArgs(InputArgs):
     payload: str = ""
 
 
-TriggerConfig = Union[HttpTriggerConfigArgs, TimerTriggerConfigArgs, Mapping[str, Any], str]
-_CONFIG_CLASSES = {"http": HttpTriggerConfigArgs, "timer": TimerTriggerConfigArgs}
+@dataclasses.dataclass(kw_only=True)
+class OssKeyFilterArgs(InputArgs):
+    """FC's ``filter.key`` of an OSS trigger: one prefix and one suffix, no wildcards.
+
+    :param prefix: Object keys must start with it. Default "" (any).
+    :param suffix: Object keys must end with it. Default "" (any).
+    """
+
+    prefix: str = ""
+    suffix: str = ""
+
+
+@dataclasses.dataclass(kw_only=True)
+class OssTriggerConfigArgs(InputArgs):
+    """FC's ``OSSTriggerConfig``: which object events of the source bucket invoke the function, with FC's OSS
+    event {"events": [{"eventName": "ObjectCreated:PutObject", "eventSource": "acs:oss", "oss": {...}}]}.
+
+    :param events: FC's event names: "oss:ObjectCreated:*", "oss:ObjectCreated:PutObject", ...,
+           "oss:ObjectRemoved:DeleteObject", ... Required.
+    :param filter: {"key": {"prefix", "suffix"}}. Default: every key.
+    """
+
+    events: Sequence[str]
+    filter: Optional[Mapping[str, Any]] = None
+
+    @staticmethod
+    def key_filter(prefix: str = "", suffix: str = "") -> dict[str, Any]:
+        return {"key": OssKeyFilterArgs(prefix=prefix, suffix=suffix).to_input()}
+
+
+@dataclasses.dataclass(kw_only=True)
+class OssSourceArgs(InputArgs):
+    """The S3-compatible server and bucket an OSS trigger watches (FC's sourceArn names an OSS bucket). Changing it
+    replaces the trigger; the whole source is stored as a secret.
+
+    :param endpoint: The server's URL as the hosts reach it, e.g. "http://10.0.0.5:7070". Required.
+    :param bucket: The bucket. Required.
+    :param access_key_id: The S3 access key. Required.
+    :param secret_access_key: Its secret. Required.
+    :param region: The region the server expects in signatures. Default "us-east-1".
+    :param reconcile_seconds: How often the bucket is listed to catch events the webhook missed, 0.5-3600.
+           Default 10.
+    """
+
+    endpoint: pulumi.Input[str]
+    bucket: pulumi.Input[str]
+    access_key_id: pulumi.Input[str]
+    secret_access_key: pulumi.Input[str]
+    region: str = "us-east-1"
+    reconcile_seconds: float = 10
+
+
+TriggerConfig = Union[HttpTriggerConfigArgs, TimerTriggerConfigArgs, OssTriggerConfigArgs, Mapping[str, Any], str]
+_CONFIG_CLASSES = {"http": HttpTriggerConfigArgs, "timer": TimerTriggerConfigArgs, "oss": OssTriggerConfigArgs}
 
 
 class TriggerArgs:
     def __init__(self, *, function: Union[Function, str, pulumi.Input[str]], trigger_type: str,
                  trigger_config: Optional[TriggerConfig] = None, trigger_name: Optional[str] = None,
-                 qualifier: str = "LATEST", description: str = "") -> None:
+                 qualifier: str = "LATEST", description: str = "",
+                 source: Optional[Union[OssSourceArgs, Mapping[str, Any]]] = None) -> None:
         """
         :param function: The Function resource (its hosts carry the trigger), or a function's name (then
                ``Trigger(fleet=...)`` is needed, and the hosts that run the function carry it). Changing it
                replaces the trigger. Required.
-        :param trigger_type: "http" or "timer". Changing it replaces the trigger. Required.
+        :param trigger_type: "http", "timer" or "oss". Changing it replaces the trigger. Required.
         :param trigger_config: The type's configuration: HttpTriggerConfigArgs / TimerTriggerConfigArgs, or a dict
                with FC's keys (authType, methods, cronExpression, ...) or snake_case ones, or its JSON text (as
                Terraform writes it). Validated at preview; updated in place. Default: the type's defaults (a timer
@@ -103,6 +156,8 @@ class TriggerArgs:
         :param qualifier: The function version or alias the trigger invokes, stored and passed with each invocation.
                Changing it replaces the trigger. Default "LATEST".
         :param description: Free text, up to 256 characters; updated in place. Default "".
+        :param source: For "oss" (required there): the S3-compatible server and bucket, an OssSourceArgs or a
+               dict. Changing it replaces the trigger. Default none.
         """
         self.function = function
         self.trigger_type = trigger_type
@@ -112,6 +167,7 @@ class TriggerArgs:
         self.trigger_name = trigger_name
         self.qualifier = qualifier
         self.description = description
+        self.source = nested("source", source, OssSourceArgs)
 
 
 def _peers(conn: ops.FleetConnection, host_names: list[str]) -> list[dict[str, Any]]:
@@ -219,14 +275,15 @@ class TriggerProvider(ResourceProvider):
             return ReadResult(None, {})
         outs = ts.outputs(props, records, props["connection"])
         inputs = {k: outs.get(k) for k in ("connection", "function_name", "function_hosts", "trigger_name",
-                                           "trigger_type", "trigger_config", "qualifier", "description")}
+                                           "trigger_type", "trigger_config", "qualifier", "description", "source")}
         return ReadResult(id_, outs, inputs)
 
 
 class Trigger(pulumi.dynamic.Resource):
     """A trigger of a function. Outputs (FC's names): ``trigger_id`` ("function:trigger"), ``http_trigger``
     ({url_internet, url_intranet} for HTTP triggers), ``create_time``, ``last_modified_time``, ``status``,
-    ``target_arn``, ``hosts``. At most 50 triggers per function."""
+    ``target_arn``, ``hosts``; ``oss_webhook_url`` (secret) for OSS triggers: the URL to give the S3 server's
+    webhook (versitygw ``--event-webhook-url``). At most 50 triggers per function."""
 
     trigger_id: pulumi.Output[str]
     trigger_name: pulumi.Output[str]
@@ -236,6 +293,7 @@ class Trigger(pulumi.dynamic.Resource):
     status: pulumi.Output[str]
     target_arn: pulumi.Output[str]
     hosts: pulumi.Output[list]
+    oss_webhook_url: pulumi.Output[Optional[str]]
 
     def __init__(self, resource_name: str, args: TriggerArgs, *, fleet: Optional[Fleet] = None,
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
@@ -259,8 +317,9 @@ class Trigger(pulumi.dynamic.Resource):
             "connection": connection, "function_name": function_name, "function_hosts": function_hosts,
             "trigger_name": args.trigger_name or resource_name, "trigger_type": args.trigger_type,
             "trigger_config": args.trigger_config, "qualifier": args.qualifier, "description": args.description,
+            "source": pulumi.Output.secret(args.source) if args.source is not None else None,
             "peer_key": None, **{k: None for k in ts.OUTPUT_KEYS},
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["connection", "peer_key"], depends_on=depends))
+            additional_secret_outputs=["connection", "peer_key", "source", "oss_webhook_url"], depends_on=depends))
         super().__init__(TriggerProvider(), resource_name, props, opts)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
+from .events.oss import OssTriggers
 from .events.timer import TimerScheduler
 from .events.triggers import Triggers
 from .instances import spec as specs
@@ -28,6 +29,7 @@ from .observe.metrics import Metrics
 from .observe.requestlog import RequestLog
 from .state.codestore import CodeStore
 from .state.store import FunctionRecord, InstanceRecord, Store
+from .state.oss_index import OssIndex
 from .state.triggers import TriggerStore
 
 log = logging.getLogger("fc-agent")
@@ -68,17 +70,21 @@ class Agent:
         self._making_room: dict[str, float] = {}  # function -> when room was last made for its min_instances
         self.triggers = Triggers(TriggerStore(config.database), lambda name: name in self._pools, config.host_name)
         self.timers = TimerScheduler(self.triggers.store, config.host_name, self._fire_timer)
+        self.oss = OssTriggers(OssIndex(config.database), config.host_name, self._fire_oss)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
         self.reconcile()
         self._reaper.start()
         self.triggers.subscribe(self.timers.update)
+        self.triggers.subscribe(self.oss.update)
         self.timers.start()
+        self.oss.start()
 
     def close(self) -> None:
         self._stopping.set()
         self.timers.stop()
+        self.oss.stop()
         self.triggers.store.close()
         self.store.close()
 
@@ -321,6 +327,11 @@ class Agent:
     def _fire_timer(self, trigger: Any, event: bytes) -> None:
         """A timer tick this host won (events/timer.py); the invocation runs on the scheduler's tick thread."""
         self.invoke(trigger.function, event, request_id=new_request_id(), log_tail=False,
+                    qualifier=trigger.spec.get("qualifier") or "LATEST")
+
+    def _fire_oss(self, trigger: Any, event: dict[str, Any]) -> None:
+        """An object event an OSS trigger delivers (events/oss.py), on its own thread."""
+        self.invoke(trigger.function, json.dumps(event).encode(), request_id=new_request_id(), log_tail=False,
                     qualifier=trigger.spec.get("qualifier") or "LATEST")
 
     # background -----------------------------------------------------------------------------------------------

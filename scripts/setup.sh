@@ -27,5 +27,6 @@ if [[ ! -f "$stamp" ]]; then
 fi
 
 bash scripts/build-pulumi.sh >/dev/null
+bash scripts/build-versitygw.sh >/dev/null  # the S3 server of the OSS-trigger tests and examples/object_pipeline
 .venv/bin/fc-lab images >/dev/null
 echo "setup: ready (pulumi $(pulumi version))" >&2

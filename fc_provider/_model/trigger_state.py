@@ -18,9 +18,10 @@ from fc_common.jwks import AuthConfigError, get_key, parse_keys
 
 from .validation import FUNCTION_NAME, UNKNOWN, has_unknown
 
-REPLACE_ON = ("function_name", "trigger_name", "trigger_type", "qualifier")
+REPLACE_ON = ("function_name", "trigger_name", "trigger_type", "qualifier", "source")
 UPDATE_ON = ("trigger_config", "description", "hosts")
-OUTPUT_KEYS = ("trigger_id", "http_trigger", "create_time", "last_modified_time", "status", "target_arn", "hosts")
+OUTPUT_KEYS = ("trigger_id", "http_trigger", "create_time", "last_modified_time", "status", "target_arn", "hosts",
+               "oss_webhook_url")
 HTTP_DOMAIN = "fc.local"  # the agent routes on the first label only: any domain with a wildcard record works
 _CAMEL = {"auth_type": "authType", "auth_config": "authConfig", "disable_url_internet": "disableURLInternet",
           "cron_expression": "cronExpression", "token_lookup": "tokenLookup", "claim_pass_by": "claimPassBy"}
@@ -86,17 +87,59 @@ class TimerConfigModel(_Config):
         return v
 
 
-CONFIG_MODELS: dict[str, type[_Config]] = {"http": HttpConfigModel, "timer": TimerConfigModel}
+class OssKeyModel(_Config):
+    prefix: str = Field(default="", max_length=1024)
+    suffix: str = Field(default="", max_length=1024)
+
+    @field_validator("prefix", "suffix")
+    @classmethod
+    def _literal(cls, v: str) -> str:
+        if "*" in v or "?" in v:
+            raise ValueError("takes no wildcards (* or ?): FC matches one literal prefix and one literal suffix")
+        return v
+
+
+class OssFilterModel(_Config):
+    key: OssKeyModel = Field(default_factory=OssKeyModel)
+
+
+class OssConfigModel(_Config):
+    events: list[Literal[rules.OSS_EVENTS]] = Field(min_length=1)  # type: ignore[valid-type]
+    filter: OssFilterModel = Field(default_factory=OssFilterModel)
+
+
+class OssSourceModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    endpoint: str = Field(pattern=r"^https?://[^/\s]+/?$")
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    region: str = "us-east-1"
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: str = Field(min_length=1)
+    reconcile_seconds: float = Field(default=10, ge=0.5, le=3600)
+
+
+CONFIG_MODELS: dict[str, type[_Config]] = {"http": HttpConfigModel, "timer": TimerConfigModel,
+                                           "oss": OssConfigModel}
 
 
 class TriggerModel(BaseModel):
     model_config = ConfigDict(extra="ignore")
     function_name: str = Field(pattern=FUNCTION_NAME.pattern)
     trigger_name: str = Field(pattern=rules.TRIGGER_NAME.pattern)
-    trigger_type: Literal["http", "timer"]
+    trigger_type: Literal["http", "timer", "oss"]
     qualifier: str = Field(default="LATEST", pattern=rules.QUALIFIER.pattern)
     description: str = Field(default="", max_length=256)
     trigger_config: dict[str, Any] = Field(default_factory=dict)
+    source: Optional[OssSourceModel] = None
+
+    @model_validator(mode="after")
+    def _source_for_oss(self) -> "TriggerModel":
+        if self.trigger_type == "oss" and self.source is None:
+            raise ValueError("source (endpoint, bucket, access_key_id, secret_access_key) is required for an oss "
+                             "trigger")
+        if self.trigger_type != "oss" and self.source is not None:
+            raise ValueError("source is only for oss triggers")
+        return self
 
     @field_validator("trigger_config", mode="before")
     @classmethod
@@ -163,6 +206,8 @@ def normalized(props: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in REPLACE_ON + ("description", "trigger_config"):
         value = props.get(key)
+        if key == "source" and value is None:
+            continue
         out[key] = UNKNOWN if has_unknown(value) else value
     if UNKNOWN in out.values():
         return out
@@ -186,8 +231,10 @@ def agent_spec(props: Mapping[str, Any], peers: list[dict[str, Any]], peer_key: 
     model = TriggerModel.model_validate({k: v for k, v in props.items() if v is not None})
     spec = {"trigger_type": model.trigger_type, "qualifier": model.qualifier, "description": model.description,
             "trigger_config": model.trigger_config}
-    if model.trigger_type == "timer":
+    if model.trigger_type in ("timer", "oss"):
         spec.update(peers=peers, peer_key=peer_key)
+    if model.source is not None:
+        spec["source"] = model.source.model_dump(mode="json")
     return spec
 
 
@@ -210,6 +257,13 @@ def outputs(props: Mapping[str, Any], records: Mapping[str, Optional[dict[str, A
         outs["create_time"] = min(r.get("created_time") or "" for r in present.values())
         outs["last_modified_time"] = max(r.get("last_modified_time") or "" for r in present.values())
     outs["http_trigger"] = None
+    outs["oss_webhook_url"] = None
+    if wanted.get("trigger_type") == "oss" and props.get("peer_key"):
+        owner = sorted(h["name"] for h in conn["hosts"] if h["name"] in (props.get("function_hosts") or present))
+        if owner:
+            address = {h["name"]: h["address"] for h in conn["hosts"]}[owner[0]]
+            outs["oss_webhook_url"] = (f"http://{address}:{int(conn.get('invoke_port', 9000))}/_fc/s3-events/"
+                                       f"{props['peer_key']}")
     if wanted.get("trigger_type") == "http" and present:
         label = rules.url_label(function, name)
         port = int(conn.get("invoke_port", 9000))

@@ -23,6 +23,7 @@ log = logging.getLogger("fc-agent")
 PREFIX, SUFFIX = "/2023-03-30/functions/", "/invocations"  # POST {PREFIX}{name}{SUFFIX}[?qualifier=...]
 MAX_SYNC_PAYLOAD = 32 * 1024 * 1024
 _JSON = {"content-type": "application/json"}
+S3_EVENTS_PATH = "/_fc/s3-events/"  # + token: an S3 server's webhook (events/oss.py)
 
 
 class _Connection(socketserver.BaseRequestHandler):
@@ -71,6 +72,8 @@ class _Connection(socketserver.BaseRequestHandler):
         try:
             if path == CLAIM_PATH and method == "POST":
                 return self._timer_claim(wire, request.body, request_id, close)
+            if path.startswith(S3_EVENTS_PATH) and method == "POST":
+                return self._s3_events(wire, path[len(S3_EVENTS_PATH):], request.body, request_id, close)
             if method != "POST" or not (path.startswith(PREFIX) and path.endswith(SUFFIX)) or "/" in (
                     name := path[len(PREFIX):-len(SUFFIX)]) or not name:
                 raise NotFound(f"no route {method} {path}", code="NotFound")
@@ -100,6 +103,23 @@ class _Connection(socketserver.BaseRequestHandler):
         if holder is None:
             raise NotFound("this host holds no such timer trigger", code="TriggerNotFound")
         answer = json.dumps({"holder": holder}).encode()
+        wire.send(response_head(200, {**_JSON, "x-fc-request-id": request_id}, len(answer), close=close) + answer)
+        return not close
+
+    def _s3_events(self, wire: Wire, token: str, body: bytes, request_id: str, close: bool) -> bool:
+        """S3 event records posted by an S3 server's webhook; the token is an OSS trigger's peer key."""
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise BadRequest(f"S3 event payload is not JSON: {exc}") from exc
+        records = payload.get("Records") if isinstance(payload, dict) else None
+        if records:  # a server's start-up test event has none and is always welcome
+            if not self.agent.oss.accepts(unquote(token)):
+                raise Unauthorized("unknown S3 webhook token")
+            delivered = self.agent.oss.on_records([r for r in records if isinstance(r, dict)])
+        else:
+            delivered = 0
+        answer = json.dumps({"delivered": delivered}).encode()
         wire.send(response_head(200, {**_JSON, "x-fc-request-id": request_id}, len(answer), close=close) + answer)
         return not close
 

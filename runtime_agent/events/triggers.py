@@ -15,8 +15,9 @@ from fc_common import triggers as rules
 from ..errors import BadRequest, Conflict, NotFound
 from ..state.triggers import TriggerRecord, TriggerStore
 from .http_auth import AuthConfigError, JwtAuth
+from .oss import SourceUnreachable, check_source
 
-SPEC_KEYS = ("trigger_type", "qualifier", "description", "trigger_config", "url_label", "peers", "peer_key")
+SPEC_KEYS = ("trigger_type", "qualifier", "description", "trigger_config", "url_label", "peers", "peer_key", "source")
 
 
 def validate(function: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +59,27 @@ def validate(function: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
             raise BadRequest(f"trigger_config.cronExpression: {exc}") from exc
         if len(str(config.get("payload") or "").encode()) > rules.MAX_TIMER_PAYLOAD:
             raise BadRequest("trigger_config.payload exceeds 128 KB")
+    elif kind == "oss":
+        _validate_oss(config, spec.get("source"))
     return {**spec, "qualifier": qualifier}
+
+
+def _validate_oss(config: dict[str, Any], source: Any) -> None:
+    events = config.get("events") or []
+    bad = [e for e in events if e not in rules.OSS_EVENTS]
+    if bad or not events:
+        raise BadRequest(f"trigger_config.events must list FC event names such as oss:ObjectCreated:*; unknown: "
+                         f"{bad or events}")
+    key_filter = (config.get("filter") or {}).get("key") or {}
+    for part in ("prefix", "suffix"):
+        if any(c in str(key_filter.get(part) or "") for c in "*?"):
+            raise BadRequest(f"trigger_config.filter.key.{part} takes no wildcards (* or ?)")
+    if not isinstance(source, dict) or not source.get("endpoint") or not source.get("bucket"):
+        raise BadRequest("source with endpoint and bucket is required for an oss trigger")
+    try:
+        check_source(source)
+    except SourceUnreachable as exc:
+        raise Conflict(str(exc), code="SourceUnreachable") from exc
 
 
 class Triggers:

@@ -41,7 +41,7 @@ SECRET_KEYS = ("peer_key",)  # never returned by the control API
 class TriggerRecord:
     function: str
     name: str
-    spec: dict[str, Any]  # trigger_type, qualifier, description, trigger_config, url_label, peers, peer_key
+    spec: dict[str, Any]  # trigger_type, qualifier, description, trigger_config, url_label, peers, peer_key, source
     created_time: float
     last_modified_time: float
 
@@ -61,6 +61,8 @@ class TriggerRecord:
         return {
             "function_name": self.function, "trigger_name": self.name, "trigger_id": self.id,
             **{k: v for k, v in self.spec.items() if k not in SECRET_KEYS},
+            **({"source": {k: v for k, v in self.spec["source"].items() if k != "secret_access_key"}}
+               if isinstance(self.spec.get("source"), dict) else {}),
             "created_time": _iso(self.created_time), "last_modified_time": _iso(self.last_modified_time),
         }
 
