@@ -145,3 +145,46 @@ def test_the_webhook_refuses_an_unknown_token(setup: dict) -> None:
     url = f"http://{conn.hosts[0].address}:{conn.invoke_port}/_fc/s3-events/not-the-key"
     status, _, body = post(url, json.dumps({"Records": [{"eventName": "s3:ObjectCreated:Put"}]}).encode())
     assert status == 401 and json.loads(body)["Code"] == "Unauthorized"
+
+
+def test_the_object_pipeline_example_writes_derived_objects(lab: Lab, fleet_file: Path, tmp_path: Path) -> None:
+    """examples/object_pipeline with the real CLI: the server starts without a webhook (the listing delivers),
+    then again with the trigger's webhook URL (push delivers)."""
+    from _pulumi import REPO, Stack
+
+    server = S3Server(f"{lab.subnet}.1", tmp_path / "s3")
+    server.start()
+    s3 = server.client()
+    s3.create_bucket(Bucket="pipeline")
+    stack = Stack(tmp_path / "stack", "pipeline", program=REPO / "examples" / "object_pipeline")
+    stack.config(fleetFile=str(fleet_file), s3Endpoint=server.endpoint, bucket="pipeline",
+                 s3AccessKey=server.source("pipeline")["access_key_id"], reconcileSeconds="1")
+    stack.run("config", "set", "--secret", "s3SecretKey", server.source("pipeline")["secret_access_key"])
+    try:
+        stack.up()
+        s3.put_object(Bucket="pipeline", Key="incoming/listed.txt", Body=b"found by the listing")
+        s3.put_object(Bucket="pipeline", Key="elsewhere/skip.txt", Body=b"not under incoming/")
+
+        def derived(key: str) -> bytes | None:
+            try:
+                return s3.get_object(Bucket="pipeline", Key=key)["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                return None
+
+        assert wait_for(lambda: derived("derived/listed.txt.upper"), "the listed object's derivative", 60) == \
+            b"FOUND BY THE LISTING"
+        webhook = json.loads(stack.run("stack", "output", "--json", "--show-secrets").stdout)["webhook_url"]
+        assert "/_fc/s3-events/" in webhook
+        server.stop()
+        server.start(webhook=webhook)
+        s3 = server.client()
+        s3.put_object(Bucket="pipeline", Key="incoming/pushed.txt", Body=b"pushed")
+        assert wait_for(lambda: derived("derived/pushed.txt.upper"), "the pushed object's derivative", 60) == \
+            b"PUSHED"
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="pipeline")["Contents"])
+        assert keys == ["derived/listed.txt.upper", "derived/pushed.txt.upper", "elsewhere/skip.txt",
+                        "incoming/listed.txt", "incoming/pushed.txt"], keys
+        assert server.source("pipeline")["secret_access_key"] not in stack.export_state()
+    finally:
+        stack.destroy()
+        server.stop()
