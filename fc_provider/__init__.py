@@ -34,6 +34,16 @@ from .alias import Alias, AliasArgs
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
 from .layer import LayerVersion, LayerVersionArgs
+from .trigger import (
+    HttpTriggerConfigArgs,
+    JwtAuthConfigArgs,
+    OssKeyFilterArgs,
+    OssSourceArgs,
+    OssTriggerConfigArgs,
+    TimerTriggerConfigArgs,
+    Trigger,
+    TriggerArgs,
+)
 from .version import FunctionVersion, FunctionVersionArgs
 
 __all__ = [
@@ -64,12 +74,20 @@ __all__ = [
     "HostError",
     "HostKeyMismatch",
     "HostUnreachable",
+    "HttpTriggerConfigArgs",
     "InstanceLifecycleConfigArgs",
+    "JwtAuthConfigArgs",
     "LayerVersion",
     "LayerVersionArgs",
     "LifecycleHookArgs",
     "LogConfigArgs",
+    "OssKeyFilterArgs",
+    "OssSourceArgs",
+    "OssTriggerConfigArgs",
     "PlacementArgs",
     "PlacementError",
     "RemoteCommandFailed",
+    "TimerTriggerConfigArgs",
+    "Trigger",
+    "TriggerArgs",
 ]

@@ -15,6 +15,9 @@ from typing import Any
 
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
+from .events.oss import OssTriggers
+from .events.timer import TimerScheduler
+from .events.triggers import Triggers
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
 from .instances.driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
@@ -28,7 +31,9 @@ from .releases import Releases
 from .state.codestore import CodeStore
 from .state.keys import KeyStore
 from .state.layers import Layers
+from .state.oss_index import OssIndex
 from .state.store import FunctionRecord, InstanceRecord, Store
+from .state.triggers import TriggerStore
 from .state.versions import LATEST, QualifierResolver, Versions
 
 log = logging.getLogger("fc-agent")
@@ -73,14 +78,24 @@ class Agent:
         self.function_logs = FunctionLogs(config.state_dir / "logs")
         self._networks: set[str] = set()
         self._making_room: dict[str, float] = {}  # function -> when room was last made for its min_instances
+        self.triggers = Triggers(TriggerStore(config.database), lambda name: name in self._pools, config.host_name)
+        self.timers = TimerScheduler(self.triggers.store, config.host_name, self._fire_timer)
+        self.oss = OssTriggers(OssIndex(config.database), config.host_name, self._fire_oss)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
         self.reconcile()
         self._reaper.start()
+        self.triggers.subscribe(self.timers.update)
+        self.triggers.subscribe(self.oss.update)
+        self.timers.start()
+        self.oss.start()
 
     def close(self) -> None:
         self._stopping.set()
+        self.timers.stop()
+        self.oss.stop()
+        self.triggers.store.close()
         self.store.close()
         self.versions.close()
         self.layers.close()
@@ -156,6 +171,7 @@ class Agent:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
         for gone in [name] + [v.as_function().pool_key for v in self.versions.drop_function(name)]:
             self.close_pool(gone)
+        self.triggers.delete(name)  # a function's triggers go with it
         self.collect_code()
 
     def close_pool(self, key: str) -> None:
@@ -269,6 +285,13 @@ class Agent:
             inst.start(spec, self.config.start_timeout_seconds, reserve=reserve)
 
     # invocation -----------------------------------------------------------------------------------------------
+    def pool_of(self, name: str) -> FunctionPool:
+        """LATEST's pool of a function."""
+        pool = self._pools.get(name)
+        if pool is None:
+            raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
+        return pool
+
     def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool,
                qualifier: str | None = None) -> InvokeResult:
         """Runs one invocation on the version ``qualifier`` resolves to (LATEST, a version id, an alias)."""
@@ -335,6 +358,16 @@ class Agent:
         if log_tail and "x-fc-log-result" in reply.headers:
             headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]
         return InvokeResult(200, headers, reply.body)
+
+    def _fire_timer(self, trigger: Any, event: bytes) -> None:
+        """A timer tick this host won (events/timer.py); the invocation runs on the scheduler's tick thread."""
+        self.invoke(trigger.function, event, request_id=new_request_id(), log_tail=False,
+                    qualifier=trigger.spec.get("qualifier") or "LATEST")
+
+    def _fire_oss(self, trigger: Any, event: dict[str, Any]) -> None:
+        """An object event an OSS trigger delivers (events/oss.py), on its own thread."""
+        self.invoke(trigger.function, json.dumps(event).encode(), request_id=new_request_id(), log_tail=False,
+                    qualifier=trigger.spec.get("qualifier") or "LATEST")
 
     # background -----------------------------------------------------------------------------------------------
     def _reap_loop(self) -> None:

@@ -28,8 +28,10 @@ from dataclasses import dataclass
 MAX_HEAD = 64 * 1024
 _RECV = 256 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
-REASONS = {200: "OK", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
-           404: "Not Found", 409: "Conflict", 411: "Length Required", 413: "Payload Too Large",
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found",
+           303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
+           400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           409: "Conflict", 411: "Length Required", 413: "Payload Too Large",
            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
 
@@ -53,8 +55,17 @@ _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 @dataclass(slots=True)
 class Message:
     start: list[str]  # request: [method, target, version]; response: [version, status, reason]
-    headers: dict[str, str]  # lower-case names
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
     body: bytes
+    lines: list[str] | None = None  # the head's header lines as received (repeats kept: Set-Cookie)
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        """(name, value) in order, each repeat its own pair, names as sent."""
+        pairs = []
+        for line in self.lines or ():
+            name, _, value = line.partition(":")
+            pairs.append((name.strip(), value.strip()))
+        return pairs
 
     @property
     def keep_alive(self) -> bool:
@@ -111,7 +122,7 @@ class Wire:
         self._buf += chunk
         return True
 
-    def read_head(self, head_timeout: float | None = None) -> tuple[list[str], dict[str, str]]:
+    def read_head(self, head_timeout: float | None = None) -> tuple[list[str], dict[str, str], list[str]]:
         """The next head. With ``head_timeout``, a head begun but not complete after that many seconds fails
         (a slow client cannot hold a thread by sending one byte now and then)."""
         while True:
@@ -141,7 +152,7 @@ class Wire:
             key = name.lower()
             value = value.strip()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        return start, headers
+        return start, headers, lines[1:]
 
     def _read_exact(self, n: int) -> bytes:
         while len(self._buf) < n:
@@ -211,7 +222,7 @@ class Wire:
             except socket.timeout as exc:
                 raise IdleTimeout(f"no request within {idle_timeout:g} s") from exc
         try:
-            start, headers = self.read_head(head_timeout)
+            start, headers, lines = self.read_head(head_timeout)
         except socket.timeout as exc:
             raise WireError(f"the request head did not arrive within {head_timeout:g} s") from exc
         if self._deadline is not None:  # the head took several reads: back to the plain per-read timeout
@@ -227,11 +238,11 @@ class Wire:
             self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         if "content-length" in headers or "transfer-encoding" in headers:
             try:
-                return Message(start, headers, self.read_body(headers, limit=limit))
+                return Message(start, headers, self.read_body(headers, limit=limit), lines)
             except BodyTooLarge as exc:
                 exc.headers = headers
                 raise
-        return Message(start, headers, b"")
+        return Message(start, headers, b"", lines)
 
     def exchange(self, head: bytes, body: bytes, *, timeout: float, limit: int, method: str = "POST") -> Message:
         """Sends one request and reads its response, all within ``timeout`` seconds."""
@@ -245,7 +256,7 @@ class Wire:
         except BlockingIOError as exc:  # SO_SNDTIMEO passed
             raise socket.timeout("timed out") from exc
         while True:
-            start, headers = self.read_head()
+            start, headers, lines = self.read_head()
             try:
                 status = int(start[1])
             except ValueError as exc:
@@ -257,7 +268,7 @@ class Wire:
         else:
             body_in = self.read_body(headers, limit=limit, until_close=True)
         self._deadline = None
-        return Message(start, headers, body_in)
+        return Message(start, headers, body_in, lines)
 
 
 class BodyTooLarge(WireError):
@@ -271,6 +282,18 @@ class BodyTooLarge(WireError):
 def request_head(method: str, target: str, host: str, headers: dict[str, str], body_length: int) -> bytes:
     lines = [f"{method} {target} HTTP/1.1", f"host: {host}", f"content-length: {body_length}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def response_head_pairs(status: int, pairs: list[tuple[str, str]], body_length: int | None, *,
+                        close: bool = False) -> bytes:
+    """A response head whose headers may repeat (Set-Cookie), for answers passed through from a function."""
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
+    if body_length is not None:
+        lines.append(f"content-length: {body_length}")
+    lines += [f"{k}: {v}" for k, v in pairs]
+    if close:
+        lines.append("connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 

@@ -27,6 +27,7 @@ if [[ ! -f "$stamp" ]]; then
 fi
 
 bash scripts/build-pulumi.sh >/dev/null
+bash scripts/build-versitygw.sh >/dev/null  # the S3 server of the OSS-trigger tests and examples/object_pipeline
 .venv/bin/fc-lab images >/dev/null
 # The other runtimes' images (fc_lab/_images.py) build once, cached, in the background: only the tests that run
 # those runtimes wait for them (a lock per image makes them wait instead of building twice).

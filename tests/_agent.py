@@ -107,6 +107,28 @@ def signed_lines(method: str, target: str, body: bytes = b"", key: Credentials =
     return "".join(f"{k}: {v}\r\n" for k, v in sign(key, method, f"http://x{target}", body).items())
 
 
+def http_trigger(conn: ops.FleetConnection, label: str, method: str = "GET", path: str = "/", body: bytes = b"",
+                 headers: dict[str, str] | None = None, *, by_path: bool = False, host_index: int = 0
+                 ) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One request to an HTTP trigger (the host-name URL, or the path one with ``by_path``), redirects not
+    followed; returns the status, the header pairs (lower-case names, repeats kept) and the body."""
+    import http.client
+    host = conn.hosts[host_index]
+    client = http.client.HTTPConnection(host.address, conn.invoke_port, timeout=60)
+    try:
+        target = f"/_t/{label}{path}" if by_path else path
+        client.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        client.putheader("Host", f"{host.address}:{conn.invoke_port}" if by_path else f"{label}.fc.local")
+        for key, value in (headers or {}).items():
+            client.putheader(key, value)
+        client.putheader("Content-Length", str(len(body)))
+        client.endheaders(body)
+        resp = client.getresponse()
+        return resp.status, [(k.lower(), v) for k, v in resp.getheaders()], resp.read()
+    finally:
+        client.close()
+
+
 def instances(conn: ops.FleetConnection, function: str) -> list[dict]:
     with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
         return [i for i in agent.instances() if i["function_name"] == function]

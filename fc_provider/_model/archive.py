@@ -10,6 +10,7 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 SKIP_NAMES = {"__pycache__", ".git", ".DS_Store"}
 
@@ -49,13 +50,18 @@ def _add(tar: tarfile.TarFile, source: Path, arcname: str) -> None:
             tar.addfile(info, f)
 
 
-def pack_trees(trees: list[tuple[Path, str]], skip_suffixes: tuple[str, ...] = (".pyc",)) -> Package:
-    """Packs each (folder, prefix-in-archive) pair; an empty prefix puts the folder's content at the root. Files
-    ending in ``skip_suffixes`` are left out."""
+def pack_trees(trees: list[tuple[Path, str]], *, exclude: Callable[[str], bool] | None = None,
+               skip_suffixes: tuple[str, ...] = (".pyc",)) -> Package:
+    """Packs each (folder, prefix-in-archive) pair; an empty prefix puts the folder's content at the root. A
+    single file is packed under its prefix as the name. Files ending in ``skip_suffixes`` and entries for which
+    ``exclude(arcname)`` holds are left out."""
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6, filename="") as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for root, prefix in trees:
+                if root.is_file():
+                    _add(tar, root, prefix)
+                    continue
                 entries: list[tuple[str, Path]] = []
                 for dirpath, dirnames, filenames in os.walk(root):
                     dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES)
@@ -64,7 +70,9 @@ def pack_trees(trees: list[tuple[Path, str]], skip_suffixes: tuple[str, ...] = (
                             continue
                         full = Path(dirpath) / name
                         rel = full.relative_to(root).as_posix()
-                        entries.append((f"{prefix}/{rel}" if prefix else rel, full))
+                        arcname = f"{prefix}/{rel}" if prefix else rel
+                        if exclude is None or not exclude(arcname):
+                            entries.append((arcname, full))
                 if prefix:
                     _add(tar, root, prefix)
                 for arcname, full in sorted(entries):

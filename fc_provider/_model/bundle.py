@@ -11,7 +11,18 @@ from pathlib import Path
 
 from .archive import Package, pack_trees
 
-VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client")
+VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client",
+            "cronsim",
+            # boto3 for OSS triggers (listing a bucket): botocore ships every AWS service's model; only S3's and
+            # the shared files are packed (BOTOCORE_DATA)
+            "boto3", "botocore", "s3transfer", "jmespath", "dateutil")
+VENDORED_MODULES = ("six",)  # single-file modules (dateutil needs six)
+BOTOCORE_DATA = ("s3", "_retry.json", "endpoints.json", "partitions.json", "sdk-default-configuration.json")
+
+
+def _excluded(arcname: str) -> bool:
+    parts = arcname.split("/")
+    return parts[:2] == ["botocore", "data"] and len(parts) > 2 and parts[2] not in BOTOCORE_DATA
 
 
 def _package_dir(name: str) -> Path:
@@ -25,9 +36,17 @@ def _package_dir(name: str) -> Path:
 def agent_bundle() -> Package:
     trees = [(_package_dir("runtime_agent"), "runtime_agent"), (_package_dir("fc_common"), "fc_common")]
     trees += [(_package_dir(name), name) for name in VENDORED]
+    trees += [(_module_file(name), f"{name}.py") for name in VENDORED_MODULES]
     # Compiled extensions (charset_normalizer's optional speedups) are left out: each is built for one Python
     # minor version, and without them every vendored package runs as pure Python on any host Python 3.10+.
-    return pack_trees(trees, skip_suffixes=(".pyc", ".so"))
+    return pack_trees(trees, exclude=_excluded, skip_suffixes=(".pyc", ".so"))
+
+
+def _module_file(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(f"cannot bundle the agent: module {name} is not installed")
+    return Path(spec.origin)
 
 
 def agent_version() -> str:

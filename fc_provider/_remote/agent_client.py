@@ -182,3 +182,23 @@ class AgentClient:
             return False
         self._check(status, data)
         return True
+
+    # triggers
+    def put_trigger(self, function: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._check(*self._request("PUT", f"/v1/functions/{quote(function)}/triggers/{quote(name)}", spec))
+
+    def get_trigger(self, function: str, name: str) -> dict[str, Any] | None:
+        status, data = self._request("GET", f"/v1/functions/{quote(function)}/triggers/{quote(name)}")
+        if status == 404:
+            return None
+        return self._check(status, data)
+
+    def list_triggers(self, function: str) -> list[dict[str, Any]]:
+        return self._check(*self._request("GET", f"/v1/functions/{quote(function)}/triggers"))["triggers"]
+
+    def delete_trigger(self, function: str, name: str) -> bool:
+        status, data = self._request("DELETE", f"/v1/functions/{quote(function)}/triggers/{quote(name)}")
+        if status == 404:
+            return False
+        self._check(status, data)
+        return True

@@ -27,6 +27,7 @@ from typing import Callable, Mapping
 from urllib.parse import parse_qsl
 
 from fc_common import acs3
+from fc_common.naming import function_arn
 
 from ..errors import BadRequest, Forbidden
 from ..state.keys import AccessKey, KeyStore
@@ -152,3 +153,17 @@ def _parse_authorization(value: str) -> tuple[str, list[str], str]:
         raise BadRequest("malformed Authorization: SignedHeaders must be lower-case names in sorted order",
                          code="InvalidArgument")
     return fields["Credential"], signed, fields["Signature"]
+
+
+class FunctionAuthType:
+    """HTTP triggers with authType ``function`` (api/http_trigger.py): the request carries FC's signature, verified
+    exactly as the invoke API verifies it, and the key's policy must allow fc:InvokeFunction on the trigger's
+    function."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    def verify(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
+               function: str) -> None:
+        key = self.auth.verify(method, path + (f"?{query}" if query else ""), headers, body)
+        self.auth.authorize(key, "fc:InvokeFunction", function_arn(function))

@@ -4,6 +4,7 @@
   ``GET /healthz``, ``GET /v1/info``, ``GET|PUT|DELETE /v1/functions/{name}``, ``GET /v1/functions``,
   ``GET /v1/instances``, ``GET /v1/logs?function=&request_id=``, ``GET /metrics``,
   ``GET /v1/access-keys``, ``PUT|DELETE /v1/access-keys/{id}`` (the keys the invoke API accepts).
+  ``GET /v1/functions/{name}/triggers``, ``GET|PUT|DELETE /v1/functions/{name}/triggers/{trigger}``.
 - Invoke API shaped like Function Compute's (``invoke_api``, on the lean wire).
 
 Every platform error leaves through ``_send_error`` in FC's shape (``Code``, ``Message``, ``RequestId``).
@@ -30,6 +31,8 @@ log = logging.getLogger("fc-agent")
 
 FUNCTION_PATH = re.compile(r"^/v1/functions/([^/]+)$")
 ACCESS_KEY_PATH = re.compile(r"^/v1/access-keys/([^/]+)$")
+TRIGGERS_PATH = re.compile(r"^/v1/functions/([^/]+)/triggers$")
+TRIGGER_PATH = re.compile(r"^/v1/functions/([^/]+)/triggers/([^/]+)$")
 MAX_CONTROL_PAYLOAD = 32 * 1024 * 1024
 
 
@@ -147,7 +150,20 @@ class ControlHandler(_Handler):
             return self._send_json(200, self.agent.get_function(m.group(1)).to_json())
         if path == "/v1/access-keys":
             return self._send_json(200, {"access_keys": [k.describe() for k in self.agent.keys.list()]})
+        if m := TRIGGERS_PATH.match(path):
+            return self._send_json(200, {"triggers": [t.to_json() for t in self.agent.triggers.list(m.group(1))]})
+        if m := TRIGGER_PATH.match(path):
+            return self._send_json(200, self.agent.triggers.get(m.group(1), m.group(2)).to_json())
         raise NotFound(f"no route {path}", code="NotFound")
+
+    def _json_body(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self._body() or b"{}")
+        except ValueError as exc:
+            raise BadRequest(f"body is not JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise BadRequest("body must be a JSON object")
+        return value
 
     def _put(self, request_id: str) -> None:
         self._authorize()
@@ -161,6 +177,9 @@ class ControlHandler(_Handler):
                 return self._send_json(200, self.agent.keys.put(m.group(1), json.loads(self._body())).describe())
             except ValueError as exc:
                 raise BadRequest(f"access key {m.group(1)}: {exc}") from exc
+        if m := TRIGGER_PATH.match(path):
+            spec = self._json_body()
+            return self._send_json(200, self.agent.triggers.put(m.group(1), m.group(2), spec).to_json())
         raise NotFound(f"no route {path}", code="NotFound")
 
     def _delete(self, request_id: str) -> None:
@@ -174,6 +193,9 @@ class ControlHandler(_Handler):
         if m := ACCESS_KEY_PATH.match(path):
             if not self.agent.keys.delete(m.group(1)):
                 raise NotFound(f"access key {m.group(1)} is not known on this host", code="AccessKeyNotFound")
+            return self._send(204, b"")
+        if m := TRIGGER_PATH.match(path):
+            self.agent.triggers.delete(m.group(1), m.group(2))
             return self._send(204, b"")
         raise NotFound(f"no route {path}", code="NotFound")
 

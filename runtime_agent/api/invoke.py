@@ -4,6 +4,9 @@
     GET  /2023-03-30/functions/{name}                             GetFunction      fc:GetFunction
     GET  /2023-03-30/functions[?prefix=&limit=&nextToken=]        ListFunctions    fc:ListFunctions
 
+HTTP triggers (``http_trigger``: by host name or under ``/_t/``) are matched first and follow their own auth type;
+the fleet's own requests (``peer``: timer claims, S3 webhooks) carry their own tokens.
+
 A thread per connection on the lean wire (``wire``): the head is parsed with ``bytes.split``, the answer leaves in
 one write, and the connection stays open for the next request. Every platform error leaves in FC's shape
 (``Code``, ``Message``, ``RequestId``) through ``errors.error_body``.
@@ -29,8 +32,9 @@ from fc_common.policy import ALL_FUNCTIONS
 from ..errors import AgentError, BadRequest, error_body
 from ..service import Agent, InvokeResult, new_request_id
 from ..wire import BodyTooLarge, Message, PeerClosed, Wire, WireError, response_head
-from . import fcread
-from .auth import Authenticator
+from . import fcread, peer
+from .auth import Authenticator, FunctionAuthType
+from .http_trigger import HttpTriggerRouter
 
 log = logging.getLogger("fc-agent")
 
@@ -43,6 +47,7 @@ _JSON = {"content-type": "application/json"}
 class _Connection(socketserver.BaseRequestHandler):
     agent: Agent
     auth: Authenticator
+    triggers: HttpTriggerRouter
 
     def handle(self) -> None:
         sock: socket.socket = self.request
@@ -74,6 +79,14 @@ class _Connection(socketserver.BaseRequestHandler):
             return False
         request_id = request.headers.get("x-fc-request-id") or new_request_id()
         close = not request.keep_alive
+        if (matched := self.triggers.match(request.headers.get("host", ""), request.start[1])) is not None:
+            try:
+                wire.send(self.triggers.serve(request, matched, self.client_address[0], request_id, close))
+            except Exception:  # noqa: BLE001 - the funnel, as below
+                log.exception("unexpected error in HTTP trigger %s %s", request.start[0], request.start[1][:200])
+                self._reply(wire, AgentError("internal error in the agent; see its log"), request_id, close=True)
+                return False
+            return not close
         try:
             result = self._route(request, request_id)
         except AgentError as exc:
@@ -90,6 +103,8 @@ class _Connection(socketserver.BaseRequestHandler):
     def _route(self, request: Message, request_id: str) -> InvokeResult:
         method, target = request.start[0], request.start[1]
         path, _, query_string = target.partition("?")
+        if method == "POST" and peer.is_peer_path(path):
+            return peer.serve(self.agent, path, request.body, request_id)
         if path.startswith(PREFIX) and path.endswith(SUFFIX) and method == "POST":
             name = path[len(PREFIX):-len(SUFFIX)]
             if name and "/" not in name:
@@ -136,7 +151,10 @@ class InvokeServer(socketserver.ThreadingTCPServer):
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], agent: Agent) -> None:
-        handler = type("BoundInvokeConnection", (_Connection,), {"agent": agent, "auth": Authenticator(agent.keys)})
+        auth = Authenticator(agent.keys)
+        # authType "function" on HTTP triggers: FC's signature, verified as this API verifies it
+        triggers = HttpTriggerRouter(agent, FunctionAuthType(auth))
+        handler = type("BoundInvokeConnection", (_Connection,), {"agent": agent, "auth": auth, "triggers": triggers})
         self._agent = agent
         self._open = 0
         self._open_lock = threading.Lock()

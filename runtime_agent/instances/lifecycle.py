@@ -59,6 +59,7 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: bytes
+    lines: list[str] | None = None  # header lines as received, repeats kept (passed through by HTTP triggers)
 
 
 class InvocationTimeout(Exception):
@@ -348,21 +349,25 @@ class Instance:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one write per request; never wait for ACKs
         return Wire(sock)
 
-    def call(self, path: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
-        head = request_head("POST", path, self._authority, headers, len(body))
+    def call(self, path: str, body: bytes, headers: dict[str, str], timeout: float, *, method: str = "POST",
+             head: bytes | None = None) -> Reply:
+        """One exchange with the instance's server. ``head``: a request head built by the caller (an HTTP trigger
+        passes the client's request through), else a POST of ``path`` with ``headers``."""
+        if head is None:
+            head = request_head(method, path, self._authority, headers, len(body))
         with self._lock:
             conn = self._idle_connections.pop() if self._idle_connections else None
         try:
             if conn is not None:
                 try:
-                    reply = conn.exchange(head, body, timeout=timeout, limit=MAX_REPLY)
+                    reply = conn.exchange(head, body, timeout=timeout, limit=MAX_REPLY, method=method)
                 except (PeerClosed, BrokenPipeError, ConnectionResetError):
                     # The server closed a kept-alive connection while it was idle: it never saw this request.
                     conn.close()
                     conn = None
             if conn is None:
                 conn = self._connect(timeout)
-                reply = conn.exchange(head, body, timeout=timeout, limit=MAX_REPLY)
+                reply = conn.exchange(head, body, timeout=timeout, limit=MAX_REPLY, method=method)
         except socket.timeout as exc:
             if conn is not None:
                 conn.close()
@@ -376,4 +381,4 @@ class Instance:
                 self._idle_connections.append(conn)
         else:
             conn.close()
-        return Reply(int(reply.start[1]), reply.headers, reply.body)
+        return Reply(int(reply.start[1]), reply.headers, reply.body, reply.lines)

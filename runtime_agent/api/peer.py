@@ -1,0 +1,58 @@
+"""Requests on the invoke port that come from the fleet's own machinery rather than from callers, each
+authenticated by its own token instead of an access key's signature:
+
+    POST /_fc/timer-claims          a peer agent claims a timer tick (events/timer.py)
+    POST /_fc/s3-events/{token}     an S3 server's webhook posts event records (events/oss.py)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from ..errors import BadRequest, NotFound, Unauthorized
+from ..events.timer import CLAIM_PATH
+from ..service import InvokeResult
+
+S3_EVENTS_PATH = "/_fc/s3-events/"  # + token: an S3 server's webhook (events/oss.py)
+_JSON = {"content-type": "application/json"}
+
+
+def is_peer_path(path: str) -> bool:
+    return path == CLAIM_PATH or path.startswith(S3_EVENTS_PATH)
+
+
+def serve(agent: Any, path: str, body: bytes, request_id: str) -> InvokeResult:
+    if path == CLAIM_PATH:
+        answer: dict[str, Any] = {"holder": _timer_claim(agent, body)}
+    else:
+        answer = {"delivered": _s3_events(agent, path[len(S3_EVENTS_PATH):], body)}
+    return InvokeResult(200, {**_JSON, "x-fc-request-id": request_id}, json.dumps(answer).encode())
+
+
+def _timer_claim(agent: Any, body: bytes) -> Any:
+    """Answers the holder of the tick a peer claims."""
+    try:
+        holder = agent.timers.grant(json.loads(body))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadRequest(f"malformed timer claim: {exc}") from exc
+    except PermissionError as exc:
+        raise Unauthorized(str(exc)) from exc
+    if holder is None:
+        raise NotFound("this host holds no such timer trigger", code="TriggerNotFound")
+    return holder
+
+
+def _s3_events(agent: Any, token: str, body: bytes) -> int:
+    """S3 event records posted by an S3 server's webhook; the token is an OSS trigger's peer key."""
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise BadRequest(f"S3 event payload is not JSON: {exc}") from exc
+    records = payload.get("Records") if isinstance(payload, dict) else None
+    if not records:  # a server's start-up test event has none and is always welcome
+        return 0
+    if not agent.oss.accepts(unquote(token)):
+        raise Unauthorized("unknown S3 webhook token")
+    return agent.oss.on_records([r for r in records if isinstance(r, dict)])
