@@ -34,6 +34,8 @@ class AgentConfig:
     # Host capacity for instance reservations; null: os.cpu_count() and MemTotal.
     capacity_cpu: float | None = None
     capacity_memory_mb: int | None = None
+    # Threads that run queued asynchronous tasks (each holds one instance slot while its task runs).
+    async_workers: int = 16
 
     @classmethod
     def load(cls, path: Path) -> "AgentConfig":

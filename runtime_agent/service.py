@@ -15,6 +15,9 @@ from typing import Any
 
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
+from .events.asyncinvoke import AsyncInvoker
+from .events.poolrunner import PoolRunner
+from .events.runner import TaskCall
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
 from .instances.driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
@@ -63,14 +66,19 @@ class Agent:
         self.function_logs = FunctionLogs(config.state_dir / "logs")
         self._networks: set[str] = set()
         self._making_room: dict[str, float] = {}  # function -> when room was last made for its min_instances
+        # Asynchronous invocation: a durable queue whose workers invoke through the same pools as requests.
+        self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", PoolRunner(self._all_pools, self.invoke),
+                                          workers=config.async_workers, registry=self.metrics.registry)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
         self.reconcile()
+        self.async_invoker.start()  # after reconcile: instances interrupted mid-task are known by then
         self._reaper.start()
 
     def close(self) -> None:
         self._stopping.set()
+        self.async_invoker.close()
         self.store.close()
 
     def reconcile(self) -> None:
@@ -241,7 +249,8 @@ class Agent:
             inst.start(spec, self.config.start_timeout_seconds, reserve=reserve)
 
     # invocation -----------------------------------------------------------------------------------------------
-    def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool) -> InvokeResult:
+    def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool, task: TaskCall | None = None
+               ) -> InvokeResult:
         pool = self._pools.get(name)
         if pool is None:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
@@ -254,7 +263,7 @@ class Agent:
         counters = self.metrics.of(name)
         counters.invocations.inc()
         try:
-            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base)
+            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base, task)
         except Throttled:
             counters.throttled.inc()
             raise
@@ -264,16 +273,24 @@ class Agent:
         return result
 
     def _invoke(self, pool: FunctionPool, record: FunctionRecord, body: bytes, request_id: str, log_tail: bool,
-                timeout: float, base: dict[str, str]) -> InvokeResult:
+                timeout: float, base: dict[str, str], task: TaskCall | None) -> InvokeResult:
         try:
-            inst, kind = pool.acquire()
+            inst, kind = pool.acquire(task.slot_wait if task else None)
         except InitializerFailed as exc:  # FC reports it like a function error: 200 with the error JSON
             return InvokeResult(200, {**base, "x-fc-error-type": "UnhandledInvocationError"}, exc.body)
         self.metrics.of(record.name).starts[kind].inc()
+        call_headers = {"x-fc-request-id": request_id}
+        if task is not None:
+            try:
+                task.on_instance(inst.id)
+            except BaseException:
+                pool.release(inst)
+                raise
+            call_headers["x-fc-async-task-id"] = task.task_id
         recycle = False
         headers = {**base, "x-fc-instance-id": inst.id}
         try:
-            reply = inst.call("/invoke", body, {"x-fc-request-id": request_id}, timeout)
+            reply = inst.call("/invoke", body, call_headers, timeout)
         except InvocationTimeout:
             recycle = True
             return InvokeResult(200, {**headers, "x-fc-error-type": "UnhandledInvocationError"}, json.dumps({

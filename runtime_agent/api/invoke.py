@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from ..errors import AgentError, BadRequest, NotFound, error_body
-from ..service import Agent, new_request_id
+from . import tasks
+from ..service import Agent, InvokeResult, new_request_id
 from ..wire import BodyTooLarge, PeerClosed, Wire, WireError, response_head
 
 log = logging.getLogger("fc-agent")
@@ -24,6 +25,8 @@ _JSON = {"content-type": "application/json"}
 
 class _Connection(socketserver.BaseRequestHandler):
     agent: Agent
+    # The task routes' authorization hook (see api/tasks.py); the request verifier replaces it.
+    authorize: tasks.Authorize = staticmethod(tasks.allow_all)
 
     def handle(self) -> None:
         sock: socket.socket = self.request
@@ -57,13 +60,20 @@ class _Connection(socketserver.BaseRequestHandler):
         method, target = request.start[0], request.start[1]
         path = target.partition("?")[0]
         try:
-            if method != "POST" or not (path.startswith(PREFIX) and path.endswith(SUFFIX)) or "/" in (
+            if tasks.matches(path):
+                status, body = tasks.serve(self.agent.async_invoker, method, target, headers, request.body,
+                                           self.authorize)
+                result = InvokeResult(status, {**_JSON, "x-fc-request-id": request_id}, body)
+            elif method != "POST" or not (path.startswith(PREFIX) and path.endswith(SUFFIX)) or "/" in (
                     name := path[len(PREFIX):-len(SUFFIX)]) or not name:
                 raise NotFound(f"no route {method} {path}", code="NotFound")
-            result = self.agent.invoke(
-                unquote(name), request.body, request_id=request_id,
-                log_tail=headers.get("x-fc-log-type") == "Tail",
-            )
+            elif headers.get("x-fc-invocation-type", "").lower() == "async":
+                result = self._enqueue(unquote(name), target, request.body, headers, request_id)
+            else:
+                result = self.agent.invoke(
+                    unquote(name), request.body, request_id=request_id,
+                    log_tail=headers.get("x-fc-log-type") == "Tail",
+                )
         except AgentError as exc:
             self._reply(wire, exc, request_id, close=close)
             return not close
@@ -74,6 +84,14 @@ class _Connection(socketserver.BaseRequestHandler):
         headers = {"content-type": "application/octet-stream", **result.headers}
         wire.send(response_head(result.status, headers, len(result.body), close=close) + result.body)
         return not close
+
+    def _enqueue(self, name: str, target: str, body: bytes, headers: dict[str, str], request_id: str
+                 ) -> InvokeResult:
+        """x-fc-invocation-type: Async: 202 once the event is durable (FC's errors at once otherwise)."""
+        qualifier = (parse_qs(target.partition("?")[2]).get("qualifier") or ["LATEST"])[-1]
+        task_id = self.agent.async_invoker.enqueue(name, body, request_id=request_id, qualifier=qualifier,
+                                                   task_id=headers.get("x-fc-async-task-id") or None)
+        return InvokeResult(202, {"x-fc-request-id": request_id, "x-fc-async-task-id": task_id}, b"")
 
     @staticmethod
     def _reply(wire: Wire, exc: AgentError, request_id: str, *, close: bool) -> None:
