@@ -20,6 +20,8 @@ from ._inputs import (
     CustomContainerConfigArgs,
     CustomDnsArgs,
     CustomRuntimeConfigArgs,
+    DestinationArgs,
+    DestinationConfigArgs,
     DnsOptionArgs,
     HealthCheckConfigArgs,
     HostCapacityArgs,
@@ -29,16 +31,21 @@ from ._inputs import (
     PlacementArgs,
 )
 from ._model.placement import PlacementError
+from .async_invoke_config import AsyncInvokeConfig, AsyncInvokeConfigArgs
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
 
 __all__ = [
     "AgentAPIError",
+    "AsyncInvokeConfig",
+    "AsyncInvokeConfigArgs",
     "AuthenticationFailed",
     "CustomContainerConfigArgs",
     "CustomDnsArgs",
     "CustomRuntimeConfigArgs",
     "DeployLocked",
+    "DestinationArgs",
+    "DestinationConfigArgs",
     "DnsOptionArgs",
     "FcProviderError",
     "Fleet",

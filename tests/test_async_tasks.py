@@ -163,3 +163,55 @@ def test_bad_async_configs_are_refused_naming_the_field(conn: ops.FleetConnectio
             with pytest.raises(AgentAPIError) as info:
                 agent.put_async_config("bad-config", config)
             assert info.value.status == 400 and field in info.value.message, config
+
+
+def _sdk(conn: ops.FleetConnection):
+    """The official FC SDK, pointed at the host's invoke port (it signs every request; the agent serves FC's
+    task API paths and shapes)."""
+    from alibabacloud_fc20230330.client import Client
+    from alibabacloud_tea_openapi.models import Config
+
+    return Client(Config(access_key_id="test-key", access_key_secret="test-secret", protocol="http",
+                         endpoint=f"{conn.hosts[0].address}:{conn.invoke_port}", region_id="local"))
+
+
+def test_the_official_sdk_submits_lists_gets_and_stops_tasks(conn: ops.FleetConnection, tmp_path: Path) -> None:
+    from alibabacloud_fc20230330 import models
+
+    deploy(conn, tmp_path, "sdk-tasks", SLEEPER, max_instances=1, timeout=60)
+    async_config(conn, "sdk-tasks", async_task=True)
+    client = _sdk(conn)
+    for task_id, seconds in (("sdk-a", b"0"), ("sdk-b", b"30"), ("sdk-c", b"0")):
+        response = client.invoke_function_with_options(
+            "sdk-tasks", models.InvokeFunctionRequest(body=seconds),
+            models.InvokeFunctionHeaders(x_fc_invocation_type="Async", x_fc_async_task_id=task_id),
+            _runtime())
+        assert response.status_code == 202 and response.headers["x-fc-request-id"]
+    wait_task(conn, "sdk-tasks", "sdk-b", "Running")
+    got = client.get_async_task("sdk-tasks", "sdk-a", models.GetAsyncTaskRequest()).body
+    assert got.task_id == "sdk-a" and got.status == "Succeeded" and got.return_payload == "slept"
+    assert got.events[0].status == "Enqueued" and isinstance(got.events[0].timestamp, int)
+    page = client.list_async_tasks("sdk-tasks", models.ListAsyncTasksRequest(limit=2, include_payload=True)).body
+    assert [t.task_id for t in page.tasks] == ["sdk-a", "sdk-b"] and page.next_token
+    assert page.tasks[0].task_payload == "0"
+    rest = client.list_async_tasks("sdk-tasks", models.ListAsyncTasksRequest(limit=2, next_token=page.next_token))
+    assert [t.task_id for t in rest.body.tasks] == ["sdk-c"] and not rest.body.next_token
+    running = client.list_async_tasks("sdk-tasks", models.ListAsyncTasksRequest(status="Running")).body
+    assert [t.task_id for t in running.tasks] == ["sdk-b"]
+    newest = client.list_async_tasks("sdk-tasks", models.ListAsyncTasksRequest(sort_order_by_time="desc")).body
+    assert [t.task_id for t in newest.tasks] == ["sdk-c", "sdk-b", "sdk-a"]
+    client.stop_async_task("sdk-tasks", "sdk-c", models.StopAsyncTaskRequest())  # queued behind sdk-b
+    client.stop_async_task("sdk-tasks", "sdk-b", models.StopAsyncTaskRequest())
+    assert wait_task(conn, "sdk-tasks", "sdk-b", "Stopped", timeout=20)["status"] == "Stopped"
+    assert wait_task(conn, "sdk-tasks", "sdk-c", "Stopped")["status"] == "Stopped"
+    from darabonba.exceptions import DaraException
+
+    with pytest.raises(DaraException) as info:
+        client.get_async_task("sdk-tasks", "never", models.GetAsyncTaskRequest())
+    assert info.value.code == "AsyncTaskNotFound"
+
+
+def _runtime():
+    from darabonba.runtime import RuntimeOptions
+
+    return RuntimeOptions()

@@ -97,7 +97,14 @@ class AsyncInvoker:
         return config
 
     def put_config(self, function: str, qualifier: str, raw: dict[str, Any]) -> dict[str, Any]:
+        if not self._runner.function_exists(function):
+            raise NotFound(f"function {function} does not exist on this host")
         problems = rules.config_problems(raw)
+        for key, target in (raw.get("destination_config") or {}).items() if not problems else ():
+            name = rules.destination_function((target or {}).get("destination") or "")
+            if name is not None and not self._runner.function_exists(name):
+                problems.append((f"destination_config.{key}.destination",
+                                 f"function {name} does not exist on this host; deploy it (to the same hosts) first"))
         if problems:
             raise BadRequest("; ".join(f"{field}: {rule}" for field, rule in problems))
         self.store.put_config(function, qualifier, raw, self._clock_ms())
