@@ -66,7 +66,8 @@ class AsyncInvoker:
         self._runner = runner
         self._clock_ms = clock_ms
         self._configs: dict[tuple[str, str], AsyncConfig] = {}
-        self.metrics = AsyncMetrics(registry, lambda: self.store.stats(self._clock_ms()))
+        self.metrics = AsyncMetrics(registry, lambda: self.store.stats(self._clock_ms()),
+                                    lambda: self.store.accept_commits)
         self.outbox = Outbox(self.store, self._deliver_to_function, self.metrics.deliveries_result, clock_ms)
         self.workers = Workers(self.store, runner, count=workers, policy=RetryPolicy(), on_end=self._end,
                                on_retry=self.metrics.retried, clock_ms=clock_ms)
@@ -156,7 +157,7 @@ class AsyncInvoker:
             raise Conflict(f"async task {task.task_id} of function {function} already exists; task ids are "
                            f"unique per function", code="TaskAlreadyExists")
         self.metrics.accepted.labels(function).inc()
-        self.workers.nudge()
+        self.workers.nudge(function)
         return task.task_id
 
     def _deliver_to_function(self, function: str, event: bytes) -> None:

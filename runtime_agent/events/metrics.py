@@ -7,15 +7,16 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from prometheus_client import Counter
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .states import TaskStatus
 
 
 class _QueueCollector(Collector):
-    def __init__(self, stats: Callable[[], dict[str, dict[str, float]]]) -> None:
+    def __init__(self, stats: Callable[[], dict[str, dict[str, float]]], commits: Callable[[], int]) -> None:
         self._stats = stats
+        self._commits = commits
 
     def collect(self):
         depth = GaugeMetricFamily("fc_async_queue_depth", "Async events waiting to run (Enqueued, Retrying)",
@@ -29,10 +30,13 @@ class _QueueCollector(Collector):
             in_hand.add_metric([function], entry["in_hand"])
             oldest.add_metric([function], entry["oldest_age_s"])
         yield from (depth, in_hand, oldest)
+        yield CounterMetricFamily("fc_async_accept_commits", "Group commits of accepted events (accepted / commits "
+                                  "= events per fsync)", value=self._commits())
 
 
 class AsyncMetrics:
-    def __init__(self, registry: Any, stats: Callable[[], dict[str, dict[str, float]]]) -> None:
+    def __init__(self, registry: Any, stats: Callable[[], dict[str, dict[str, float]]],
+                 commits: Callable[[], int]) -> None:
         self.accepted = Counter("fc_async_accepted", "Async events accepted (durable before their 202)",
                                 ["function"], registry=registry)
         self.retries = Counter("fc_async_retries", "Async retries by kind (function_error, system)",
@@ -41,7 +45,7 @@ class AsyncMetrics:
                                    "expirations)", ["function", "status"], registry=registry)
         self.deliveries = Counter("fc_async_destination_deliveries", "Destination deliveries by result "
                                   "(delivered, retried, failed)", ["result"], registry=registry)
-        registry.register(_QueueCollector(stats))
+        registry.register(_QueueCollector(stats, commits))
 
     def retried(self, task: Any, charged: bool) -> None:
         self.retries.labels(task.function, "function_error" if charged else "system").inc()

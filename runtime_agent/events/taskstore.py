@@ -1,8 +1,12 @@
 """The per-host durable queue of asynchronous tasks, in SQLite (its own file, ``tasks.db``).
 
-Durability: WAL with ``synchronous=FULL``, so a commit is on disk (fsynced) before the caller hears of it; an
-event's row and its first state are committed before its 202 leaves. Accepting is a group commit: requests that
-arrive while a commit is in progress are written together in the next transaction, one fsync for all of them.
+Durability: WAL. Accepting commits with ``synchronous=FULL``, so an event's row and its first state are on disk
+(fsynced) before its 202 leaves, and it is a group commit: requests that arrive while a commit is in progress are
+written together in the next transaction, one fsync for all of them. The workers' transitions (claimed, running,
+retrying, ended, deliveries) commit with ``synchronous=NORMAL``: they survive a crash of the agent (``kill -9``)
+like every SQLite commit, and the next accepting commit's fsync makes them durable too; what an OS crash could
+take back is at most the last of them, and each only ever leads to a task being run again (at least once), never
+to an event lost.
 
 Leases: a worker claims a task by writing this agent process's boot id into ``lease_owner``. Only one agent runs
 per host, so a lease is valid exactly while its owner is the running boot; a task found in hand (Dequeued,
@@ -123,8 +127,9 @@ class TaskStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a 202 promises the event survives a power cut too
+        self._db.execute("PRAGMA synchronous=NORMAL")  # transitions; accepting switches to FULL (see above)
         self._db.executescript(SCHEMA)
+        self.accept_commits = 0  # group commits made; accepted events / this = the mean batch
         self._pending: list[_Pending] = []
         self._pending_cond = threading.Condition()
         self._closed = False
@@ -163,14 +168,19 @@ class TaskStore:
                 batch, self._pending = self._pending, []
             try:
                 with self._lock:
-                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.execute("PRAGMA synchronous=FULL")  # a 202 promises the event survives a power cut
                     try:
-                        for p in batch:
-                            p.accepted = self._insert(p.task)
-                        self._db.execute("COMMIT")
-                    except BaseException:
-                        self._db.execute("ROLLBACK")
-                        raise
+                        self._db.execute("BEGIN IMMEDIATE")
+                        try:
+                            for p in batch:
+                                p.accepted = self._insert(p.task)
+                            self._db.execute("COMMIT")
+                            self.accept_commits += 1
+                        except BaseException:
+                            self._db.execute("ROLLBACK")
+                            raise
+                    finally:
+                        self._db.execute("PRAGMA synchronous=NORMAL")
             except BaseException as exc:  # noqa: BLE001 - every waiter of the batch hears of it
                 for p in batch:
                     p.error, p.accepted = exc, False
@@ -196,26 +206,36 @@ class TaskStore:
         return _Tx(self)
 
     # working -----------------------------------------------------------------------------------------------------
-    def next_due_ms(self) -> int | None:
+    def next_due_ms(self, busy_functions: Iterable[str] = ()) -> int | None:
+        """When the next waiting task of a function not in ``busy_functions`` is due (None: there is none)."""
+        busy = sorted(set(busy_functions))
+        skip = f" AND function NOT IN ({','.join('?' * len(busy))})" if busy else ""
         with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(not_before_ms) FROM tasks WHERE status IN (?, ?)", [s.value for s in WAITING]).fetchone()
+            row = self._db.execute(f"SELECT MIN(not_before_ms) FROM tasks WHERE status IN (?, ?){skip}",
+                                   [*(s.value for s in WAITING), *busy]).fetchone()
         return row[0]
 
     def claim(self, now_ms: int, busy_functions: Iterable[str] = ()) -> Task | None:
-        """Leases the oldest due task of a function not in ``busy_functions`` to this boot (Dequeued)."""
+        """Leases the oldest due task of a function not in ``busy_functions`` to this boot (Dequeued). The
+        candidate is read without a write transaction (an empty look costs no write); the lease is taken only if
+        the row is still waiting, so two workers never both hold one task."""
         busy = sorted(set(busy_functions))
         skip = f" AND function NOT IN ({','.join('?' * len(busy))})" if busy else ""
-        with self._transaction():
-            row = self._db.execute(
-                f"{_SELECT} WHERE status IN (?, ?) AND not_before_ms <= ?{skip} ORDER BY not_before_ms, id LIMIT 1",
-                [*(s.value for s in WAITING), now_ms, *busy]).fetchone()
+        while True:
+            with self._lock:
+                row = self._db.execute(
+                    f"{_SELECT} WHERE status IN (?, ?) AND not_before_ms <= ?{skip} ORDER BY not_before_ms, id "
+                    f"LIMIT 1", [*(s.value for s in WAITING), now_ms, *busy]).fetchone()
             if row is None:
                 return None
-            self._db.execute("UPDATE tasks SET status=?, lease_owner=? WHERE id=?",
-                             (TaskStatus.DEQUEUED.value, self.boot_id, row[0]))
-            self._event(row[0], TaskStatus.DEQUEUED, now_ms, "")
-        return Task(*row[:7], TaskStatus.DEQUEUED.value, *row[8:15], self.boot_id, *row[16:])
+            with self._transaction():
+                cur = self._db.execute("UPDATE tasks SET status=?, lease_owner=? WHERE id=? AND status IN (?, ?)",
+                                       (TaskStatus.DEQUEUED.value, self.boot_id, row[0],
+                                        *(s.value for s in WAITING)))
+                if cur.rowcount:
+                    self._event(row[0], TaskStatus.DEQUEUED, now_ms, "")
+            if cur.rowcount:
+                return Task(*row[:7], TaskStatus.DEQUEUED.value, *row[8:15], self.boot_id, *row[16:])
 
     def mark_running(self, task: int, instance_id: str, now_ms: int) -> bool:
         """Dequeued -> Running on ``instance_id``; False when a stop came first (the task must not run)."""

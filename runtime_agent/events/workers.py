@@ -54,9 +54,14 @@ class Workers:
             self._stopping = True
             self._cond.notify_all()
 
-    def nudge(self) -> None:
-        """A task was enqueued or a slot freed up: an idle worker looks again."""
+    def nudge(self, function: str | None = None) -> None:
+        """A task of ``function`` was enqueued (or a slot freed up): an idle worker looks again, unless that
+        function's tasks already hold every slot they may (a look would find nothing to claim)."""
         with self._cond:
+            if function is not None and function in self._in_flight:
+                pressure = self._runner.pressure().get(function)
+                if pressure is not None and self._in_flight[function] >= max(1, pressure.slots - 1):
+                    return
             self._cond.notify()
 
     def in_flight(self) -> dict[str, int]:
@@ -84,10 +89,13 @@ class Workers:
                 log.exception("claiming a task")
                 task = None
             if task is None:
+                # Nothing due for a function with room: sleep until the next retry is due, a nudge (an enqueue, a
+                # task ending) or IDLE_WAIT_S (a sync queue that emptied is noticed then). Tasks of busy functions
+                # do not count, or idle workers would poll for them.
+                next_ms = self._store.next_due_ms(busy)
                 with self._cond:
                     if self._stopping:
                         return
-                    next_ms = self._store.next_due_ms()
                     wait = IDLE_WAIT_S if next_ms is None else (next_ms - self._clock_ms()) / 1000
                     self._cond.wait(min(IDLE_WAIT_S, max(0.005, wait)))
                 continue
