@@ -1,9 +1,9 @@
 """Asynchronous invocation on one host: accepted events per second (each durable, fsynced, before its 202), and
 enqueue-to-start latency when idle. Floors measured in the same run:
 - accept rate (of events queued behind a function whose one slot is held, so only accepting is measured; and
-  while the queue runs the events it accepts) vs. the agent's own HTTP ceiling: the same clients sending to an unknown function (answered 404 at
-  once, nothing written), and vs. SQLite alone committing one event per fsync (what the queue would reach without
-  group commit, before any HTTP);
+  while the queue runs the events it accepts) vs. the agent's own HTTP ceiling: the same clients sending to an
+  unknown function (answered 404 at once, nothing written), and vs. SQLite alone committing one event per fsync
+  (what the queue would reach without group commit, before any HTTP);
 - enqueue-to-start vs. request-to-start of a synchronous invocation of the same function.
 
 Needs a lab with a running agent (`bash scripts/quickstart.sh`); deploys its own functions. Clients run inside

@@ -8,6 +8,8 @@ from typing import Any, Mapping, Optional
 
 from pydantic import TypeAdapter, ValidationError
 
+from fc_common import asyncrules
+
 from .validation import UNKNOWN, FunctionModel, has_unknown
 
 # Sent to the agent as the function's spec; everything else is the provider's business.
@@ -24,16 +26,15 @@ DIFFED = tuple(k for k in FunctionModel.model_fields if k not in NOT_DIFFED)
 REPLACE_ON = ("function_name",)
 INPUT_KEYS = tuple(FunctionModel.model_fields) + ("code", "connection", "adopt")
 
-# FC's ARN form; a fleet is one local region and account (documented in the README).
-ARN_REGION = "local"
-ARN_ACCOUNT = "fleet"
+# FC's ARN form; a fleet is one local region and account (documented in the README). One rule for both sides.
+ARN_REGION, ARN_ACCOUNT = asyncrules.ARN_REGION, asyncrules.ARN_ACCOUNT
 _ID_NAMESPACE = uuid.UUID("1c6f2f8e-5f0b-4bb7-9a43-4f3b1d1a7e51")
 
 _ADAPTERS = {name: TypeAdapter(field.annotation) for name, field in FunctionModel.model_fields.items()}
 
 
 def function_arn(name: str) -> str:
-    return f"acs:fc:{ARN_REGION}:{ARN_ACCOUNT}:functions/{name}"
+    return asyncrules.function_arn(name)
 
 
 def function_id(name: str) -> str:
