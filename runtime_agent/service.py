@@ -318,6 +318,14 @@ class Agent:
             headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]
         return InvokeResult(200, headers, reply.body)
 
+    def enqueue_async(self, name: str, payload: bytes, *, qualifier: str = "LATEST", task_id: str | None = None,
+                      request_id: str | None = None) -> tuple[str, str]:
+        """An asynchronous invocation, durable when this returns: (request id, task id). The one entry point for
+        async work (the invoke API, timer and storage triggers); raises FC's errors for what is refused."""
+        request_id = request_id or new_request_id()
+        task = self.async_invoker.enqueue(name, payload, request_id=request_id, task_id=task_id, qualifier=qualifier)
+        return request_id, task
+
     # background -----------------------------------------------------------------------------------------------
     def _reap_loop(self) -> None:
         """Keeps min_instances ready, hibernates idle instances of functions that ask for it, removes idle ones."""

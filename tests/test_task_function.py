@@ -76,3 +76,13 @@ def test_a_short_job_succeeds_and_keeps_its_result(stack: Stack) -> None:
     assert json.loads(record["returnPayload"]) == {"items": 3, "checksum": 3}
     duplicate = fc(stack, "invoke", "batch-job", "--async", "--task-id", "short-job")
     assert duplicate.returncode == 3 and "409" in duplicate.stderr
+
+
+def test_the_config_updates_in_place_and_a_refresh_finds_no_drift(stack: Stack) -> None:
+    import re
+
+    stack.config(maxRetries="2")
+    out = stack.up()
+    assert re.search(r"1 updated", out) and "replaced" not in out.split("Resources:")[1], out
+    refreshed = stack.up(refresh=True)
+    assert re.search(r"Resources:\s+4 unchanged", refreshed), refreshed  # stack, fleet, function, config

@@ -89,8 +89,8 @@ class _Connection(socketserver.BaseRequestHandler):
                  ) -> InvokeResult:
         """x-fc-invocation-type: Async: 202 once the event is durable (FC's errors at once otherwise)."""
         qualifier = (parse_qs(target.partition("?")[2]).get("qualifier") or ["LATEST"])[-1]
-        task_id = self.agent.async_invoker.enqueue(name, body, request_id=request_id, qualifier=qualifier,
-                                                   task_id=headers.get("x-fc-async-task-id") or None)
+        _, task_id = self.agent.enqueue_async(name, body, request_id=request_id, qualifier=qualifier,
+                                              task_id=headers.get("x-fc-async-task-id") or None)
         return InvokeResult(202, {"x-fc-request-id": request_id, "x-fc-async-task-id": task_id}, b"")
 
     @staticmethod
