@@ -20,6 +20,8 @@ from ._inputs import (
     CustomContainerConfigArgs,
     CustomDnsArgs,
     CustomRuntimeConfigArgs,
+    DestinationArgs,
+    DestinationConfigArgs,
     DnsOptionArgs,
     HealthCheckConfigArgs,
     HostCapacityArgs,
@@ -31,6 +33,7 @@ from ._inputs import (
 from ._model.placement import PlacementError
 from .access_key import AccessKey, AccessKeyArgs, AccessKeyPolicyArgs
 from .alias import Alias, AliasArgs
+from .async_invoke_config import AsyncInvokeConfig, AsyncInvokeConfigArgs
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
 from .layer import LayerVersion, LayerVersionArgs
@@ -53,11 +56,15 @@ __all__ = [
     "AgentAPIError",
     "Alias",
     "AliasArgs",
+    "AsyncInvokeConfig",
+    "AsyncInvokeConfigArgs",
     "AuthenticationFailed",
     "CustomContainerConfigArgs",
     "CustomDnsArgs",
     "CustomRuntimeConfigArgs",
     "DeployLocked",
+    "DestinationArgs",
+    "DestinationConfigArgs",
     "DnsOptionArgs",
     "FcProviderError",
     "Fleet",

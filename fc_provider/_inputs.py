@@ -230,3 +230,27 @@ class HostCapacityArgs(InputArgs):
 
     cpu: float
     memory_mb: int
+
+
+@dataclasses.dataclass(kw_only=True)
+class DestinationArgs(InputArgs):
+    """Where an asynchronous invocation's outcome goes (FC's ``Destination``).
+
+    :param destination: A function of this fleet by its ARN, ``acs:fc:local:fleet:functions/NAME`` (the event
+           becomes an asynchronous invocation of it), or an ``http(s)://`` URL that receives the event by POST (a
+           webhook; FC has no such destination). Required.
+    """
+
+    destination: Any
+
+
+@dataclasses.dataclass(kw_only=True)
+class DestinationConfigArgs(InputArgs):
+    """FC's ``destinationConfig``: where the destination event goes after an asynchronous invocation ends.
+
+    :param on_success: For events that succeeded. Default none (nothing is sent).
+    :param on_failure: For events that failed after their retries, expired or became invalid. Default none.
+    """
+
+    on_success: Optional[Union[DestinationArgs, Mapping[str, Any]]] = None
+    on_failure: Optional[Union[DestinationArgs, Mapping[str, Any]]] = None

@@ -387,3 +387,4 @@ class Function(pulumi.dynamic.Resource):
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
             additional_secret_outputs=["connection", "environment_variables"], depends_on=[fleet]))
         super().__init__(FunctionProvider(), resource_name, props, opts)
+        self.fleet = fleet  # resources that follow the function to its hosts (AsyncInvokeConfig) reach them here

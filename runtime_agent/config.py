@@ -49,6 +49,8 @@ class AgentConfig:
     # Seeds the draws that split an alias's traffic between its versions (null: OS entropy); set it to make a
     # sequence of invocations route reproducibly.
     routing_seed: int | None = None
+    # Threads that run queued asynchronous tasks (each holds one instance slot while its task runs).
+    async_workers: int = 16
 
     @classmethod
     def load(cls, path: Path) -> "AgentConfig":

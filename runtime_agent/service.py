@@ -15,7 +15,10 @@ from typing import Any
 
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
+from .events.asyncinvoke import AsyncInvoker
 from .events.oss import OssTriggers
+from .events.poolrunner import PoolRunner
+from .events.runner import TaskCall
 from .events.timer import TimerScheduler
 from .events.triggers import Triggers
 from .instances import spec as specs
@@ -81,10 +84,14 @@ class Agent:
         self.triggers = Triggers(TriggerStore(config.database), lambda name: name in self._pools, config.host_name)
         self.timers = TimerScheduler(self.triggers.store, config.host_name, self._fire_timer)
         self.oss = OssTriggers(OssIndex(config.database), config.host_name, self._fire_oss)
+        # Asynchronous invocation: a durable queue whose workers invoke through the same pools as requests.
+        self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", PoolRunner(self._all_pools, self.invoke),
+                                          workers=config.async_workers, registry=self.metrics.registry)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
         self.reconcile()
+        self.async_invoker.start()  # after reconcile: instances interrupted mid-task are known by then
         self._reaper.start()
         self.triggers.subscribe(self.timers.update)
         self.triggers.subscribe(self.oss.update)
@@ -96,6 +103,7 @@ class Agent:
         self.timers.stop()
         self.oss.stop()
         self.triggers.store.close()
+        self.async_invoker.close()
         self.store.close()
         self.versions.close()
         self.layers.close()
@@ -292,9 +300,10 @@ class Agent:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
         return pool
 
-    def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool,
-               qualifier: str | None = None) -> InvokeResult:
-        """Runs one invocation on the version ``qualifier`` resolves to (LATEST, a version id, an alias)."""
+    def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool, qualifier: str | None = None,
+               task: TaskCall | None = None) -> InvokeResult:
+        """Runs one invocation on the version ``qualifier`` resolves to (LATEST, a version id, an alias); ``task``:
+        an asynchronous task's hooks (events/runner.py) when the queue runs it."""
         if name not in self._pools:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
         version = self.qualifiers.resolve(name, qualifier)
@@ -311,7 +320,8 @@ class Agent:
         counters = self.metrics.of(name)
         counters.invocations.inc()
         try:
-            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base, qualifier or LATEST)
+            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base, qualifier or LATEST,
+                                  task)
         except Throttled:
             counters.throttled.inc()
             raise
@@ -321,17 +331,25 @@ class Agent:
         return result
 
     def _invoke(self, pool: FunctionPool, record: FunctionRecord, body: bytes, request_id: str, log_tail: bool,
-                timeout: float, base: dict[str, str], qualifier: str) -> InvokeResult:
+                timeout: float, base: dict[str, str], qualifier: str, task: TaskCall | None) -> InvokeResult:
         try:
-            inst, kind = pool.acquire()
+            inst, kind = pool.acquire(task.slot_wait if task else None)
         except InitializerFailed as exc:  # FC reports it like a function error: 200 with the error JSON
             return InvokeResult(200, {**base, "x-fc-error-type": "UnhandledInvocationError"}, exc.body)
         self.metrics.of(record.name).starts[kind].inc()
+        call_headers = {"x-fc-request-id": request_id}
+        if task is not None:
+            try:
+                task.on_instance(inst.id)
+            except BaseException:
+                pool.release(inst)
+                raise
+            call_headers["x-fc-async-task-id"] = task.task_id
         recycle = False
         headers = {**base, "x-fc-instance-id": inst.id}
         try:
             # The runtime learns the qualifier asked for (an alias, say); its pool's version is in FC_QUALIFIER.
-            reply = inst.call("/invoke", body, {"x-fc-request-id": request_id, "x-fc-qualifier": qualifier}, timeout)
+            reply = inst.call("/invoke", body, {**call_headers, "x-fc-qualifier": qualifier}, timeout)
         except InvocationTimeout:
             recycle = True
             return InvokeResult(200, {**headers, "x-fc-error-type": "UnhandledInvocationError"}, json.dumps({
@@ -362,12 +380,20 @@ class Agent:
     def _fire_timer(self, trigger: Any, event: bytes) -> None:
         """A timer tick this host won (events/timer.py); the invocation runs on the scheduler's tick thread."""
         self.invoke(trigger.function, event, request_id=new_request_id(), log_tail=False,
-                    qualifier=trigger.spec.get("qualifier") or "LATEST")
+                    qualifier=trigger.spec.get("qualifier") or LATEST)
 
     def _fire_oss(self, trigger: Any, event: dict[str, Any]) -> None:
         """An object event an OSS trigger delivers (events/oss.py), on its own thread."""
         self.invoke(trigger.function, json.dumps(event).encode(), request_id=new_request_id(), log_tail=False,
                     qualifier=trigger.spec.get("qualifier") or "LATEST")
+
+    def enqueue_async(self, name: str, payload: bytes, *, qualifier: str = "LATEST", task_id: str | None = None,
+                      request_id: str | None = None) -> tuple[str, str]:
+        """An asynchronous invocation, durable when this returns: (request id, task id). The one entry point for
+        async work (the invoke API, timer and storage triggers); raises FC's errors for what is refused."""
+        request_id = request_id or new_request_id()
+        task = self.async_invoker.enqueue(name, payload, request_id=request_id, task_id=task_id, qualifier=qualifier)
+        return request_id, task
 
     # background -----------------------------------------------------------------------------------------------
     def _reap_loop(self) -> None:

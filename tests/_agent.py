@@ -227,3 +227,28 @@ class Handler(Base):
 
 ThreadingHTTPServer(("0.0.0.0", int(os.environ["FC_SERVER_PORT"])), Handler).serve_forever()
 """
+
+
+def post_async(url: str, body: bytes = b"", task_id: str | None = None, headers: dict[str, str] | None = None):
+    """An asynchronous invocation (x-fc-invocation-type: Async), through ``post`` like every invoke-API call."""
+    extra = {"x-fc-invocation-type": "Async", **(headers or {})}
+    if task_id is not None:
+        extra["x-fc-async-task-id"] = task_id
+    return post(url, body, extra)
+
+
+def async_config(conn: ops.FleetConnection, function: str, **config: Any) -> dict:
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+        return agent.put_async_config(function, config)
+
+
+def task(conn: ops.FleetConnection, function: str, task_id: str) -> dict:
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+        return agent.get_task(function, task_id)
+
+
+def wait_task(conn: ops.FleetConnection, function: str, task_id: str, *statuses: str, timeout: float = 60) -> dict:
+    """The task once its status is one of ``statuses``."""
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+        return wait_for(lambda: (t := agent.get_task(function, task_id))["status"] in statuses and t,
+                        f"task {task_id} of {function} to reach {'/'.join(statuses)}", timeout)

@@ -151,6 +151,24 @@ class AgentClient:
         self._check(status, data)
         return True
 
+    # asynchronous invocation: a function's async invoke config and its tasks (FC's task API shapes)
+    def put_async_config(self, name: str, config: dict[str, Any], qualifier: str = "LATEST") -> dict[str, Any]:
+        path = f"/v1/functions/{quote(name)}/async-invoke-config?{urlencode({'qualifier': qualifier})}"
+        return self._check(*self._request("PUT", path, config))
+
+    def get_async_config(self, name: str, qualifier: str = "LATEST") -> dict[str, Any] | None:
+        path = f"/v1/functions/{quote(name)}/async-invoke-config?{urlencode({'qualifier': qualifier})}"
+        status, data = self._request("GET", path)
+        return None if status == 404 else self._check(status, data)
+
+    def delete_async_config(self, name: str, qualifier: str = "LATEST") -> bool:
+        path = f"/v1/functions/{quote(name)}/async-invoke-config?{urlencode({'qualifier': qualifier})}"
+        status, data = self._request("DELETE", path)
+        if status == 404:
+            return False
+        self._check(status, data)
+        return True
+
     def put_alias(self, name: str, alias: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._check(*self._request("PUT", f"/v1/functions/{quote(name)}/aliases/{quote(alias)}", body))
 
@@ -202,3 +220,17 @@ class AgentClient:
             return False
         self._check(status, data)
         return True
+    def list_tasks(self, name: str, **query: Any) -> dict[str, Any]:
+        """ListAsyncTasks; ``query`` takes FC's parameter names (prefix, status, limit, nextToken, ...)."""
+        params = urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()
+                            if v is not None})
+        return self._check(*self._request("GET", f"/2023-03-30/functions/{quote(name)}/async-tasks?{params}"))
+
+    def get_task(self, name: str, task_id: str) -> dict[str, Any]:
+        return self._check(*self._request("GET", f"/2023-03-30/functions/{quote(name)}/async-tasks/"
+                                                 f"{quote(task_id)}"))
+
+    def stop_task(self, name: str, task_id: str) -> None:
+        status, raw = self._exchange("PUT", f"/2023-03-30/functions/{quote(name)}/async-tasks/{quote(task_id)}/stop")
+        if status >= 400:
+            self._check(status, json.loads(raw or b"{}"))

@@ -4,6 +4,7 @@ through SSH and invokes through a host's invoke port.
 
     fc invoke NAME [--qualifier Q] [--payload JSON|@file]     fc logs NAME [--request-id ID]
     fc instances NAME                                          fc hosts
+    fc invoke NAME --async [--task-id ID]                      fc tasks list|get|stop NAME [TASK_ID]
 
 Invocations are signed (ACS3-HMAC-SHA256) with $ALIBABA_CLOUD_ACCESS_KEY_ID / $ALIBABA_CLOUD_ACCESS_KEY_SECRET, or
 with the stack's fc.AccessKey (--stack, --access-key NAME).
@@ -24,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .._errors import FcProviderError
-from . import _ops
+from . import _ops, _tasks
 from ._errors import EXIT_FLEET, EXIT_FUNCTION_ERROR, EXIT_OK, UsageError
 from ._source import credentials, default_fleet_file, from_fleet_file, from_stack
 
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--payload", default="", help="the event: JSON text, or @file to send a file's bytes")
     inv.add_argument("--host", help="invoke on this host only")
     inv.add_argument("--log", action="store_true", help="print the invocation's log tail to stderr")
+    inv.add_argument("--async", dest="async_", action="store_true",
+                     help="invoke asynchronously: prints the task id once the event is queued (202)")
+    inv.add_argument("--task-id", help="with --async: the task id (the function needs task mode)")
     logs = sub.add_parser("logs", help="the function's recent invocation logs, newest first")
     logs.add_argument("name")
     logs.add_argument("--request-id", help="only this invocation")
@@ -58,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     insts.add_argument("name")
     insts.add_argument("--host", help="only this host")
     sub.add_parser("hosts", help="every host: agent health, version, capacity, functions")
+    _tasks.add_parser(sub)
     return p
 
 
@@ -104,10 +109,24 @@ class _Out:
 
 def _invoke(args: argparse.Namespace, conn: Any, out: _Out) -> int:
     hosts = _ops.pick_hosts(conn, args.host)
+    if args.task_id and not args.async_:
+        raise UsageError("--task-id needs --async")
+    extra = {"x-fc-invocation-type": "Async", **({"x-fc-async-task-id": args.task_id} if args.task_id else {})} \
+        if args.async_ else {}
     key = credentials(args.stack, args.cwd, args.access_key)
     with out.progress(f"invoking {args.name}..."):
         result = _ops.invoke(conn, hosts, args.name, _payload(args.payload), args.qualifier, key,
-                             log_tail=args.log)
+                             log_tail=args.log, extra_headers=extra)
+    if args.async_:
+        task_id = result.headers.get("x-fc-async-task-id")
+        if out.as_json:
+            out.json({"host": result.host, "status": result.status, "task_id": task_id,
+                      "request_id": result.headers.get("x-fc-request-id")})
+        else:
+            print(task_id)
+            out.err.print(f"queued on {result.host} (fc tasks get {args.name} {task_id})", markup=False,
+                          highlight=False)
+        return EXIT_OK
     if out.as_json:
         out.json({"host": result.host, "status": result.status, "request_id": result.headers.get("x-fc-request-id"),
                   "error_type": result.error_type, "body": result.body.decode(errors="replace"),
@@ -175,7 +194,7 @@ def _hosts(args: argparse.Namespace, conn: Any, out: _Out) -> int:
     return EXIT_FLEET if errors else EXIT_OK
 
 
-COMMANDS = {"invoke": _invoke, "logs": _logs, "instances": _instances, "hosts": _hosts}
+COMMANDS = {"invoke": _invoke, "logs": _logs, "instances": _instances, "hosts": _hosts, "tasks": _tasks.run}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -72,11 +72,12 @@ class Invocation:
 
 def invoke(conn: ops.FleetConnection, hosts: list[HostSpec], name: str, payload: bytes,
            qualifier: Optional[str], credentials: Credentials, *, log_tail: bool = False,
-           timeout: float = 900) -> Invocation:
+           timeout: float = 900, extra_headers: Optional[dict[str, str]] = None) -> Invocation:
     """Invokes on the first host (fleet order) that has the function: FC's InvokeFunction on its invoke port,
     signed with ``credentials``."""
     query_string = f"?{urlencode({'qualifier': qualifier})}" if qualifier else ""
     headers = {"x-fc-log-type": "Tail"} if log_tail else {}
+    headers.update(extra_headers or {})
     missing = []
     for host in hosts:
         url = (f"http://{host.address}:{conn.invoke_port}/2023-03-30/functions/{quote(name)}/invocations"

@@ -24,6 +24,7 @@ from .. import __version__
 from ..errors import AgentError, BadRequest, NotFound, Unauthorized, error_body
 from ..service import Agent, new_request_id
 from . import layers as layers_api
+from . import tasks
 from . import versions as versions_api
 from .invoke import InvokeServer
 
@@ -33,6 +34,7 @@ FUNCTION_PATH = re.compile(r"^/v1/functions/([^/]+)$")
 ACCESS_KEY_PATH = re.compile(r"^/v1/access-keys/([^/]+)$")
 TRIGGERS_PATH = re.compile(r"^/v1/functions/([^/]+)/triggers$")
 TRIGGER_PATH = re.compile(r"^/v1/functions/([^/]+)/triggers/([^/]+)$")
+ASYNC_CONFIG_PATH = re.compile(r"^/v1/functions/([^/]+)/async-invoke-config$")
 MAX_CONTROL_PAYLOAD = 32 * 1024 * 1024
 
 
@@ -68,9 +70,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error(self, exc: AgentError, request_id: str) -> None:
         self._send(exc.status, error_body(exc, request_id), {"x-fc-request-id": request_id})
 
+    def _async_route(self) -> bool:
+        return False
+
     def _dispatch(self, route: Callable[[str], None]) -> None:
         request_id = self.headers.get("x-fc-request-id") or new_request_id()
         try:
+            if self._async_route():
+                return
             route(request_id)
         except AgentError as exc:
             self._send_error(exc, request_id)
@@ -81,6 +88,35 @@ class _Handler(BaseHTTPRequestHandler):
 
 class ControlHandler(_Handler):
     token: str
+
+    def _async_route(self) -> bool:
+        """The task API (as on the invoke port) and a function's async invoke config, behind the token."""
+        path = urlsplit(self.path).path
+        config = ASYNC_CONFIG_PATH.match(path)
+        if not config and not tasks.matches(path):
+            return False
+        self._authorize()
+        invoker = self.agent.async_invoker
+        if config:
+            name = config.group(1)
+            qualifier = (parse_qs(urlsplit(self.path).query).get("qualifier") or ["LATEST"])[0]
+            if self.command == "PUT":
+                try:
+                    raw = json.loads(self._body() or b"{}")
+                except ValueError as exc:
+                    raise BadRequest(f"body is not JSON: {exc}") from exc
+                if not isinstance(raw, dict):
+                    raise BadRequest("the async invoke config must be a JSON object")
+                self._send_json(200, invoker.put_config(name, qualifier, raw))
+            elif self.command == "DELETE":
+                invoker.delete_config(name, qualifier)
+                self._send(204, b"")
+            else:
+                self._send_json(200, invoker.get_config(name, qualifier))
+            return True
+        status, body = tasks.serve(invoker, self.command, self.path, dict(self.headers.items()), self._body())
+        self._send(status, body)
+        return True
 
     def _authorize(self) -> None:
         given = self.headers.get("authorization", "")

@@ -32,7 +32,7 @@ from fc_common.policy import ALL_FUNCTIONS
 from ..errors import AgentError, BadRequest, error_body
 from ..service import Agent, InvokeResult, new_request_id
 from ..wire import BodyTooLarge, Message, PeerClosed, Wire, WireError, response_head
-from . import fcread, peer
+from . import fcread, peer, tasks
 from .auth import Authenticator, FunctionAuthType
 from .http_trigger import HttpTriggerRouter
 
@@ -105,12 +105,18 @@ class _Connection(socketserver.BaseRequestHandler):
         path, _, query_string = target.partition("?")
         if method == "POST" and peer.is_peer_path(path):
             return peer.serve(self.agent, path, request.body, request_id)
+        if tasks.matches(path):
+            status, body = tasks.serve(self.agent.async_invoker, method, target, request.headers, request.body,
+                                       self._authorize_task)
+            return InvokeResult(status, {**_JSON, "x-fc-request-id": request_id}, body)
         if path.startswith(PREFIX) and path.endswith(SUFFIX) and method == "POST":
             name = path[len(PREFIX):-len(SUFFIX)]
             if name and "/" not in name:
                 key = self.auth.verify(method, target, request.headers, request.body)
                 name = unquote(name)
                 self.auth.authorize(key, "fc:InvokeFunction", function_arn(name))
+                if request.headers.get("x-fc-invocation-type", "").lower() == "async":
+                    return self._enqueue(name, query_string, request.body, request.headers, request_id)
                 return self.agent.invoke(name, request.body, request_id=request_id,
                                          log_tail=request.headers.get("x-fc-log-type") == "Tail",
                                          qualifier=_qualifier(query_string))
@@ -127,6 +133,19 @@ class _Connection(socketserver.BaseRequestHandler):
                 answer = fcread.function_json(self.agent.get_function(name))
             return InvokeResult(200, {**_JSON, "x-fc-request-id": request_id}, json.dumps(answer).encode())
         raise BadRequest(f"'{method} {path[:200]}' is not supported", code="PathNotSupported")
+
+    def _authorize_task(self, headers: dict[str, str], method: str, target: str, body: bytes, action: str,
+                        resource: str) -> None:
+        """The task routes' check (api/tasks.py): signed like every request here, then the key's policy."""
+        self.auth.authorize(self.auth.verify(method, target, headers, body), action, resource)
+
+    def _enqueue(self, name: str, query_string: str, body: bytes, headers: dict[str, str], request_id: str
+                 ) -> InvokeResult:
+        """x-fc-invocation-type: Async: 202 once the event is durable (FC's errors at once otherwise)."""
+        _, task_id = self.agent.enqueue_async(name, body, request_id=request_id,
+                                              qualifier=_qualifier(query_string) or "LATEST",
+                                              task_id=headers.get("x-fc-async-task-id") or None)
+        return InvokeResult(202, {"x-fc-request-id": request_id, "x-fc-async-task-id": task_id}, b"")
 
     @staticmethod
     def _reply(wire: Wire, exc: AgentError, request_id: str, *, close: bool) -> None:

@@ -331,6 +331,12 @@ class Instance:
         with self._lock:
             self._move(InstanceState.STOPPED)
 
+    def kill_container(self) -> None:
+        """Removes the container now, whatever it is doing (StopAsyncTask of a running task): calls in flight fail
+        at once and their release retires the instance. Its state moves through ``stop`` as usual."""
+        if self.container is not None:
+            self._driver.destroy(self.container.id)
+
     def _thaw_for_stop(self) -> None:
         """Frozen tasks cannot receive the kill signal: a frozen container is thawed before it is stopped."""
         if self._state is InstanceState.FROZEN and self.freezer is not None:

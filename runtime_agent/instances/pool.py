@@ -96,10 +96,11 @@ class FunctionPool:
         with self._cond:
             self._instances.append(instance)
 
-    def acquire(self) -> tuple[Instance, str]:
+    def acquire(self, wait: float | None = None) -> tuple[Instance, str]:
         """Returns an instance with a reserved slot, and how it was found: "warm", "resumed" (thawed from light
-        hibernation) or "cold" (this request started it)."""
-        deadline = time.monotonic() + self.queue_timeout
+        hibernation) or "cold" (this request started it). Waits at most ``wait`` seconds for a slot (default:
+        the pool's queue timeout)."""
+        deadline = time.monotonic() + (self.queue_timeout if wait is None else wait)
         claimed: str | None = None
         host_full = False
         with self._cond:

@@ -1,0 +1,372 @@
+"""The per-host durable queue of asynchronous tasks, in SQLite (its own file, ``tasks.db``).
+
+Durability: WAL. Accepting commits with ``synchronous=FULL``, so an event's row and its first state are on disk
+(fsynced) before its 202 leaves, and it is a group commit: requests that arrive while a commit is in progress are
+written together in the next transaction, one fsync for all of them. The workers' transitions (claimed, running,
+retrying, ended, deliveries) commit with ``synchronous=NORMAL``: they survive a crash of the agent (``kill -9``)
+like every SQLite commit, and the next accepting commit's fsync makes them durable too; what an OS crash could
+take back is at most the last of them, and each only ever leads to a task being run again (at least once), never
+to an event lost.
+
+Leases: a worker claims a task by writing this agent process's boot id into ``lease_owner``. Only one agent runs
+per host, so a lease is valid exactly while its owner is the running boot; a task found in hand (Dequeued,
+Running, Stopping) under another boot id at start-up was interrupted and is recovered (see ``recover``).
+
+Tables: ``tasks`` (one row per event, key (function, task_id)), ``task_events`` (FC's time-stamped
+AsyncTaskEvent list), ``deliveries`` (the destination outbox, written in the transaction that ends the task),
+``async_configs`` (AsyncInvokeConfig per function and qualifier).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+from .states import IN_HAND, WAITING, TaskStatus
+from .taskrows import SCHEMA, SELECT_TASKS, Delivery, NewTask, Task
+
+__all__ = ["Delivery", "NewTask", "Task", "TaskStore"]
+
+class _Pending:
+    __slots__ = ("task", "done", "accepted", "error")
+
+    def __init__(self, task: NewTask) -> None:
+        self.task = task
+        self.done = threading.Event()
+        self.accepted = False
+        self.error: BaseException | None = None
+
+
+class TaskStore:
+    def __init__(self, path: Path, boot_id: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.boot_id = boot_id
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # transitions; accepting switches to FULL (see above)
+        self._db.executescript(SCHEMA)
+        self.accept_commits = 0  # group commits made; accepted events / this = the mean batch
+        self._pending: list[_Pending] = []
+        self._pending_cond = threading.Condition()
+        self._closed = False
+        self._committer = threading.Thread(target=self._commit_loop, name="task-commit", daemon=True)
+        self._committer.start()
+
+    def close(self) -> None:
+        with self._pending_cond:
+            self._closed = True
+            self._pending_cond.notify_all()
+        self._committer.join(timeout=5)
+        with self._lock:
+            self._db.close()
+
+    # accepting: group commit ------------------------------------------------------------------------------------
+    def enqueue(self, task: NewTask) -> bool:
+        """Commits the task and its Enqueued event; False when (function, task_id) already exists (a duplicate)."""
+        pending = _Pending(task)
+        with self._pending_cond:
+            if self._closed:
+                raise RuntimeError("the task store is closed")
+            self._pending.append(pending)
+            self._pending_cond.notify()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.accepted
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._pending_cond:
+                while not self._pending and not self._closed:
+                    self._pending_cond.wait()
+                if not self._pending and self._closed:
+                    return
+                batch, self._pending = self._pending, []
+            try:
+                with self._lock:
+                    self._db.execute("PRAGMA synchronous=FULL")  # a 202 promises the event survives a power cut
+                    try:
+                        self._db.execute("BEGIN IMMEDIATE")
+                        try:
+                            for p in batch:
+                                p.accepted = self._insert(p.task)
+                            self._db.execute("COMMIT")
+                            self.accept_commits += 1
+                        except BaseException:
+                            self._db.execute("ROLLBACK")
+                            raise
+                    finally:
+                        self._db.execute("PRAGMA synchronous=NORMAL")
+            except BaseException as exc:  # noqa: BLE001 - every waiter of the batch hears of it
+                for p in batch:
+                    p.error, p.accepted = exc, False
+            for p in batch:
+                p.done.set()
+
+    def _insert(self, t: NewTask) -> bool:
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO tasks (function, task_id, qualifier, request_id, task_mode, payload, status, "
+            "max_retries, enqueued_ms, deadline_ms, not_before_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (t.function, t.task_id, t.qualifier, t.request_id, int(t.task_mode), t.payload,
+             TaskStatus.ENQUEUED.value, t.max_retries, t.enqueued_ms, t.deadline_ms, t.enqueued_ms))
+        if cur.rowcount == 0:
+            return False
+        self._event(cur.lastrowid, TaskStatus.ENQUEUED, t.enqueued_ms, "")
+        return True
+
+    def _event(self, task: int, status: TaskStatus, ts_ms: int, detail: str) -> None:
+        self._db.execute("INSERT INTO task_events (task, status, ts_ms, detail) VALUES (?,?,?,?)",
+                         (task, status.value, ts_ms, detail))
+
+    def _transaction(self):
+        return _Tx(self)
+
+    # working -----------------------------------------------------------------------------------------------------
+    def next_due_ms(self, busy_functions: Iterable[str] = ()) -> int | None:
+        """When the next waiting task of a function not in ``busy_functions`` is due (None: there is none)."""
+        busy = sorted(set(busy_functions))
+        skip = f" AND function NOT IN ({','.join('?' * len(busy))})" if busy else ""
+        with self._lock:
+            row = self._db.execute(f"SELECT MIN(not_before_ms) FROM tasks WHERE status IN (?, ?){skip}",
+                                   [*(s.value for s in WAITING), *busy]).fetchone()
+        return row[0]
+
+    def claim(self, now_ms: int, busy_functions: Iterable[str] = ()) -> Task | None:
+        """Leases the oldest due task of a function not in ``busy_functions`` to this boot (Dequeued). The
+        candidate is read without a write transaction (an empty look costs no write); the lease is taken only if
+        the row is still waiting, so two workers never both hold one task."""
+        busy = sorted(set(busy_functions))
+        skip = f" AND function NOT IN ({','.join('?' * len(busy))})" if busy else ""
+        while True:
+            with self._lock:
+                row = self._db.execute(
+                    f"{SELECT_TASKS} WHERE status IN (?, ?) AND not_before_ms <= ?{skip} ORDER BY not_before_ms, id "
+                    f"LIMIT 1", [*(s.value for s in WAITING), now_ms, *busy]).fetchone()
+            if row is None:
+                return None
+            with self._transaction():
+                cur = self._db.execute("UPDATE tasks SET status=?, lease_owner=? WHERE id=? AND status IN (?, ?)",
+                                       (TaskStatus.DEQUEUED.value, self.boot_id, row[0],
+                                        *(s.value for s in WAITING)))
+                if cur.rowcount:
+                    self._event(row[0], TaskStatus.DEQUEUED, now_ms, "")
+            if cur.rowcount:
+                return Task(*row[:7], TaskStatus.DEQUEUED.value, *row[8:15], self.boot_id, *row[16:])
+
+    def mark_running(self, task: int, instance_id: str, now_ms: int) -> bool:
+        """Dequeued -> Running on ``instance_id``; False when a stop came first (the task must not run)."""
+        with self._transaction():
+            cur = self._db.execute(
+                "UPDATE tasks SET status=?, instance_id=?, invocations=invocations+1 WHERE id=? AND status=?",
+                (TaskStatus.RUNNING.value, instance_id, task, TaskStatus.DEQUEUED.value))
+            if cur.rowcount:
+                self._event(task, TaskStatus.RUNNING, now_ms, json.dumps({"instanceId": instance_id}))
+        return cur.rowcount > 0
+
+    def retry(self, task: int, *, not_before_ms: int, charged: bool, detail: dict, now_ms: int) -> bool:
+        """In hand -> Retrying; False when a stop came first."""
+        counter = "function_errors" if charged else "system_retries"
+        with self._transaction():
+            cur = self._db.execute(
+                f"UPDATE tasks SET status=?, {counter}={counter}+1, not_before_ms=?, lease_owner=NULL "
+                f"WHERE id=? AND status IN (?, ?)",
+                (TaskStatus.RETRYING.value, not_before_ms, task, TaskStatus.DEQUEUED.value, TaskStatus.RUNNING.value))
+            if cur.rowcount:
+                self._event(task, TaskStatus.RETRYING, now_ms, json.dumps(detail))
+        return cur.rowcount > 0
+
+    def finish(self, task: int, status: TaskStatus, *, now_ms: int, detail: dict | None = None,
+               result: bytes | None = None, error: str | None = None,
+               delivery: tuple[str, bytes] | None = None, charged: bool = False) -> bool:
+        """Ends the task (unless it already ended) and queues its destination event in the same transaction."""
+        with self._transaction():
+            cur = self._db.execute(
+                "UPDATE tasks SET status=?, end_ms=?, result=?, error=?, lease_owner=NULL, "
+                "function_errors=function_errors+?, destination_status=? WHERE id=? AND status NOT IN (?,?,?,?,?)",
+                (status.value, now_ms, result, error, int(charged), "Pending" if delivery else None, task,
+                 *(s.value for s in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.STOPPED,
+                                     TaskStatus.EXPIRED, TaskStatus.INVALID))))
+            if cur.rowcount:
+                self._event(task, status, now_ms, json.dumps(detail) if detail else "")
+                if delivery:
+                    self._db.execute("INSERT INTO deliveries (task, destination, body, next_ms, status) "
+                                     "VALUES (?,?,?,?,?)", (task, delivery[0], delivery[1], now_ms, "Pending"))
+        return cur.rowcount > 0
+
+    def request_stop(self, function: str, task_id: str, now_ms: int) -> tuple[Task, str] | None:
+        """Stops a task: a waiting one becomes Stopped at once; one in hand becomes Stopping (the worker ends it).
+        Returns the task as it was and the status it now has; None when no such task exists."""
+        with self._transaction():
+            row = self._db.execute(f"{SELECT_TASKS} WHERE function=? AND task_id=?", (function, task_id)).fetchone()
+            if row is None:
+                return None
+            task = Task(*row)
+            status = TaskStatus(task.status)
+            if status in WAITING:
+                new = TaskStatus.STOPPED
+                self._db.execute("UPDATE tasks SET status=?, end_ms=?, lease_owner=NULL WHERE id=?",
+                                 (new.value, now_ms, task.id))
+            elif status in (TaskStatus.DEQUEUED, TaskStatus.RUNNING):
+                new = TaskStatus.STOPPING
+                self._db.execute("UPDATE tasks SET status=? WHERE id=?", (new.value, task.id))
+            else:
+                return task, task.status
+            self._event(task.id, new, now_ms, json.dumps({"Reason": "StopAsyncTask"}))
+        return task, new.value
+
+    def status_of(self, task: int) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT status FROM tasks WHERE id=?", (task,)).fetchone()
+        return row[0] if row else None
+
+    def recover(self, now_ms: int) -> list[Task]:
+        """Tasks in hand under an earlier boot: Dequeued ones (never sent) go back to Enqueued; Running ones were
+        interrupted mid-call and are retried as a system error (not charged to the attempts); Stopping ones are
+        Stopped. Returns the interrupted Running tasks (their instances may still run the old call)."""
+        interrupted: list[Task] = []
+        with self._transaction():
+            rows = self._db.execute(
+                f"{SELECT_TASKS} WHERE status IN (?,?,?) AND (lease_owner IS NULL OR lease_owner != ?)",
+                [*(s.value for s in IN_HAND), self.boot_id]).fetchall()
+            for row in rows:
+                task = Task(*row)
+                detail = json.dumps({"Error": "AgentRestart"})
+                if task.status == TaskStatus.DEQUEUED.value:
+                    self._db.execute("UPDATE tasks SET status=?, lease_owner=NULL WHERE id=?",
+                                     (TaskStatus.ENQUEUED.value, task.id))
+                    self._event(task.id, TaskStatus.ENQUEUED, now_ms, detail)
+                elif task.status == TaskStatus.RUNNING.value:
+                    self._db.execute("UPDATE tasks SET status=?, lease_owner=NULL, system_retries=system_retries+1,"
+                                     " not_before_ms=? WHERE id=?", (TaskStatus.RETRYING.value, now_ms, task.id))
+                    self._event(task.id, TaskStatus.RETRYING, now_ms, detail)
+                    interrupted.append(task)
+                else:
+                    self._db.execute("UPDATE tasks SET status=?, end_ms=?, lease_owner=NULL WHERE id=?",
+                                     (TaskStatus.STOPPED.value, now_ms, task.id))
+                    self._event(task.id, TaskStatus.STOPPED, now_ms, detail)
+        return interrupted
+
+    # the outbox --------------------------------------------------------------------------------------------------
+    def due_deliveries(self, now_ms: int, limit: int = 50) -> list[Delivery]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, task, destination, body, attempts FROM deliveries WHERE status='Pending' AND next_ms<=? "
+                "ORDER BY next_ms LIMIT ?", (now_ms, limit)).fetchall()
+        return [Delivery(*r) for r in rows]
+
+    def next_delivery_ms(self) -> int | None:
+        with self._lock:
+            return self._db.execute("SELECT MIN(next_ms) FROM deliveries WHERE status='Pending'").fetchone()[0]
+
+    def delivery_done(self, delivery: Delivery, status: str, *, error: str | None = None,
+                      next_ms: int | None = None) -> None:
+        """``status``: Succeeded or Failed (final, copied to the task's destinationStatus), or Pending again."""
+        with self._transaction():
+            self._db.execute("UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?, next_ms=? WHERE id=?",
+                             (status, error, next_ms or 0, delivery.id))
+            if status != "Pending":
+                self._db.execute("UPDATE tasks SET destination_status=? WHERE id=?", (status, delivery.task))
+
+    # queries -----------------------------------------------------------------------------------------------------
+    def get(self, function: str, task_id: str) -> Task | None:
+        with self._lock:
+            row = self._db.execute(f"{SELECT_TASKS} WHERE function=? AND task_id=?", (function, task_id)).fetchone()
+        return Task(*row) if row else None
+
+    def events(self, task: int) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT event_id, status, ts_ms, detail FROM task_events WHERE task=? "
+                                    "ORDER BY event_id", (task,)).fetchall()
+        return [{"eventId": r[0], "status": r[1], "timestamp": r[2], "eventDetail": r[3]} for r in rows]
+
+    def list(self, function: str, *, prefix: str | None, status: str | None, begin_ms: int | None,
+             end_ms: int | None, descending: bool, limit: int, after: tuple[int, int] | None) -> list[Task]:
+        """Keyset pages ordered by (enqueued_ms, id); ``after`` is the last key of the previous page."""
+        where, args = ["function=?"], [function]
+        if prefix:
+            where.append("task_id >= ? AND task_id < ?")
+            args += [prefix, prefix + "\U0010ffff"]
+        if status:
+            where.append("status=?")
+            args.append(status)
+        if begin_ms is not None:
+            where.append("enqueued_ms >= ?")
+            args.append(begin_ms)
+        if end_ms is not None:
+            where.append("enqueued_ms <= ?")
+            args.append(end_ms)
+        if after is not None:
+            where.append(f"(enqueued_ms, id) {'<' if descending else '>'} (?, ?)")
+            args += list(after)
+        order = "DESC" if descending else "ASC"
+        with self._lock:
+            rows = self._db.execute(f"{SELECT_TASKS} WHERE {' AND '.join(where)} ORDER BY enqueued_ms {order}, id {order} "
+                                    f"LIMIT ?", [*args, limit]).fetchall()
+        return [Task(*r) for r in rows]
+
+    def stats(self, now_ms: int) -> dict[str, dict[str, float]]:
+        """Per function: waiting tasks (queue depth), in hand, and the age of the oldest waiting event."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT function, status, COUNT(*), MIN(enqueued_ms) FROM tasks WHERE status IN (?,?,?,?,?) "
+                "GROUP BY function, status", [s.value for s in (*WAITING, *IN_HAND)]).fetchall()
+        out: dict[str, dict[str, float]] = {}
+        for function, status, count, oldest in rows:
+            entry = out.setdefault(function, {"waiting": 0, "in_hand": 0, "oldest_age_s": 0.0})
+            if status in (s.value for s in WAITING):
+                entry["waiting"] += count
+                entry["oldest_age_s"] = max(entry["oldest_age_s"], (now_ms - oldest) / 1000)
+            else:
+                entry["in_hand"] += count
+        return out
+
+    def purge(self, before_ms: int) -> int:
+        """Forgets ended tasks (and their events and deliveries) that ended before ``before_ms``."""
+        with self._transaction():
+            ids = "SELECT id FROM tasks WHERE end_ms IS NOT NULL AND end_ms < ? AND " \
+                  "(destination_status IS NULL OR destination_status != 'Pending')"
+            self._db.execute(f"DELETE FROM task_events WHERE task IN ({ids})", (before_ms,))
+            self._db.execute(f"DELETE FROM deliveries WHERE task IN ({ids})", (before_ms,))
+            return self._db.execute(f"DELETE FROM tasks WHERE id IN ({ids})", (before_ms,)).rowcount
+
+    # async invoke configs ----------------------------------------------------------------------------------------
+    def put_config(self, function: str, qualifier: str, config: dict, now_ms: int) -> tuple[int, int]:
+        with self._transaction():
+            row = self._db.execute("SELECT created_ms FROM async_configs WHERE function=? AND qualifier=?",
+                                   (function, qualifier)).fetchone()
+            created = row[0] if row else now_ms
+            self._db.execute("INSERT OR REPLACE INTO async_configs VALUES (?,?,?,?,?)",
+                             (function, qualifier, json.dumps(config, sort_keys=True), created, now_ms))
+        return created, now_ms
+
+    def get_config(self, function: str, qualifier: str) -> tuple[dict, int, int] | None:
+        with self._lock:
+            row = self._db.execute("SELECT config, created_ms, modified_ms FROM async_configs WHERE function=? AND "
+                                   "qualifier=?", (function, qualifier)).fetchone()
+        return (json.loads(row[0]), row[1], row[2]) if row else None
+
+    def delete_config(self, function: str, qualifier: str) -> bool:
+        with self._transaction():
+            cur = self._db.execute("DELETE FROM async_configs WHERE function=? AND qualifier=?", (function, qualifier))
+        return cur.rowcount > 0
+
+
+class _Tx:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the store's lock; rolled back on error."""
+
+    def __init__(self, store: TaskStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        self._store._lock.acquire()
+        self._store._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._store._lock.release()

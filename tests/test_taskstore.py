@@ -1,0 +1,120 @@
+"""The async queue's SQLite store and retry policy on their own (real SQLite files, no agent): group commit and
+dedupe, leases of another boot recovered as FC would, one claim per task among racing workers, retention, and
+the retry decisions."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from runtime_agent.events.retry import Outcome, RetryPolicy, Step
+from runtime_agent.events.states import TaskStatus
+from runtime_agent.events.taskstore import NewTask, TaskStore
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def _task(task_id: str, now: int = 1_000) -> NewTask:
+    return NewTask("fn", task_id, "LATEST", f"req-{task_id}", True, b"{}", 3, now, now + DAY_MS)
+
+
+def test_concurrent_enqueues_share_commits_and_a_repeated_id_is_refused(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "tasks.db", "boot-1")
+    try:
+        results: list[bool] = []
+        threads = [threading.Thread(target=lambda i=i: results.append(store.enqueue(_task(f"t{i % 50}"))))
+                   for i in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results.count(True) == 50 and results.count(False) == 50  # each id accepted once
+        assert store.accept_commits < 100  # requests arriving during a commit went into the next one together
+        assert [e["status"] for e in store.events(store.get("fn", "t7").id)] == ["Enqueued"]
+    finally:
+        store.close()
+
+
+def test_racing_workers_claim_each_task_once(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "tasks.db", "boot-1")
+    try:
+        for i in range(40):
+            store.enqueue(_task(f"t{i}"))
+        claimed: list[str] = []
+
+        def worker() -> None:
+            while (task := store.claim(2_000)) is not None:
+                claimed.append(task.task_id)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(claimed) == sorted(f"t{i}" for i in range(40))
+    finally:
+        store.close()
+
+
+def test_a_new_boot_recovers_what_the_old_one_had_in_hand(tmp_path: Path) -> None:
+    old = TaskStore(tmp_path / "tasks.db", "boot-1")
+    for task_id in ("queued", "claimed", "running", "stopping", "done"):
+        old.enqueue(_task(task_id))
+    by_id = {}
+    while len(by_id) < 4 and (task := old.claim(2_000)) is not None:
+        by_id[task.task_id] = task
+    assert set(by_id) == {"queued", "claimed", "running", "stopping"}  # claimed in order; "done" left waiting
+    old.mark_running(by_id["running"].id, "inst-1", 2_100)
+    old.mark_running(by_id["stopping"].id, "inst-2", 2_100)
+    old.request_stop("fn", "stopping", 2_200)
+    old.finish(by_id["queued"].id, TaskStatus.SUCCEEDED, now_ms=2_300)
+    old.close()  # the agent dies here (the store's file is all that is left)
+
+    new = TaskStore(tmp_path / "tasks.db", "boot-2")
+    try:
+        interrupted = new.recover(3_000)
+        assert [t.task_id for t in interrupted] == ["running"] and interrupted[0].instance_id == "inst-1"
+        status = {t: new.get("fn", t).status for t in ("queued", "claimed", "running", "stopping", "done")}
+        assert status == {"queued": "Succeeded", "claimed": "Enqueued", "running": "Retrying",
+                          "stopping": "Stopped", "done": "Enqueued"}
+        running = new.get("fn", "running")
+        assert running.system_retries == 1 and running.function_errors == 0  # not charged to the attempts
+        assert new.events(running.id)[-1]["eventDetail"] == '{"Error": "AgentRestart"}'
+        assert new.recover(3_100) == []  # idempotent: nothing of another boot is left in hand
+    finally:
+        new.close()
+
+
+def test_ended_tasks_are_forgotten_after_retention_with_their_events(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "tasks.db", "boot-1")
+    try:
+        store.enqueue(_task("old"))
+        store.enqueue(_task("open"))
+        old = store.claim(2_000)
+        store.finish(old.id, TaskStatus.FAILED, now_ms=2_000, delivery=("http://127.0.0.1:1/hook", b"{}"))
+        assert store.purge(10 * DAY_MS) == 0  # its destination event is still pending: kept
+        (delivery,) = store.due_deliveries(3_000)
+        store.delivery_done(delivery, "Failed", error="refused")
+        assert store.get("fn", "old").destination_status == "Failed"
+        assert store.purge(2_000) == 0 and store.purge(2_001) == 1
+        assert store.get("fn", "old") is None and store.events(old.id) == []
+        assert store.get("fn", "open") is not None  # a task that has not ended is never purged
+    finally:
+        store.close()
+
+
+def test_retry_policy_follows_fcs_rules() -> None:
+    policy = RetryPolicy()
+    args = {"max_retries": 2, "system_retries": 0, "now_ms": 0, "deadline_ms": 3_600_000}
+    first = policy.decide(Outcome.FUNCTION_ERROR, function_errors=0, **args)
+    assert first.step is Step.RETRY and first.charged and first.delay_s == 1
+    assert policy.decide(Outcome.FUNCTION_ERROR, function_errors=1, **args).delay_s == 2
+    assert policy.decide(Outcome.FUNCTION_ERROR, function_errors=2, **args).step is Step.FAIL
+    throttled = [policy.decide(Outcome.THROTTLED, function_errors=0, **{**args, "system_retries": n})
+                 for n in range(12)]
+    assert [d.delay_s for d in throttled[:4]] == [0.5, 1, 2, 4] and not any(d.charged for d in throttled)
+    assert throttled[-1].delay_s == 300  # capped at 5 minutes
+    near_deadline = {**args, "now_ms": 3_599_900}
+    assert policy.decide(Outcome.SYSTEM_ERROR, function_errors=0, **near_deadline).step is Step.EXPIRE
+    assert policy.decide(Outcome.GONE, function_errors=0, **args).step is Step.INVALID
+    assert policy.decide(Outcome.SUCCESS, function_errors=0, **args).step is Step.SUCCEED
