@@ -29,14 +29,26 @@ from ._inputs import (
     PlacementArgs,
 )
 from ._model.placement import PlacementError
+from .custom_domain import (
+    CertConfigArgs,
+    CustomDomain,
+    CustomDomainArgs,
+    FrontDoorArgs,
+    PathConfigArgs,
+    RouteConfigArgs,
+    TlsConfigArgs,
+)
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
 
 __all__ = [
     "AgentAPIError",
     "AuthenticationFailed",
+    "CertConfigArgs",
     "CustomContainerConfigArgs",
     "CustomDnsArgs",
+    "CustomDomain",
+    "CustomDomainArgs",
     "CustomRuntimeConfigArgs",
     "DeployLocked",
     "DnsOptionArgs",
@@ -44,6 +56,7 @@ __all__ = [
     "Fleet",
     "FleetArgs",
     "FleetOperationError",
+    "FrontDoorArgs",
     "Function",
     "FunctionArgs",
     "FunctionExists",
@@ -56,7 +69,10 @@ __all__ = [
     "InstanceLifecycleConfigArgs",
     "LifecycleHookArgs",
     "LogConfigArgs",
+    "PathConfigArgs",
     "PlacementArgs",
     "PlacementError",
     "RemoteCommandFailed",
+    "RouteConfigArgs",
+    "TlsConfigArgs",
 ]

@@ -18,6 +18,9 @@ from ..wire import BodyTooLarge, PeerClosed, Wire, WireError, response_head
 log = logging.getLogger("fc-agent")
 
 PREFIX, SUFFIX = "/2023-03-30/functions/", "/invocations"  # POST {PREFIX}{name}{SUFFIX}[?qualifier=...]
+# For load balancers in front of the fleet (the front door's active health checks): answers without a token and
+# tells nothing but that this agent serves invocations.
+HEALTH_PATH, HEALTH_BODY = "/healthz", b'{"status": "ok"}'
 MAX_SYNC_PAYLOAD = 32 * 1024 * 1024
 _JSON = {"content-type": "application/json"}
 
@@ -56,6 +59,10 @@ class _Connection(socketserver.BaseRequestHandler):
         close = not request.keep_alive
         method, target = request.start[0], request.start[1]
         path = target.partition("?")[0]
+        if method in ("GET", "HEAD") and path == HEALTH_PATH:
+            body = HEALTH_BODY if method == "GET" else b""
+            wire.send(response_head(200, _JSON, len(HEALTH_BODY), close=close) + body)
+            return not close
         try:
             if method != "POST" or not (path.startswith(PREFIX) and path.endswith(SUFFIX)) or "/" in (
                     name := path[len(PREFIX):-len(SUFFIX)]) or not name:
