@@ -34,6 +34,15 @@ from ._model.placement import PlacementError
 from .access_key import AccessKey, AccessKeyArgs, AccessKeyPolicyArgs
 from .alias import Alias, AliasArgs
 from .async_invoke_config import AsyncInvokeConfig, AsyncInvokeConfigArgs
+from .custom_domain import (
+    CertConfigArgs,
+    CustomDomain,
+    CustomDomainArgs,
+    FrontDoorArgs,
+    PathConfigArgs,
+    RouteConfigArgs,
+    TlsConfigArgs,
+)
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
 from .layer import LayerVersion, LayerVersionArgs
@@ -59,8 +68,11 @@ __all__ = [
     "AsyncInvokeConfig",
     "AsyncInvokeConfigArgs",
     "AuthenticationFailed",
+    "CertConfigArgs",
     "CustomContainerConfigArgs",
     "CustomDnsArgs",
+    "CustomDomain",
+    "CustomDomainArgs",
     "CustomRuntimeConfigArgs",
     "DeployLocked",
     "DestinationArgs",
@@ -70,6 +82,7 @@ __all__ = [
     "Fleet",
     "FleetArgs",
     "FleetOperationError",
+    "FrontDoorArgs",
     "Function",
     "FunctionArgs",
     "FunctionExists",
@@ -91,10 +104,13 @@ __all__ = [
     "OssKeyFilterArgs",
     "OssSourceArgs",
     "OssTriggerConfigArgs",
+    "PathConfigArgs",
     "PlacementArgs",
     "PlacementError",
     "RemoteCommandFailed",
+    "RouteConfigArgs",
     "TimerTriggerConfigArgs",
+    "TlsConfigArgs",
     "Trigger",
     "TriggerArgs",
 ]

@@ -5,7 +5,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$FC_REPO"
 
-PACKAGES=(docker.io debootstrap openssh-server iproute2 procps psmisc curl util-linux tar gzip ca-certificates systemd sudo)
+# haproxy: the front door of CustomDomain (lab hosts share the machine's binaries, so one install serves them all)
+PACKAGES=(docker.io debootstrap openssh-server iproute2 procps psmisc curl util-linux tar gzip ca-certificates systemd sudo
+          haproxy)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

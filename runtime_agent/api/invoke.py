@@ -40,6 +40,9 @@ log = logging.getLogger("fc-agent")
 
 FUNCTIONS = "/2023-03-30/functions"
 PREFIX, SUFFIX = FUNCTIONS + "/", "/invocations"  # POST {PREFIX}{name}{SUFFIX}[?qualifier=...]
+# For load balancers in front of the fleet (the front door's active health checks): answers without a token and
+# tells nothing but that this agent serves invocations.
+HEALTH_PATH, HEALTH_BODY = "/healthz", b'{"status": "ok"}'
 MAX_SYNC_PAYLOAD = 32 * 1024 * 1024
 _JSON = {"content-type": "application/json"}
 
@@ -86,6 +89,11 @@ class _Connection(socketserver.BaseRequestHandler):
                 log.exception("unexpected error in HTTP trigger %s %s", request.start[0], request.start[1][:200])
                 self._reply(wire, AgentError("internal error in the agent; see its log"), request_id, close=True)
                 return False
+            return not close
+        method, path = request.start[0], request.start[1].partition("?")[0]
+        if method in ("GET", "HEAD") and path == HEALTH_PATH:
+            body = HEALTH_BODY if method == "GET" else b""
+            wire.send(response_head(200, _JSON, len(HEALTH_BODY), close=close) + body)
             return not close
         try:
             result = self._route(request, request_id)

@@ -1,0 +1,297 @@
+"""The front door on a lab host: real HAProxy (Debian's package, installed by scripts/setup.sh) configured by the
+provider's own edge-host operations, in front of real agents on the 3 lab hosts. Routing with FC's path matching,
+what passes through unchanged, HTTPS with a test CA, validation before replacement, graceful reloads, retries and
+failover. The resource around it, through the Pulumi CLI, is in test_custom_domain_e2e."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from _agent import deploy, install, wait_for
+from _certs import Authority
+from _frontdoor import (
+    CAPTURE_SERVER,
+    SLOW_FUNCTION,
+    Edge,
+    echo_function,
+    headers_of,
+    https_post,
+    server_status,
+    stats,
+)
+
+from fc_lab import Lab
+from fc_lab import _host as lab_host
+from fc_provider._model import frontdoor as fd
+from fc_provider._remote.frontdoor import FrontDoorConfigInvalid
+
+ALL = ["lab-1", "lab-2", "lab-3"]
+FUNCTIONS = [{"function_name": "echo", "hosts": ALL, "timeout": 3},
+             {"function_name": "upper", "hosts": ALL, "timeout": 3},
+             {"function_name": "slow", "hosts": ALL, "timeout": 20}]
+API = {"domain_name": "api.example.test", "invoke_api": True, "functions": FUNCTIONS, "route_config": {"routes": [
+    {"path": "/*", "function_name": "echo"}, {"path": "/up/*", "function_name": "upper"},
+    {"path": "/up/exact", "function_name": "echo"}, {"path": "/slow", "function_name": "slow"}]}}
+UPPER = "def handler(event, context):\n    return event.decode().upper()\n"
+
+
+@pytest.fixture(scope="module")
+def agents(lab: Lab, lab_fleet: dict, tmp_path_factory: pytest.TempPathFactory) -> list:
+    conns = []
+    for index in range(3):
+        conn = install(lab_fleet, index)
+        work = tmp_path_factory.mktemp(f"fd-code-{index}")
+        deploy(conn, work / "echo", "echo", echo_function(f"host-{index + 1}"))
+        deploy(conn, work / "upper", "upper", UPPER)
+        deploy(conn, work / "slow", "slow", SLOW_FUNCTION, timeout=20)
+        conns.append(conn)
+    return conns
+
+
+@pytest.fixture(scope="module")
+def edge(lab_fleet: dict, agents: list) -> Iterator[Edge]:
+    front = Edge(lab_fleet, "lab-1")
+    front.withdraw_everything()  # whatever an interrupted run left
+    yield front
+    front.withdraw_everything()
+
+
+@pytest.fixture(scope="module")
+def capture(lab: Lab, lab_fleet: dict) -> Iterator[dict[str, subprocess.Popen]]:
+    """Stand-ins for an invoke port on lab-2 (closes every connection unanswered) and lab-3 (echoes what came)."""
+    procs = {}
+    for name, mode in (("lab-2", "rude"), ("lab-3", "polite")):
+        address = next(h["address"] for h in lab_fleet["hosts"] if h["name"] == name)
+        spec = lab._spec_by_name(name)
+        procs[name] = subprocess.Popen([*lab_host.nsenter(spec), "python3", "-c", CAPTURE_SERVER, address, "9100",
+                                        mode], stdout=subprocess.PIPE, text=True)
+        wait_for(lambda: _listening(address, 9100), f"the stand-in on {name} to listen", timeout=60)
+    yield procs
+    for proc in procs.values():
+        proc.kill()
+        proc.wait()
+
+
+def _listening(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_haproxy_from_setup_is_seen_by_every_lab_host(lab: Lab, lab_fleet: dict) -> None:
+    for host in lab_fleet["hosts"]:
+        out = lab.run(host["name"], ["haproxy", "-v"], capture_output=True, text=True, check=True).stdout
+        assert out.startswith("HAProxy version 2."), out
+
+
+def test_routes_reach_the_routed_function_exact_first_then_longest_prefix(edge: Edge) -> None:
+    assert edge.serve(API) == "started"
+    domain = API["domain_name"]
+    status, headers, body = edge.get(domain, "/anything/at/all", b"x")
+    assert status == 200 and body.startswith(b"host-") and body.endswith(b":x"), (status, body)
+    assert edge.get(domain, "/up/a/b", b"abc")[2] == b"ABC"
+    assert edge.get(domain, "/up/exact", b"abc")[2].endswith(b":abc")  # the exact route wins over /up/*
+    assert edge.get(domain, "/up", b"abc")[2].endswith(b":abc")  # /up/* is below /up/, so /* takes /up
+    assert edge.get(domain.upper() + ":80", "/up/x", b"q")[2] == b"Q"  # Host matched case-insensitively, port ignored
+    # the invoke API of the domain's functions, passed through unchanged
+    assert edge.get(domain, "/2023-03-30/functions/upper/invocations", b"abc")[2] == b"ABC"
+    status, headers, body = edge.get("nobody.example.test", "/x")
+    assert status == 404 and json.loads(body)["Code"] == "DomainNameNotFound", body
+    assert headers["x-fc-request-id"] == json.loads(body)["RequestId"]
+    # one request id from the client to the function and back
+    assert edge.get(domain, "/x", b"", {"x-fc-request-id": "req-from-client"})[1]["x-fc-request-id"] == \
+        "req-from-client"
+    tags = Counter(edge.get(domain, "/x", b"")[2].split(b":")[0] for _ in range(30))
+    assert set(tags) == {b"host-1", b"host-2", b"host-3"}, tags  # every host that runs echo serves it
+
+
+def test_host_path_and_signed_headers_pass_through_and_the_route_qualifier_is_sent(
+        edge: Edge, capture: dict, lab_fleet: dict) -> None:
+    probe = {"domain_name": "probe.example.test", "invoke_api": True,
+             "functions": [{"function_name": "probe", "hosts": ["lab-3"], "timeout": 3}],
+             "route_config": {"routes": [{"path": "/hook/*", "function_name": "probe", "qualifier": "prod"}]}}
+    assert edge.serve(probe, invoke_port=9100) == "reloaded"
+    signed = {"x-acs-date": "2026-12-01T09:00:00Z", "x-acs-signature-nonce": "n-1",
+              "x-acs-content-sha256": "e3b0c44298fc1c149afbf4c8996fb924", "x-acs-version": "2023-03-30",
+              "authorization": "ACS3-HMAC-SHA256 Credential=AK,SignedHeaders=host;x-acs-date,Signature=abc",
+              "x-forwarded-for": "203.0.113.7", "content-type": "application/octet-stream"}
+    target = "/2023-03-30/functions/probe/invocations?qualifier=v1"
+    status, _h, body = edge.get("probe.example.test", target, b"evt", signed)
+    assert status == 200, body
+    seen = json.loads(body)
+    got = headers_of(body)
+    assert seen["target"] == target and seen["method"] == "POST" and seen["body"] == "evt"
+    assert got["host"] == ["probe.example.test"]
+    for key, value in signed.items():
+        if key != "x-forwarded-for":
+            assert got[key] == [value], key
+    gateway = lab_fleet["hosts"][0]["address"].rsplit(".", 1)[0] + ".1"  # the machine, as the lab hosts see it
+    assert ", ".join(got["x-forwarded-for"]) == f"203.0.113.7, {gateway}", got["x-forwarded-for"]
+    assert got["x-fc-request-id"][0]
+    # a custom-domain route: the function's invoke path with the route's qualifier, Host kept
+    status, _h, body = edge.get("probe.example.test", "/hook/a/b?x=1", b"evt")
+    seen = json.loads(body)
+    assert seen["target"] == "/2023-03-30/functions/probe/invocations?qualifier=prod", seen
+    assert headers_of(body)["host"] == ["probe.example.test"]
+    assert edge.apply_raw("probe.example.test", None) == "reloaded"
+
+
+def test_idempotent_requests_are_retried_on_another_host_and_posts_are_not(edge: Edge, capture: dict) -> None:
+    flaky = {"domain_name": "flaky.example.test", "invoke_api": True,
+             "functions": [{"function_name": "flaky", "hosts": ["lab-2", "lab-3"], "timeout": 3}]}
+    assert edge.serve(flaky, invoke_port=9100) == "reloaded"
+    path = "/2023-03-30/functions/flaky/invocations"
+
+    def send(method: str) -> int:
+        import urllib.request
+        req = urllib.request.Request(f"http://{edge.address}{path}", method=method,
+                                     headers={"Host": "flaky.example.test"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    gets = [send("GET") for _ in range(10)]
+    posts = [send("POST") for _ in range(10)]
+    assert edge.apply_raw("flaky.example.test", None) == "reloaded"
+    rude = capture["lab-2"]
+    rude.kill()
+    hits = Counter(line.strip() for line in rude.stdout.read().splitlines())
+    assert gets == [200] * 10, gets
+    assert hits["GET"] >= 1, hits  # GETs did reach the host that drops them, and were retried on the other
+    assert posts.count(502) == hits["POST"] >= 1, (posts, hits)  # a POST that reached a host is never resent
+
+
+def test_https_with_a_test_ca_and_a_minimum_tls_version(edge: Edge, tmp_path: Path) -> None:
+    ca = Authority()
+    leaf = ca.issue("secure.example.test")
+    secure = {"domain_name": "secure.example.test", "protocol": "HTTPS",
+              "cert_config": {"cert_name": "secure", "certificate": leaf.certificate, "private_key": leaf.private_key},
+              "tls_config": {"min_version": "TLSv1.3"}, "functions": FUNCTIONS[:1],
+              "route_config": {"routes": [{"path": "/*", "function_name": "echo"}]}}
+    assert edge.serve(secure) == "reloaded"
+    ca_file = ca.write(tmp_path / "ca.pem")
+    status, body, version = https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi")
+    assert (status, version) == (200, "TLSv1.3") and body.endswith(b":hi"), (status, body, version)
+    with pytest.raises(ssl.SSLError):
+        https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi", max_version=ssl.TLSVersion.TLSv1_2)
+    assert json.loads(edge.get("secure.example.test", "/x")[2])["Code"] == "DomainNameNotFound"  # HTTPS only
+    cert_file = fd.fragment(fd.CustomDomainModel.model_validate(secure), edge.hosts, 9000)["tls"]["cert_file"]
+    assert edge.run(["stat", "-c", "%a %U", cert_file]).split() == ["600", "root"]
+    readable = edge.run(["sh", "-c", f"cat {fd.CONFIG} {fd.DOMAINS_DIR}/*.json"])
+    assert "PRIVATE KEY" not in readable and "secure.example.test" in readable
+
+
+def test_a_configuration_that_fails_validation_never_replaces_the_running_one(edge: Edge) -> None:
+    before = edge.state()
+    broken = edge.fragment(API)
+    broken.update(https=True, tls={"cert_file": "/nonexistent/cert.pem", "cert_name": "x", "min_version": "TLSv1.2",
+                                   "max_version": None, "ciphers": "", "ciphersuites": ""})
+    with pytest.raises(FrontDoorConfigInvalid, match="failed validation, the running one was kept"):
+        edge.apply_raw(API["domain_name"], broken)
+    after = edge.state()
+    assert (after.config, after.fragments, after.workers) == (before.config, before.fragments, before.workers)
+    assert edge.get(API["domain_name"], "/up/x", b"ok")[2] == b"OK"
+
+
+def test_an_unchanged_domain_does_not_reload(edge: Edge) -> None:
+    before = edge.state().workers
+    assert edge.serve(API) == "unchanged"
+    assert edge.state().workers == before
+
+
+def test_a_reload_keeps_a_long_running_request_and_refuses_no_connection(edge: Edge) -> None:
+    domain = API["domain_name"]
+    slow: dict = {}
+    runner = threading.Thread(target=lambda: slow.update(answer=edge.get(domain, "/slow", b"4")))
+    runner.start()
+    slow_backend = (f"rt_{fd.domain_id(domain)}_r0", "BACKEND")  # exact routes come first: /slow, then /up/exact
+    wait_for(lambda: int(stats(edge)[slow_backend]["scur"]) == 1 or slow, "the slow request to be in flight")
+    assert not slow, slow
+    old_workers = edge.state().workers
+    stop = threading.Event()
+    during: list[int] = []
+
+    def stream() -> None:
+        while not stop.is_set() and len(during) < 400:
+            during.append(edge.get(domain, "/up/x", b"s")[0])
+
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    changed = {**API, "route_config": {"routes": [*API["route_config"]["routes"],
+                                                  {"path": "/new", "function_name": "upper"}]}}
+    assert edge.serve(changed) == "reloaded"
+    after = edge.state().workers
+    assert set(after) - set(old_workers), "no new worker after the reload"
+    old_still_serving = set(old_workers) & set(after)
+    runner.join(timeout=30)
+    stop.set()
+    streamer.join(timeout=30)
+    assert slow["answer"][0] == 200 and slow["answer"][2] == b"slept 4", slow
+    assert old_still_serving, "the old worker was gone while its request was in flight"
+    assert during and set(during) == {200}, Counter(during)
+    assert edge.get(domain, "/new", b"n")[2] == b"N"
+
+
+def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab: Lab, lab_fleet: dict,
+                                                                 agents: list) -> None:
+    """A steady stream (40 requests a second, 320 in all) through the front door while lab-3's agent is killed
+    (SIGKILL) and then its network cut: only the requests in flight at the kill may fail, counted per second."""
+    domain, victim = API["domain_name"], "lab-3"
+    for _ in range(12):
+        assert edge.get(domain, "/warm", b"")[0] == 200  # an instance on every host
+    total, rate, kill_at, cut_at = 320, 40.0, 80, 160
+    results: list[tuple[int, int]] = []
+    lock = threading.Lock()
+    in_flight = [0]
+    marks: dict[str, int] = {}
+    agent_pid = int(lab.run(victim, ["cat", "/var/lib/fc-agent/agent.pid"], capture_output=True, text=True,
+                            check=True).stdout)
+    assert b"runtime_agent" in Path(f"/proc/{agent_pid}/cmdline").read_bytes()
+    start = time.monotonic()
+
+    def one(index: int) -> None:
+        time.sleep(max(0.0, start + index / rate - time.monotonic()))
+        if index == kill_at:
+            with lock:  # no request starts or ends while the agent dies: the count is exact
+                os.kill(agent_pid, 9)
+                marks["in_flight_at_kill"] = in_flight[0]
+        if index == cut_at:
+            lab.run(victim, ["iptables", "-I", "INPUT", "1", "-i", "eth0", "-j", "DROP"], check=True)
+            lab.run(victim, ["iptables", "-I", "OUTPUT", "1", "-o", "eth0", "-j", "DROP"], check=True)
+        with lock:
+            in_flight[0] += 1
+        status = edge.get(domain, "/f", b"")[0]
+        with lock:
+            in_flight[0] -= 1
+            results.append((int(time.monotonic() - start), status))
+
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(one, range(total)))
+        states = server_status(edge)
+    finally:
+        lab.run(victim, ["iptables", "-D", "INPUT", "-i", "eth0", "-j", "DROP"])
+        lab.run(victim, ["iptables", "-D", "OUTPUT", "-o", "eth0", "-j", "DROP"])
+        install(lab_fleet, 2)  # the agent back (its functions are in its store)
+    errors = Counter(second for second, status in results if status != 200)
+    print("failover: statuses", Counter(status for _, status in results))
+    per_second = {s: (sum(1 for t, _ in results if t == s), errors.get(s, 0)) for s in sorted({t for t, _ in results})}
+    print("failover: second -> (requests, errors):", per_second, "in flight at the kill:", marks)
+    assert len(results) == total
+    assert sum(errors.values()) <= marks["in_flight_at_kill"], (per_second, marks)
+    assert states[("fn_echo", victim)].startswith("DOWN"), states
