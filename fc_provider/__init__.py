@@ -21,12 +21,15 @@ from ._inputs import (
     CustomDnsArgs,
     CustomRuntimeConfigArgs,
     DnsOptionArgs,
+    GpuConfigArgs,
     HealthCheckConfigArgs,
     HostCapacityArgs,
+    HostGpusArgs,
     InstanceLifecycleConfigArgs,
     LifecycleHookArgs,
     LogConfigArgs,
     PlacementArgs,
+    SimulatedGpuArgs,
 )
 from ._model.placement import PlacementError
 from .fleet import Fleet, FleetArgs, HostArgs
@@ -47,10 +50,12 @@ __all__ = [
     "Function",
     "FunctionArgs",
     "FunctionExists",
+    "GpuConfigArgs",
     "HealthCheckConfigArgs",
     "HostArgs",
     "HostCapacityArgs",
     "HostError",
+    "HostGpusArgs",
     "HostKeyMismatch",
     "HostUnreachable",
     "InstanceLifecycleConfigArgs",
@@ -59,4 +64,5 @@ __all__ = [
     "PlacementArgs",
     "PlacementError",
     "RemoteCommandFailed",
+    "SimulatedGpuArgs",
 ]

@@ -20,6 +20,7 @@ from ._inputs import (
     CustomContainerConfigArgs,
     CustomDnsArgs,
     CustomRuntimeConfigArgs,
+    GpuConfigArgs,
     InstanceLifecycleConfigArgs,
     LogConfigArgs,
     PlacementArgs,
@@ -63,6 +64,7 @@ class FunctionArgs:
         log_config: Union[LogConfigArgs, Nested] = None,
         tags: Optional[Mapping[str, str]] = None,
         placement: Optional[Placement] = None,
+        gpu_config: Union[GpuConfigArgs, Nested] = None,
     ) -> None:
         """
         :param code: A folder, a .zip/.tar.gz archive file, a ``pulumi.FileArchive``, or a ``pulumi.AssetArchive``
@@ -123,6 +125,11 @@ class FunctionArgs:
                match, picked by free capacity (hosts with "capacity" declared on the fleet, or reported by the
                agent). Stable: hosts that run the function keep it while they qualify. Default: every host of the
                fleet.
+        :param gpu_config: ``fc.GpuConfigArgs`` or the same as a dict, FC's names: {"gpu_type": "fc.gpu.ada.1",
+               "gpu_memory_size": 49152}. Runtime custom-container only. Whole cards only (Docker cannot cap GPU
+               memory): gpu_memory_size is the memory of one or more cards, and cpu and memory_size must be among
+               FC's choices for them (cpu is then required). Each instance leases its cards exclusively on its
+               host, by UUID; placement and the agent count cards like cpu and memory. Default none.
         """
         self.code = code
         self.function_name, self.runtime, self.handler, self.description = function_name, runtime, handler, description
@@ -142,6 +149,7 @@ class FunctionArgs:
         self.log_config = nested("log_config", log_config, LogConfigArgs)
         self.tags = dict(tags or {})
         self.placement: Any = placement_input(placement)
+        self.gpu_config = nested("gpu_config", gpu_config, GpuConfigArgs)
 
 
 def _host_info(conn: ops.FleetConnection, names: list[str]) -> dict[str, Optional[dict[str, Any]]]:
@@ -346,6 +354,7 @@ class Function(pulumi.dynamic.Resource):
             "internet_access": args.internet_access, "custom_dns": args.custom_dns, "log_config": args.log_config,
             "tags": args.tags,
             "placement": args.placement,
+            "gpu_config": args.gpu_config,
             "adopt": adopt,
             **fs.output_defaults(),
         }

@@ -34,6 +34,8 @@ class AgentConfig:
     # Host capacity for instance reservations; null: os.cpu_count() and MemTotal.
     capacity_cpu: float | None = None
     capacity_memory_mb: int | None = None
+    # The host's GPUs as the Fleet declares them (fc_common.gpu.parse_host_gpus); null: none.
+    gpus: dict | None = None
 
     @classmethod
     def load(cls, path: Path) -> "AgentConfig":

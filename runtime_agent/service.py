@@ -13,17 +13,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from fc_common.gpu import GpuNeed, parse_host_gpus
+
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
 from .instances.driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
+from .instances.gpu import HostCards, inventory_for
 from .instances.health import HealthCheck, HealthMonitor
 from .instances.lifecycle import InitializerFailed, Instance, InstanceBroken, InstanceState, InvocationTimeout
 from .instances.pool import FunctionPool
 from .observe.functionlog import FunctionLogs
 from .observe.metrics import Metrics
 from .observe.requestlog import RequestLog
+from .state.cardstore import CardStore
 from .state.codestore import CodeStore
 from .state.store import FunctionRecord, InstanceRecord, Store
 
@@ -48,8 +52,12 @@ class Agent:
         self.driver = driver
         self.store = Store(config.database)
         self.code = CodeStore(config.code_dir)
+        declared_gpus = parse_host_gpus(config.gpus)
+        self.cards = HostCards(declared_gpus, config.host_name, CardStore(config.database),
+                               inventory_for(declared_gpus, config.host_name) if declared_gpus else None,
+                               driver.engine_info)
         self.room = HostRoom(Capacity(config.capacity_cpu, config.capacity_memory_mb), self._all_pools,
-                             config.host_name)
+                             config.host_name, self.cards)
         # One pool per function, holding its record: the warm path reads functions from memory, SQLite is
         # written on changes and read at start-up.
         self._pools: dict[str, FunctionPool] = {}
@@ -57,7 +65,8 @@ class Agent:
         self._start_slots = threading.BoundedSemaphore(config.max_concurrent_starts)
         self._stopping = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
-        self.metrics = Metrics(self._pools_snapshot, self.room.usage)
+        self.metrics = Metrics(self._pools_snapshot, self.room.usage,
+                               lambda: self.cards.info(self.room.committed_cards()))
         self._health = HealthMonitor()
         self.request_log = RequestLog()
         self.function_logs = FunctionLogs(config.state_dir / "logs")
@@ -66,6 +75,7 @@ class Agent:
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
+        self.cards.refresh()
         self.reconcile()
         self._reaper.start()
 
@@ -94,10 +104,12 @@ class Agent:
             inst = self._new_instance(pool, fn, rec.id)
             inst.adopt(self.driver.inspect(container.id))  # inspect: the pid locates its freezer
             self.room.capacity.force_reserve(inst.id, pool.size)
+            self.cards.adopt(inst.id, rec.function, container.labels)
             pool.add_adopted(inst)
             adopted.add(rec.id)
         for rec_id in set(records) - adopted:
             self.store.delete_instance(rec_id)
+        self.cards.drop_except(adopted)
         self.code.remove_unused({f.code_checksum for f in functions.values()})
 
     # functions ------------------------------------------------------------------------------------------------
@@ -109,6 +121,7 @@ class Agent:
             raise Conflict(f"an instance of {name} ({size.cpu:g} vCPU, {size.memory_mb} MB) is larger than host "
                            f"{self.config.host_name}'s capacity ({total.cpu:g} vCPU, {total.memory_mb} MB)",
                            code="InsufficientCapacity")
+        self.cards.admit(name, GpuNeed.of(spec))
         if specs.is_container(spec):
             image = specs.server_config(spec)["image"]
             if not self.driver.has_image(image):
@@ -143,7 +156,7 @@ class Agent:
         return [
             {"instance_id": i.id, "function_name": i.function, "state": i.state.value, "in_flight": i.in_flight,
              "container_id": i.container.id if i.container else None, "resumes": i.resumes,
-             "seconds": i.billing_seconds()}
+             "seconds": i.billing_seconds(), "gpus": self.cards.leased(i.id)}
             for p in self._all_pools() if name is None or p.function == name for i in p.instances
         ]
 
@@ -232,8 +245,9 @@ class Agent:
                 except DriverError as exc:
                     raise InstanceStartError(str(exc)) from exc
                 self._networks.add(network)
-        return specs.container_spec(record.name, spec, instance_id=inst.id, host_name=self.config.host_name,
-                                    image=image, code_dir=code_dir, network=network)
+        return self.cards.container_spec(  # a GPU instance's leased cards, by UUID
+            specs.container_spec(record.name, spec, instance_id=inst.id, host_name=self.config.host_name,
+                                 image=image, code_dir=code_dir, network=network), inst.id)
 
     def _start_instance(self, inst: Instance, record: FunctionRecord, reserve: bool) -> None:
         spec = self._container_spec(inst, record)

@@ -13,6 +13,8 @@ from pathlib import Path
 from .archive import Package, pack_trees
 
 VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client")
+# Single-file modules: nvidia-ml-py is one file, pynvml.py (the agent's NVML inventory; pure Python, ctypes).
+VENDORED_MODULES = ("pynvml",)
 
 
 def _package_dir(name: str) -> Path:
@@ -26,6 +28,11 @@ def _package_dir(name: str) -> Path:
 def agent_bundle() -> Package:
     trees = [(_package_dir("runtime_agent"), "runtime_agent"), (_package_dir("fc_common"), "fc_common")]
     trees += [(_package_dir(name), name) for name in VENDORED]
+    for name in VENDORED_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin:
+            raise RuntimeError(f"cannot bundle the agent: module {name} is not installed")
+        trees.append((Path(spec.origin), f"{name}.py"))
     return pack_trees(trees)
 
 

@@ -96,7 +96,8 @@ class ControlHandler(_Handler):
             return self._send_json(200, {"status": "ok"})
         if path == "/v1/info":
             return self._send_json(200, {"host_name": self.agent.config.host_name, "version": __version__,
-                                         "invoke_port": self.agent.config.invoke_port, **self.agent.room.usage()})
+                                         "invoke_port": self.agent.config.invoke_port, **self.agent.room.usage(),
+                                         "gpus": self.agent.cards.info(self.agent.room.committed_cards())})
         if path == "/v1/functions":
             return self._send_json(200, {"functions": [f.to_json() for f in self.agent.list_functions()]})
         if path == "/metrics":

@@ -1,0 +1,175 @@
+"""The host's cards and who holds them: ``HostCards`` probes the inventory and Docker's GPU support once at start,
+leases whole cards to instances (first free by UUID, one SQLite transaction per lease: ``state.cardstore``),
+releases them when an instance has stopped (a frozen instance keeps its card), re-adopts leases from container
+labels after a restart, and says what a GPU instance's container gets: explicit UUIDs in the device request (never
+a count), or for simulated cards no device request at all."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Any, Callable
+
+from fc_common.gpu import GpuNeed, HostGpus
+
+from ...errors import Conflict
+from ...state.cardstore import CardStore
+from ..driver import ContainerSpec
+from .inventory import GpuInventory, GpuInventoryError, GpuReport
+from .support import GpuSupport, probe
+
+log = logging.getLogger("fc-agent")
+
+UUIDS_LABEL = "fc.gpu.uuids"  # the cards a container holds, comma-separated: what reconcile re-adopts
+SIMULATED_LABEL = "fc.gpu.simulated"
+
+
+class HostCards:
+    def __init__(self, declared: HostGpus | None, host_name: str, store: CardStore,
+                 inventory: GpuInventory | None, engine_info: Callable[[], dict[str, Any]]) -> None:
+        self.declared = declared
+        self._host = host_name
+        self._store = store
+        self._inventory = inventory
+        self._engine_info = engine_info
+        self.report = GpuReport("none")
+        self.error: str | None = None
+        self.support: GpuSupport | None = None
+        self._holder: dict[str, str] = {}  # card uuid -> instance id
+        self._lock = threading.Lock()
+
+    # inventory ---------------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Reads the cards and the container support; failures are kept and shown (never a silent fallback)."""
+        if self.declared is None or self._inventory is None:
+            return
+        try:
+            self.report = self._inventory.probe()
+            self.error = None
+        except GpuInventoryError as exc:
+            self.report, self.error = GpuReport(self._inventory.source), str(exc)
+            log.error("GPU inventory: %s", exc)
+        try:
+            self.support = probe(self._engine_info(), simulated=self.report.simulated)
+        except Exception as exc:  # noqa: BLE001 - reported in /v1/info and in every refusal
+            self.support = GpuSupport(None, "unknown", f"cannot ask Docker about GPU support: {exc}")
+
+    def _cards_of(self, gpu_type: str) -> list[str]:
+        return sorted(d.uuid for d in self.report.devices if d.gpu_type == gpu_type and not d.mig_mode)
+
+    def free(self, gpu_type: str) -> int:
+        with self._lock:
+            return sum(1 for uuid in self._cards_of(gpu_type) if uuid not in self._holder)
+
+    # admission ----------------------------------------------------------------------------------------------
+    def admit(self, name: str, need: GpuNeed | None) -> None:
+        """Refuses (409 GpuUnavailable) a GPU function this host can never run, saying why."""
+        if need is None:
+            return
+        where = f"host {self._host}"
+        if self.declared is None:
+            raise Conflict(f"function {name} needs {need.cards} {need.gpu_type} card(s) but {where} declares no "
+                           "GPUs (HostArgs.gpus)", code="GpuUnavailable")
+        if self.error:
+            raise Conflict(f"function {name} needs GPUs but {where} cannot read its cards: {self.error}",
+                           code="GpuUnavailable")
+        if self.support is not None and self.support.mode is None:
+            raise Conflict(f"function {name} needs GPUs but {where} has {self.support.problem}",
+                           code="GpuUnavailable")
+        have = len(self._cards_of(need.gpu_type))
+        if have < need.cards:
+            kinds = ", ".join(sorted({d.gpu_type for d in self.report.devices})) or "none"
+            raise Conflict(f"function {name} needs {need.cards} {need.gpu_type} card(s) per instance; {where} "
+                           f"has {have} ({self.report.source} cards of type {kinds})", code="GpuUnavailable")
+
+    # leases -------------------------------------------------------------------------------------------------
+    def lease(self, instance_id: str, function: str, need: GpuNeed) -> list[str] | None:
+        """Whole free cards for one instance, or None when too few are free (the caller queues, then throttles)."""
+        with self._lock:
+            free = [u for u in self._cards_of(need.gpu_type) if u not in self._holder]
+            if len(free) < need.cards:
+                return None
+            chosen = free[:need.cards]
+            if not self._store.lease(chosen, instance_id, function):
+                return None  # the database says one is held: never hand it out twice
+            for uuid in chosen:
+                self._holder[uuid] = instance_id
+            return chosen
+
+    def release(self, instance_id: str) -> bool:
+        with self._lock:
+            held = [u for u, holder in self._holder.items() if holder == instance_id]
+            for uuid in held:
+                del self._holder[uuid]
+        if held:
+            self._store.release(instance_id)
+        return bool(held)
+
+    def leased(self, instance_id: str) -> list[str]:
+        with self._lock:
+            return sorted(u for u, holder in self._holder.items() if holder == instance_id)
+
+    def adopt(self, instance_id: str, function: str, labels: dict[str, str]) -> None:
+        """After a restart: the container's label says which cards it holds; the ledger takes them back."""
+        cards = [c for c in (labels.get(UUIDS_LABEL) or "").split(",") if c]
+        if not cards:
+            return
+        self._store.release(instance_id)
+        self._store.lease(cards, instance_id, function)
+        with self._lock:
+            for uuid in cards:
+                self._holder[uuid] = instance_id
+
+    def drop_except(self, instance_ids: set[str]) -> None:
+        """Leases of instances that did not survive the restart go back."""
+        for lease in self._store.leases():
+            if lease.instance_id not in instance_ids:
+                self._store.release(lease.instance_id)
+
+    # containers ---------------------------------------------------------------------------------------------
+    def container_spec(self, spec: ContainerSpec, instance_id: str) -> ContainerSpec:
+        """The container of a GPU instance: its cards by UUID in the device request (nvidia hook or CDI), or for
+        simulated cards none (NVIDIA_VISIBLE_DEVICES stays void) and FC_GPU_SIMULATED=1."""
+        cards = self.leased(instance_id)
+        if not cards:
+            return spec
+        env, labels = dict(spec.environment), dict(spec.labels)
+        env["FC_GPU_UUIDS"] = labels[UUIDS_LABEL] = ",".join(cards)
+        simulated = self.report.simulated
+        labels[SIMULATED_LABEL] = "true" if simulated else "false"
+        if simulated:
+            env["FC_GPU_SIMULATED"] = "1"
+            return dataclasses.replace(spec, environment=env, labels=labels)
+        mode = self.support.mode if self.support else None
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(cards)
+        env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
+        ids = tuple(f"nvidia.com/gpu={c}" for c in cards) if mode == "cdi" else tuple(cards)
+        return dataclasses.replace(spec, environment=env, labels=labels, gpu_driver=mode or "nvidia",
+                                   gpu_device_ids=ids)
+
+    # reports ------------------------------------------------------------------------------------------------
+    def info(self, committed: dict[str, int]) -> dict[str, Any] | None:
+        """/v1/info's ``gpus``: where the cards come from (``simulated`` says so), each card and its holder, and
+        per type the total, leased and committed (what functions' min_instances promise) counts."""
+        if self.declared is None:
+            return None
+        with self._lock:
+            holders = dict(self._holder)
+        types: dict[str, dict[str, int]] = {}
+        for device in self.report.devices:
+            t = types.setdefault(device.gpu_type, {"total": 0, "leased": 0, "committed": 0})
+            t["total"] += 1
+            t["leased"] += device.uuid in holders
+        for gpu_type, count in committed.items():
+            types.setdefault(gpu_type, {"total": 0, "leased": 0, "committed": 0})["committed"] = count
+        return {"source": self.report.source, "simulated": self.report.simulated,
+                "driver_version": self.report.driver_version, "error": self.error,
+                "support": self.support.to_json() if self.support else None, "types": types,
+                "cards": [{**d.to_json(), "leased_by": holders.get(d.uuid)} for d in self.report.devices]}
+
+    def describe_shortage(self, need: GpuNeed) -> str:
+        total = len(self._cards_of(need.gpu_type))
+        return (f"GPU cards exhausted: an instance needs {need.cards} {need.gpu_type} card(s); the host has "
+                f"{total} ({self.report.source}), {self.free(need.gpu_type)} free; the others are leased by "
+                "running, starting or hibernated instances")
