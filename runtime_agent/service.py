@@ -16,6 +16,8 @@ from typing import Any
 from fc_common.gpu import GpuNeed, parse_host_gpus
 
 from .config import AgentConfig
+from .events.provision import ProvisionScalers
+from .events.provision_metrics import ProvisionMetrics
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
@@ -29,6 +31,7 @@ from .observe.metrics import Metrics
 from .observe.requestlog import RequestLog
 from .state.cardstore import CardStore
 from .state.codestore import CodeStore
+from .state.provisionstore import ProvisionStore
 from .state.store import FunctionRecord, InstanceRecord, Store
 
 log = logging.getLogger("fc-agent")
@@ -72,6 +75,10 @@ class Agent:
         self.function_logs = FunctionLogs(config.state_dir / "logs")
         self._networks: set[str] = set()
         self._making_room: dict[str, float] = {}  # function -> when room was last made for its min_instances
+        # Provisioned instances (fc.ProvisionConfig): this host's share of each function's target, kept started.
+        self.provision = ProvisionScalers(
+            ProvisionStore(config.database),
+            ProvisionMetrics(self._pools.get, self.cards, lambda f: self.provision.host_target(f)), time.time)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -146,6 +153,7 @@ class Agent:
     def delete_function(self, name: str) -> None:
         if not self.store.delete_function(name):
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
+        self.provision.delete(name)
         with self._pools_lock:
             pool = self._pools.pop(name, None)
         if pool:
@@ -319,6 +327,7 @@ class Agent:
     def _reap_loop(self) -> None:
         """Keeps min_instances ready, hibernates idle instances of functions that ask for it, removes idle ones."""
         while not self._stopping.wait(REAPER_PERIOD):
+            self.provision.tick()
             with self._pools_lock:
                 pools = list(self._pools.values())
             for pool in pools:
@@ -330,7 +339,7 @@ class Agent:
                     log.exception("reaper: %s", pool.function)
 
     def _tend(self, pool: FunctionPool, record: FunctionRecord) -> None:
-        keep = int(record.spec.get("min_instances") or 0)
+        keep = max(int(record.spec.get("min_instances") or 0), self.provision.host_target(pool.function))
         if record.spec.get("hibernation"):
             pool.hibernate_idle(float(record.spec.get("hibernation_grace_seconds") or DEFAULT_HIBERNATION_GRACE))
         check = HealthCheck.from_spec(record.spec)

@@ -218,3 +218,25 @@ def test_the_exact_device_request_and_the_real_no_gpu_runtime_failure(lab: Lab, 
         driver.start(spec)
     assert client.containers.list(all=True, filters={"name": spec.name}) == []  # the failed start left nothing
     client.close()
+
+
+def test_a_provision_config_keeps_its_target_started_with_cards(gpu_conn: ops.FleetConnection) -> None:
+    gpu_function(gpu_conn, "warm", max_instances=4)
+    with ops.agent_session(gpu_conn, gpu_conn.hosts[0]) as (_ssh, agent):
+        body = agent.put_provision_config("warm", {"target": 1, "scheduled_actions": [
+            {"name": "always", "target": 2, "schedule_expression": "cron(* * * * * *)"}]}, 0, [gpu_conn.hosts[0].name])
+        assert body["fleet_target"] == 2 and body["host_target"] == 2, body
+        with pytest.raises(AgentAPIError, match=r"target_tracking_policies\[0\].metric_target must be in \(0, 1\]"):
+            agent.put_provision_config("warm", {"target_tracking_policies": [
+                {"name": "p", "metric_type": "GPUMemUtilization", "metric_target": 2, "max_capacity": 2}]}, 0,
+                [gpu_conn.hosts[0].name])
+    wait_for(lambda: len([i for i in instances(gpu_conn, "warm") if i["state"] == "ready"]) == 2,
+             "two provisioned instances")
+    assert sorted(c for i in instances(gpu_conn, "warm") for c in i["gpus"]) == [
+        f"SIM-GPU-{gpu_conn.hosts[0].name}-0", f"SIM-GPU-{gpu_conn.hosts[0].name}-1"]
+    with ops.agent_session(gpu_conn, gpu_conn.hosts[0]) as (_ssh, agent):
+        body = agent.get_provision_config("warm")
+        assert body["current"] == 2 and body["current_error"] is None
+        agent.delete_provision_config("warm")
+        assert agent.get_provision_config("warm") is None
+    delete(gpu_conn, "warm")

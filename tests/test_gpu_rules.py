@@ -192,3 +192,30 @@ def test_container_support_probe_says_what_to_install() -> None:
     assert missing.mode is None and "no GPU runtime" in missing.problem and "nvidia-ctk" in missing.problem
     assert probe(info, simulated=False, which=lambda n: "/usr/bin/" + n).mode == "nvidia"
     assert probe(info, simulated=True).mode == "simulated"
+
+
+def test_placement_counts_cards_like_cpu_and_memory() -> None:
+    from fc_provider._model.placement import Need, PlacementError, place
+
+    key = "ssh-ed25519 AAAA"
+    hosts = [{"name": "cpu-1", "address": "10.0.0.1", "host_public_key": key},
+             {"name": "sim-1", "address": "10.0.0.2", "host_public_key": key,
+              "gpus": {"simulated": [{"type": "fc.gpu.tesla.1", "count": 2}]}},
+             {"name": "sim-2", "address": "10.0.0.3", "host_public_key": key,
+              "gpus": {"simulated": [{"type": "fc.gpu.tesla.1", "count": 4}]}}]
+    spec = {"cpu": 0.5, "memory_size": 1024, "min_instances": 2, "runtime": "custom-container",
+            "gpu_config": {"gpu_type": "fc.gpu.tesla.1", "gpu_memory_size": 16384}}
+    need = Need.of(spec)
+    assert (need.gpu_type, need.gpu_cards) == ("fc.gpu.tesla.1", 2)
+    selector = {"selector": {}, "replicas": 2}
+    # Declared counts: both simulated hosts hold 2 cards; the CPU-only host never qualifies.
+    assert place({"selector": {}, "replicas": 2}, hosts, [], need, lambda names: {n: None for n in names}) == [
+        "sim-1", "sim-2"]
+    # The agents' reports win: sim-2 has its 4 cards committed to other functions.
+    reports = {"sim-1": {"gpus": {"types": {"fc.gpu.tesla.1": {"total": 2, "leased": 0, "committed": 0}}}},
+               "sim-2": {"gpus": {"types": {"fc.gpu.tesla.1": {"total": 4, "leased": 4, "committed": 4}}}},
+               "cpu-1": None}
+    with pytest.raises(PlacementError, match="2 fc.gpu.tesla.1 card.*sim-2: .*GPU cards: fc.gpu.tesla.1 0"):
+        place(selector, hosts, [], need, lambda names: {n: reports[n] for n in names})
+    assert place({"selector": {}, "replicas": 1}, hosts, [], need,
+                 lambda names: {n: reports[n] for n in names}) == ["sim-1"]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .archive import Package, pack_trees
 
-VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client")
+VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client",
+            "cronsim")
 # Single-file modules: nvidia-ml-py is one file, pynvml.py (the agent's NVML inventory; pure Python, ctypes).
 VENDORED_MODULES = ("pynvml",)
 

@@ -26,6 +26,7 @@ from .invoke import InvokeServer
 log = logging.getLogger("fc-agent")
 
 FUNCTION_PATH = re.compile(r"^/v1/functions/([^/]+)$")
+PROVISION_PATH = re.compile(r"^/v1/functions/([^/]+)/provision-config$")
 MAX_CONTROL_PAYLOAD = 32 * 1024 * 1024
 
 
@@ -110,6 +111,8 @@ class ControlHandler(_Handler):
             return self._send_json(200, {"instances": self.agent.instances()})
         if m := FUNCTION_PATH.match(path):
             return self._send_json(200, self.agent.get_function(m.group(1)).to_json())
+        if m := PROVISION_PATH.match(path):
+            return self._send_json(200, provision_status(self.agent, m.group(1)))
         raise NotFound(f"no route {path}", code="NotFound")
 
     def _put(self, request_id: str) -> None:
@@ -121,6 +124,8 @@ class ControlHandler(_Handler):
             except ValueError as exc:
                 raise BadRequest(f"body is not JSON: {exc}") from exc
             return self._send_json(200, self.agent.put_function(m.group(1), spec).to_json())
+        if m := PROVISION_PATH.match(path):
+            return self._send_json(200, put_provision(self.agent, m.group(1), self._json()))
         raise NotFound(f"no route {path}", code="NotFound")
 
     def _delete(self, request_id: str) -> None:
@@ -129,7 +134,45 @@ class ControlHandler(_Handler):
         if m := FUNCTION_PATH.match(path):
             self.agent.delete_function(m.group(1))
             return self._send(204, b"")
+        if m := PROVISION_PATH.match(path):
+            if not self.agent.provision.delete(m.group(1)):
+                raise NotFound(f"function {m.group(1)} has no provision config here", code="ProvisionConfigNotFound")
+            return self._send(204, b"")
         raise NotFound(f"no route {path}", code="NotFound")
+
+
+    def _json(self) -> Any:
+        try:
+            return json.loads(self._body() or b"{}")
+        except ValueError as exc:
+            raise BadRequest(f"body is not JSON: {exc}") from exc
+
+
+def put_provision(agent: Agent, name: str, body: Any) -> dict[str, Any]:
+    """PUT /v1/functions/{name}/provision-config {config, rank, hosts}: FC's PutProvisionConfig for this host."""
+    agent.get_function(name)  # 404 for an unknown function
+    if not isinstance(body, dict) or not isinstance(body.get("config"), dict):
+        raise BadRequest("body must be {\"config\": {...}, \"rank\": n, \"hosts\": [...]}")
+    hosts = body.get("hosts") or [agent.config.host_name]
+    rank = body.get("rank", 0)
+    if not isinstance(rank, int) or not 0 <= rank < len(hosts):
+        raise BadRequest(f"rank must be an integer from 0 to {len(hosts) - 1}")
+    try:
+        agent.provision.put(name, body["config"], rank, [str(h) for h in hosts])
+    except ValueError as exc:  # fc_common.provision's rule errors name the property
+        raise BadRequest(str(exc)) from None
+    return provision_status(agent, name)
+
+
+def provision_status(agent: Agent, name: str) -> dict[str, Any]:
+    """FC's GetProvisionConfig answer for this host: target, current (instances started here), current_error."""
+    scaler = agent.provision.get(name)
+    if scaler is None:
+        raise NotFound(f"function {name} has no provision config here", code="ProvisionConfigNotFound")
+    live = [i for i in agent.instances(name) if i["state"] in ("ready", "busy", "frozen")]
+    return {"function_name": name, **scaler.record.config, "fleet_target": scaler.fleet_target,
+            "host_target": scaler.host_target, "current": len(live), "current_error": scaler.error,
+            "rank": scaler.record.rank, "hosts": scaler.record.hosts}
 
 
 class _Server(ThreadingHTTPServer):

@@ -148,6 +148,24 @@ class HostCards:
         return dataclasses.replace(spec, environment=env, labels=labels, gpu_driver=mode or "nvidia",
                                    gpu_device_ids=ids)
 
+    def memory_utilization(self, instance_ids: list[str]) -> float | None:
+        """GPU memory used / total over the cards these instances lease, read afresh from the inventory; None for
+        simulated cards (they have no memory to read) or when the inventory fails."""
+        if self.report.simulated or self._inventory is None:
+            return None
+        cards = {u for i in instance_ids for u in self.leased(i)}
+        if not cards:
+            return None
+        try:
+            devices = [d for d in self._inventory.probe().devices if d.uuid in cards]
+        except GpuInventoryError:
+            return None
+        total = sum(d.memory_total_mib for d in devices)
+        used = [d.memory_used_mib for d in devices]
+        if not total or any(u is None for u in used):
+            return None
+        return sum(u for u in used if u is not None) / total
+
     # reports ------------------------------------------------------------------------------------------------
     def info(self, committed: dict[str, int]) -> dict[str, Any] | None:
         """/v1/info's ``gpus``: where the cards come from (``simulated`` says so), each card and its holder, and
