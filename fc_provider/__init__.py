@@ -34,6 +34,7 @@ from ._inputs import (
 from ._model.placement import PlacementError
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
+from .provision_config import ProvisionConfig, ProvisionConfigArgs, ScheduledActionArgs, TargetTrackingPolicyArgs
 
 __all__ = [
     "AgentAPIError",
@@ -63,6 +64,10 @@ __all__ = [
     "LogConfigArgs",
     "PlacementArgs",
     "PlacementError",
+    "ProvisionConfig",
+    "ProvisionConfigArgs",
     "RemoteCommandFailed",
+    "ScheduledActionArgs",
     "SimulatedGpuArgs",
+    "TargetTrackingPolicyArgs",
 ]

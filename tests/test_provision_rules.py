@@ -158,3 +158,22 @@ def test_bad_provision_configs_name_the_property(config: dict, phrase: str) -> N
     with pytest.raises(rules.ProvisionConfigError) as caught:
         rules.parse(config)
     assert phrase in str(caught.value), str(caught.value)
+
+
+def test_the_resource_checks_at_preview_naming_the_property() -> None:
+    import fc_provider as fc
+    from fc_provider.provision_config import ProvisionConfigProvider
+
+    args = fc.ProvisionConfigArgs(target=1, scheduled_actions=[fc.ScheduledActionArgs(
+        name="evening", schedule_expression="cron(0 0 20 * * *)", target=5, time_zone="Asia/Shanghai")])
+    news = {"function_name": "f", "qualifier": "LATEST", "target": args.target,
+            "scheduled_actions": args.scheduled_actions, "target_tracking_policies": args.target_tracking_policies}
+    assert news["scheduled_actions"] == [{"name": "evening", "schedule_expression": "cron(0 0 20 * * *)",
+                                          "target": 5, "time_zone": "Asia/Shanghai"}]
+    assert ProvisionConfigProvider().check({}, news).failures == []
+    bad = {**news, "target_tracking_policies": [{"name": "p", "metric_type": "CPUUtilization", "metric_target": 2.0,
+                                                 "max_capacity": 3}]}
+    (failure,) = ProvisionConfigProvider().check({}, bad).failures
+    assert failure.property == "target_tracking_policies" and "(0, 1]" in failure.reason
+    (failure,) = ProvisionConfigProvider().check({}, {**news, "qualifier": "prod"}).failures
+    assert failure.property == "qualifier"
