@@ -339,7 +339,8 @@ class Agent:
                     log.exception("reaper: %s", pool.function)
 
     def _tend(self, pool: FunctionPool, record: FunctionRecord) -> None:
-        keep = max(int(record.spec.get("min_instances") or 0), self.provision.host_target(pool.function))
+        keep = max(int(record.spec.get("min_instances") or 0), self.provision.host_target(pool.function),
+                   self.cards.resident_instances(pool.function, pool.gpus))  # a GPU pool's resident instances
         if record.spec.get("hibernation"):
             pool.hibernate_idle(float(record.spec.get("hibernation_grace_seconds") or DEFAULT_HIBERNATION_GRACE))
         check = HealthCheck.from_spec(record.spec)

@@ -78,7 +78,7 @@ def test_simulated_cards_are_named_as_such_in_info_and_metrics(gpu_conn: ops.Fle
     assert [(c["uuid"], c["name"], c["leased_by"]) for c in gpus["cards"]] == [
         (f"SIM-GPU-{host}-0", "SIMULATED fc.gpu.tesla.1", None), (f"SIM-GPU-{host}-1", "SIMULATED fc.gpu.tesla.1",
                                                                   None)]
-    assert gpus["types"] == {"fc.gpu.tesla.1": {"total": 2, "leased": 0, "committed": 0}}
+    assert gpus["types"] == {"fc.gpu.tesla.1": {"total": 2, "leased": 0, "committed": 0, "reserved": 0}}
     with ops.agent_session(gpu_conn, gpu_conn.hosts[0]) as (_ssh, agent):
         text = agent.metrics()
     assert 'fc_gpu_cards{gpu_type="fc.gpu.tesla.1",source="simulated",state="free"} 2.0' in text
@@ -240,3 +240,44 @@ def test_a_provision_config_keeps_its_target_started_with_cards(gpu_conn: ops.Fl
         agent.delete_provision_config("warm")
         assert agent.get_provision_config("warm") is None
     delete(gpu_conn, "warm")
+
+
+def put_pool(conn: ops.FleetConnection, name: str, **body: object) -> dict:
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+        return agent._check(*agent._request("PUT", f"/v1/gpu-pools/{name}", body))
+
+
+def test_a_gpu_pool_reserves_cards_serves_its_functions_and_throttles_at_instances_x_concurrency(
+        gpu_conn: ops.FleetConnection) -> None:
+    host = gpu_conn.hosts[0].name
+    with pytest.raises(AgentAPIError, match="GpuPoolTooLarge.*wants 3 fc.gpu.tesla.1 card.*has 2 .simulated"):
+        put_pool(gpu_conn, "p1", gpu_type="fc.gpu.tesla.1", cards=3, functions=["pooled"])
+    pool = put_pool(gpu_conn, "p1", gpu_type="fc.gpu.tesla.1", cards=1, functions=["pooled"])
+    assert pool["cards"] == [f"SIM-GPU-{host}-0"] and pool["simulated"] is True and pool["free"] == 1
+    url = gpu_function(gpu_conn, "pooled", instance_concurrency=2, max_instances=4, queue_timeout=0.5)
+    # The pool's resident instance is started without a request, on the pool's card.
+    wait_for(lambda: [i for i in instances(gpu_conn, "pooled") if i["state"] == "ready"], "the resident instance")
+    assert [i["gpus"] for i in instances(gpu_conn, "pooled")] == [[f"SIM-GPU-{host}-0"]]
+    with ThreadPoolExecutor(max_workers=6) as pool_threads:
+        results = list(pool_threads.map(lambda _: post(url, b"slow"), range(6)))
+    answered = [r for r in results if r[0] == 200]
+    throttled = [json.loads(r[2]) for r in results if r[0] == 429]
+    assert len(answered) == 2 and len(throttled) == 4, [r[0] for r in results]  # 1 instance x concurrency 2
+    assert all("GPU pool p1 exhausted" in t["Message"] for t in throttled), throttled[0]
+    assert len(instances(gpu_conn, "pooled")) == 1
+    # Unbound functions never take a pool's card; the other card stays theirs.
+    other = gpu_function(gpu_conn, "unbound", queue_timeout=0.5)
+    status, _, body = post(other, b"x")
+    assert status == 200 and json.loads(body)["FC_GPU_UUIDS"] == f"SIM-GPU-{host}-1"
+    delete(gpu_conn, "unbound")
+    # Mixed mode: beyond the pool, elastic instances on free unreserved cards.
+    put_pool(gpu_conn, "p1", gpu_type="fc.gpu.tesla.1", cards=1, functions=["pooled"], mix_mode=True)
+    url = gpu_function(gpu_conn, "pooled", instance_concurrency=2, max_instances=4, queue_timeout=10)  # a cold start
+    with ThreadPoolExecutor(max_workers=4) as pool_threads:
+        results = list(pool_threads.map(lambda _: post(url, b"slow"), range(4)))
+    assert [r[0] for r in results] == [200] * 4
+    assert sorted(c for i in instances(gpu_conn, "pooled") for c in i["gpus"]) == [
+        f"SIM-GPU-{host}-0", f"SIM-GPU-{host}-1"]
+    delete(gpu_conn, "pooled")
+    with ops.agent_session(gpu_conn, gpu_conn.hosts[0]) as (_ssh, agent):
+        assert agent._request("DELETE", "/v1/gpu-pools/p1")[0] == 204

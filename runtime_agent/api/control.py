@@ -27,6 +27,7 @@ log = logging.getLogger("fc-agent")
 
 FUNCTION_PATH = re.compile(r"^/v1/functions/([^/]+)$")
 PROVISION_PATH = re.compile(r"^/v1/functions/([^/]+)/provision-config$")
+GPU_POOL_PATH = re.compile(r"^/v1/gpu-pools/([^/]+)$")
 MAX_CONTROL_PAYLOAD = 32 * 1024 * 1024
 
 
@@ -113,6 +114,8 @@ class ControlHandler(_Handler):
             return self._send_json(200, self.agent.get_function(m.group(1)).to_json())
         if m := PROVISION_PATH.match(path):
             return self._send_json(200, provision_status(self.agent, m.group(1)))
+        if m := GPU_POOL_PATH.match(path):
+            return self._send_json(200, gpu_pool(self.agent, m.group(1)))
         raise NotFound(f"no route {path}", code="NotFound")
 
     def _put(self, request_id: str) -> None:
@@ -126,6 +129,8 @@ class ControlHandler(_Handler):
             return self._send_json(200, self.agent.put_function(m.group(1), spec).to_json())
         if m := PROVISION_PATH.match(path):
             return self._send_json(200, put_provision(self.agent, m.group(1), self._json()))
+        if m := GPU_POOL_PATH.match(path):
+            return self._send_json(200, put_gpu_pool(self.agent, m.group(1), self._json()))
         raise NotFound(f"no route {path}", code="NotFound")
 
     def _delete(self, request_id: str) -> None:
@@ -137,6 +142,10 @@ class ControlHandler(_Handler):
         if m := PROVISION_PATH.match(path):
             if not self.agent.provision.delete(m.group(1)):
                 raise NotFound(f"function {m.group(1)} has no provision config here", code="ProvisionConfigNotFound")
+            return self._send(204, b"")
+        if m := GPU_POOL_PATH.match(path):
+            if not self.agent.cards.delete_pool(m.group(1)):
+                raise NotFound(f"GPU pool {m.group(1)} does not exist here", code="GpuPoolNotFound")
             return self._send(204, b"")
         raise NotFound(f"no route {path}", code="NotFound")
 
@@ -173,6 +182,33 @@ def provision_status(agent: Agent, name: str) -> dict[str, Any]:
     return {"function_name": name, **scaler.record.config, "fleet_target": scaler.fleet_target,
             "host_target": scaler.host_target, "current": len(live), "current_error": scaler.error,
             "rank": scaler.record.rank, "hosts": scaler.record.hosts}
+
+
+def put_gpu_pool(agent: Agent, name: str, body: Any) -> dict[str, Any]:
+    """PUT /v1/gpu-pools/{name} {gpu_type, cards, functions, mix_mode}: reserves this host's part of a GPU pool."""
+    from fc_common.gpu import GpuConfigError, card_type
+
+    if not isinstance(body, dict):
+        raise BadRequest("body must be {\"gpu_type\": ..., \"cards\": n, \"functions\": [...], \"mix_mode\": false}")
+    try:
+        gpu_type = card_type(str(body.get("gpu_type"))).name
+    except GpuConfigError as exc:
+        raise BadRequest(str(exc)) from None
+    cards = body.get("cards")
+    if not isinstance(cards, int) or cards < 1:
+        raise BadRequest(f"cards must be an integer of 1 or more, got {cards!r}")
+    functions = body.get("functions") or []
+    if not isinstance(functions, list) or not all(isinstance(f, str) for f in functions):
+        raise BadRequest("functions must be a list of function names")
+    agent.cards.put_pool(name, gpu_type, cards, functions, bool(body.get("mix_mode")))
+    return gpu_pool(agent, name)
+
+
+def gpu_pool(agent: Agent, name: str) -> dict[str, Any]:
+    found = agent.cards.pool_info(name)
+    if found is None:
+        raise NotFound(f"GPU pool {name} does not exist here", code="GpuPoolNotFound")
+    return found
 
 
 class _Server(ThreadingHTTPServer):

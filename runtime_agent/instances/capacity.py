@@ -106,7 +106,8 @@ class HostRoom:
         return True
 
     def _fits(self, pool: FunctionPool) -> bool:
-        cards_ok = pool.gpus is None or (self.cards is not None and self.cards.free(pool.gpus.gpu_type)
+        cards_ok = pool.gpus is None or (self.cards is not None and self.cards.free(pool.gpus.gpu_type,
+                                                                                    pool.function)
                                          >= pool.gpus.cards)
         return cards_ok and self.capacity.fits(pool.size)
 
@@ -147,7 +148,7 @@ class HostRoom:
 
     def _shortage(self, pool: FunctionPool) -> str:
         if pool.gpus is not None and self.cards is not None and self.capacity.fits(pool.size):
-            return self.cards.describe_shortage(pool.gpus)
+            return self.cards.describe_shortage(pool.gpus, pool.function)
         return self.capacity.describe(pool.size)
 
     def committed_cards(self) -> dict[str, int]:

@@ -4,6 +4,7 @@ file through its own connection (WAL mode serves both)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -18,6 +19,14 @@ CREATE TABLE IF NOT EXISTS gpu_leases (
     since REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS gpu_leases_instance ON gpu_leases (instance_id);
+CREATE TABLE IF NOT EXISTS gpu_pools (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gpu_pool_cards (
+    card_uuid TEXT PRIMARY KEY,
+    pool TEXT NOT NULL
+);
 """
 
 
@@ -60,6 +69,31 @@ class CardStore:
             rows = self._db.execute("SELECT card_uuid FROM gpu_leases WHERE instance_id=?", (instance_id,)).fetchall()
             self._db.execute("DELETE FROM gpu_leases WHERE instance_id=?", (instance_id,))
         return [r[0] for r in rows]
+
+    def put_pool(self, name: str, spec: dict, cards: list[str]) -> bool:
+        """The pool and its reserved cards, replacing what it had; False if a card is another pool's."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("DELETE FROM gpu_pool_cards WHERE pool=?", (name,))
+                self._db.execute("INSERT OR REPLACE INTO gpu_pools VALUES (?,?)", (name, json.dumps(spec)))
+                self._db.executemany("INSERT INTO gpu_pool_cards VALUES (?,?)", [(c, name) for c in cards])
+                self._db.execute("COMMIT")
+                return True
+            except sqlite3.IntegrityError:
+                self._db.execute("ROLLBACK")
+                return False
+
+    def delete_pool(self, name: str) -> bool:
+        with self._lock:
+            self._db.execute("DELETE FROM gpu_pool_cards WHERE pool=?", (name,))
+            return self._db.execute("DELETE FROM gpu_pools WHERE name=?", (name,)).rowcount > 0
+
+    def pools(self) -> dict[str, tuple[dict, list[str]]]:
+        with self._lock:
+            specs = self._db.execute("SELECT name, spec FROM gpu_pools").fetchall()
+            cards = self._db.execute("SELECT card_uuid, pool FROM gpu_pool_cards ORDER BY card_uuid").fetchall()
+        return {name: (json.loads(spec), [c for c, p in cards if p == name]) for name, spec in specs}
 
     def leases(self) -> list[Lease]:
         with self._lock:

@@ -38,6 +38,8 @@ class HostCards:
         self.support: GpuSupport | None = None
         self._holder: dict[str, str] = {}  # card uuid -> instance id
         self._lock = threading.Lock()
+        # GPU pools (fc.GpuPool): name -> (spec {gpu_type, functions, mix_mode}, the cards reserved for it here).
+        self._pools: dict[str, tuple[dict[str, Any], list[str]]] = store.pools()
 
     # inventory ---------------------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -58,9 +60,52 @@ class HostCards:
     def _cards_of(self, gpu_type: str) -> list[str]:
         return sorted(d.uuid for d in self.report.devices if d.gpu_type == gpu_type and not d.mig_mode)
 
-    def free(self, gpu_type: str) -> int:
+    def free(self, gpu_type: str, function: str | None = None) -> int:
         with self._lock:
+            if function is not None:
+                return len(self._usable(function, gpu_type))
             return sum(1 for uuid in self._cards_of(gpu_type) if uuid not in self._holder)
+
+    # pools --------------------------------------------------------------------------------------------------
+    def put_pool(self, name: str, gpu_type: str, count: int, functions: list[str], mix_mode: bool) -> list[str]:
+        """Reserves ``count`` cards of ``gpu_type`` here for the pool (keeping the ones it has), refused (409
+        GpuPoolTooLarge) when the host has fewer cards that no other pool holds."""
+        with self._lock:
+            owner = self._owner()
+            kept = [u for u in self._pools.get(name, ({}, []))[1] if u in self._cards_of(gpu_type)]
+            spare = sorted((u for u in self._cards_of(gpu_type) if u not in owner),
+                           key=lambda u: (u in self._holder, u))  # cards nobody holds first
+            chosen = sorted((kept + spare)[:count])
+            if len(chosen) < count:
+                others = len([u for u in self._cards_of(gpu_type) if owner.get(u) not in (None, name)])
+                raise Conflict(f"GPU pool {name} wants {count} {gpu_type} card(s) on host {self._host}, which has "
+                               f"{len(self._cards_of(gpu_type))} ({self.report.source}), {others} of them in other "
+                               "pools", code="GpuPoolTooLarge")
+            spec = {"gpu_type": gpu_type, "functions": sorted(functions), "mix_mode": bool(mix_mode)}
+            if not self._store.put_pool(name, spec, chosen):
+                raise Conflict(f"GPU pool {name}: a card was taken by another pool meanwhile; retry",
+                               code="GpuPoolConflict")
+            self._pools[name] = (spec, chosen)
+            return chosen
+
+    def delete_pool(self, name: str) -> bool:
+        with self._lock:
+            self._pools.pop(name, None)
+        return self._store.delete_pool(name)
+
+    def pool_info(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            if name not in self._pools:
+                return None
+            spec, cards = self._pools[name]
+            leased = [u for u in cards if u in self._holder]
+            return {"name": name, **spec, "cards": cards, "used": len(leased), "free": len(cards) - len(leased),
+                    "source": self.report.source, "simulated": self.report.simulated}
+
+    def resident_instances(self, function: str, need: GpuNeed | None) -> int:
+        """Instances a pool-bound function keeps started here: its pool's cards / the cards one instance takes."""
+        bound = self.pool_of(function) if need is not None else None
+        return len(bound[2]) // need.cards if bound and need else 0
 
     # admission ----------------------------------------------------------------------------------------------
     def admit(self, name: str, need: GpuNeed | None) -> None:
@@ -84,10 +129,29 @@ class HostCards:
                            f"has {have} ({self.report.source} cards of type {kinds})", code="GpuUnavailable")
 
     # leases -------------------------------------------------------------------------------------------------
+    def _owner(self) -> dict[str, str]:
+        return {card: name for name, (_spec, cards) in self._pools.items() for card in cards}
+
+    def pool_of(self, function: str) -> tuple[str, dict[str, Any], list[str]] | None:
+        for name, (spec, cards) in self._pools.items():
+            if function in (spec.get("functions") or []):
+                return name, spec, cards
+        return None
+
+    def _usable(self, function: str, gpu_type: str) -> list[str]:
+        """Free cards this function may lease: its pool's; with mix mode also unreserved ones (elastic); for a
+        function bound to no pool only unreserved ones."""
+        owner, bound = self._owner(), self.pool_of(function)
+        free = [u for u in self._cards_of(gpu_type) if u not in self._holder]
+        mine = [u for u in free if owner.get(u) == (bound[0] if bound else None)]
+        if bound and bound[1].get("mix_mode"):
+            mine += [u for u in free if u not in owner]
+        return mine
+
     def lease(self, instance_id: str, function: str, need: GpuNeed) -> list[str] | None:
         """Whole free cards for one instance, or None when too few are free (the caller queues, then throttles)."""
         with self._lock:
-            free = [u for u in self._cards_of(need.gpu_type) if u not in self._holder]
+            free = self._usable(function, need.gpu_type)
             if len(free) < need.cards:
                 return None
             chosen = free[:need.cards]
@@ -175,19 +239,28 @@ class HostCards:
         with self._lock:
             holders = dict(self._holder)
         types: dict[str, dict[str, int]] = {}
+        owner = self._owner()
         for device in self.report.devices:
-            t = types.setdefault(device.gpu_type, {"total": 0, "leased": 0, "committed": 0})
+            t = types.setdefault(device.gpu_type, {"total": 0, "leased": 0, "committed": 0, "reserved": 0})
             t["total"] += 1
             t["leased"] += device.uuid in holders
+            t["reserved"] += device.uuid in owner
         for gpu_type, count in committed.items():
-            types.setdefault(gpu_type, {"total": 0, "leased": 0, "committed": 0})["committed"] = count
+            types.setdefault(gpu_type, {"total": 0, "leased": 0, "committed": 0, "reserved": 0})["committed"] = count
         return {"source": self.report.source, "simulated": self.report.simulated,
                 "driver_version": self.report.driver_version, "error": self.error,
                 "support": self.support.to_json() if self.support else None, "types": types,
-                "cards": [{**d.to_json(), "leased_by": holders.get(d.uuid)} for d in self.report.devices]}
+                "cards": [{**d.to_json(), "leased_by": holders.get(d.uuid), "pool": owner.get(d.uuid)}
+                          for d in self.report.devices],
+                "pools": sorted(self._pools)}
 
-    def describe_shortage(self, need: GpuNeed) -> str:
+    def describe_shortage(self, need: GpuNeed, function: str) -> str:
+        bound = self.pool_of(function)
+        if bound and not bound[1].get("mix_mode"):
+            return (f"GPU pool {bound[0]} exhausted: its {len(bound[2])} {need.gpu_type} card(s) here serve "
+                    f"{len(bound[2]) // need.cards} instance(s) of {need.cards} card(s), all busy (no mix mode: no "
+                    "elastic instances beyond the pool)")
         total = len(self._cards_of(need.gpu_type))
         return (f"GPU cards exhausted: an instance needs {need.cards} {need.gpu_type} card(s); the host has "
-                f"{total} ({self.report.source}), {self.free(need.gpu_type)} free; the others are leased by "
-                "running, starting or hibernated instances")
+                f"{total} ({self.report.source}), {self.free(need.gpu_type, function)} free for this function; "
+                "the others are leased by running, starting or hibernated instances or reserved by GPU pools")
