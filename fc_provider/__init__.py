@@ -34,6 +34,7 @@ from ._inputs import (
 from ._model.placement import PlacementError
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
+from .gpu_pool import GpuPool, GpuPoolArgs
 from .provision_config import ProvisionConfig, ProvisionConfigArgs, ScheduledActionArgs, TargetTrackingPolicyArgs
 
 __all__ = [
@@ -52,6 +53,8 @@ __all__ = [
     "FunctionArgs",
     "FunctionExists",
     "GpuConfigArgs",
+    "GpuPool",
+    "GpuPoolArgs",
     "HealthCheckConfigArgs",
     "HostArgs",
     "HostCapacityArgs",

@@ -244,7 +244,7 @@ def test_a_provision_config_keeps_its_target_started_with_cards(gpu_conn: ops.Fl
 
 def put_pool(conn: ops.FleetConnection, name: str, **body: object) -> dict:
     with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
-        return agent._check(*agent._request("PUT", f"/v1/gpu-pools/{name}", body))
+        return agent.put_gpu_pool(name, body)
 
 
 def test_a_gpu_pool_reserves_cards_serves_its_functions_and_throttles_at_instances_x_concurrency(
@@ -280,4 +280,5 @@ def test_a_gpu_pool_reserves_cards_serves_its_functions_and_throttles_at_instanc
         f"SIM-GPU-{host}-0", f"SIM-GPU-{host}-1"]
     delete(gpu_conn, "pooled")
     with ops.agent_session(gpu_conn, gpu_conn.hosts[0]) as (_ssh, agent):
-        assert agent._request("DELETE", "/v1/gpu-pools/p1")[0] == 204
+        agent.delete_gpu_pool("p1")
+        assert agent.get_gpu_pool("p1") is None

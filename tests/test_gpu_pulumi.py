@@ -31,6 +31,20 @@ def test_a_gpu_function_with_a_provision_config_on_simulated_cards(lab: Any, lab
                 assert info["source"] == "simulated" and info["types"]["fc.gpu.tesla.1"]["leased"] == share
         stack.up(refresh=True)
         assert stack.outputs()["current"] == 3 and stack.outputs().get("current_error") is None
+        # A pool of 3 of the 4 simulated cards, bound to the function: first host first.
+        stack.config(target="0", pool="3")
+        stack.up()
+        out = stack.outputs()
+        assert out["pool_host_names"] == ["lab-1", "lab-2"]
+        assert out["pool_hosts"]["lab-1"]["cards"] == ["SIM-GPU-lab-1-0", "SIM-GPU-lab-1-1"]
+        assert out["pool_hosts"]["lab-2"]["simulated"] is True and len(out["pool_hosts"]["lab-2"]["cards"]) == 1
+        with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
+            assert client.get_gpu_pool("pool")["functions"] == ["sd"]
+        stack.config(pool="5")
+        failed = stack.run("preview", check=False)
+        assert failed.returncode != 0 and "asks for 5 fc.gpu.tesla.1 card(s) but the matching hosts declare 4" \
+            in failed.stdout, failed.stdout
+        stack.config(pool="3")
         stack.config(schedule=json.dumps([{"name": "a", "target": 1, "schedule_expression": "cron(0 0 25 * * *)"}]))
         failed = stack.run("preview", check=False)
         assert failed.returncode != 0 and "scheduled_actions[0].schedule_expression" in failed.stdout, failed.stdout

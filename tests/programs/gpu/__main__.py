@@ -33,6 +33,12 @@ schedule = json.loads(config.get("schedule") or "[]")
 provision = fc.ProvisionConfig("sd-provision", fc.ProvisionConfigArgs(
     target=config.get_int("target") or 0,
     scheduled_actions=[fc.ScheduledActionArgs(**a) for a in schedule]), function=fn, fleet=fleet)
+pool_cards = config.get_int("pool")
+if pool_cards:
+    pool = fc.GpuPool("pool", fc.GpuPoolArgs(gpu_type="fc.gpu.tesla.1", count=pool_cards, selector={"gpu": "sim"},
+                                             functions=["sd"]), fleet=fleet)
+    for name in ("host_names", "pool_hosts", "free", "used"):
+        pulumi.export(name if name.startswith("pool_") else f"pool_{name}", getattr(pool, name))
 pulumi.export("hosts", fn.hosts)
 for name in ("current", "current_error", "fleet_target", "host_targets", "function_arn"):
     pulumi.export(name, getattr(provision, name))
