@@ -23,12 +23,15 @@ from ._inputs import (
     DestinationArgs,
     DestinationConfigArgs,
     DnsOptionArgs,
+    GpuConfigArgs,
     HealthCheckConfigArgs,
     HostCapacityArgs,
+    HostGpusArgs,
     InstanceLifecycleConfigArgs,
     LifecycleHookArgs,
     LogConfigArgs,
     PlacementArgs,
+    SimulatedGpuArgs,
 )
 from ._model.placement import PlacementError
 from .access_key import AccessKey, AccessKeyArgs, AccessKeyPolicyArgs
@@ -45,7 +48,9 @@ from .custom_domain import (
 )
 from .fleet import Fleet, FleetArgs, HostArgs
 from .function import Function, FunctionArgs, FunctionExists
+from .gpu_pool import GpuPool, GpuPoolArgs
 from .layer import LayerVersion, LayerVersionArgs
+from .provision_config import ProvisionConfig, ProvisionConfigArgs, ScheduledActionArgs, TargetTrackingPolicyArgs
 from .trigger import (
     HttpTriggerConfigArgs,
     JwtAuthConfigArgs,
@@ -88,10 +93,14 @@ __all__ = [
     "FunctionExists",
     "FunctionVersion",
     "FunctionVersionArgs",
+    "GpuConfigArgs",
+    "GpuPool",
+    "GpuPoolArgs",
     "HealthCheckConfigArgs",
     "HostArgs",
     "HostCapacityArgs",
     "HostError",
+    "HostGpusArgs",
     "HostKeyMismatch",
     "HostUnreachable",
     "HttpTriggerConfigArgs",
@@ -107,8 +116,13 @@ __all__ = [
     "PathConfigArgs",
     "PlacementArgs",
     "PlacementError",
+    "ProvisionConfig",
+    "ProvisionConfigArgs",
     "RemoteCommandFailed",
     "RouteConfigArgs",
+    "ScheduledActionArgs",
+    "SimulatedGpuArgs",
+    "TargetTrackingPolicyArgs",
     "TimerTriggerConfigArgs",
     "TlsConfigArgs",
     "Trigger",

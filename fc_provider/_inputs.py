@@ -254,3 +254,45 @@ class DestinationConfigArgs(InputArgs):
 
     on_success: Optional[Union[DestinationArgs, Mapping[str, Any]]] = None
     on_failure: Optional[Union[DestinationArgs, Mapping[str, Any]]] = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class GpuConfigArgs(InputArgs):
+    """FC's ``gpuConfig`` (runtime custom-container only): whole cards of one type per instance. Docker cannot cap
+    the GPU memory a container uses, so a part of a card is refused rather than promised.
+
+    :param gpu_type: A card type of the catalog (fc_common/gpu.py): "fc.gpu.tesla.1", "fc.gpu.ampere.1",
+           "fc.gpu.ada.1", "fc.gpu.ada.2", "fc.gpu.ada.3", "fc.gpu.hopper.1", "fc.gpu.xpu.1". Required.
+    :param gpu_memory_size: MB: the memory of one or more whole cards of that type (e.g. 49152 for one
+           fc.gpu.ada.1). The function's cpu and memory_size must be among FC's choices for those cards. Required.
+    """
+
+    gpu_type: pulumi.Input[str]
+    gpu_memory_size: pulumi.Input[int]
+
+
+@dataclasses.dataclass(kw_only=True)
+class SimulatedGpuArgs(InputArgs):
+    """Simulated cards on a lab host: no hardware behind them, named SIMULATED everywhere (UUIDs SIM-GPU-...).
+
+    :param type: The card type they stand for, e.g. "fc.gpu.tesla.1". Required.
+    :param count: How many, 1-64. Default 1.
+    """
+
+    type: str
+    count: int = 1
+
+
+@dataclasses.dataclass(kw_only=True)
+class HostGpusArgs(InputArgs):
+    """A host's GPUs: real cards (``type``, found by NVML or nvidia-smi) or simulated ones (``simulated``), never
+    both. An NVML failure on a host with real cards is an error reported by the agent, never a fallback.
+
+    :param type: The fc.gpu.* type of the host's real cards. Default none.
+    :param source: How real cards are found: "nvml" (nvidia-ml-py) or "nvidia-smi". Default "nvml".
+    :param simulated: Declared simulated cards, for labs without a GPU. Default none.
+    """
+
+    type: Optional[str] = None
+    source: Optional[str] = None
+    simulated: Optional[Sequence[SimulatedGpuArgs]] = None

@@ -20,7 +20,7 @@ from pulumi.dynamic import (
 )
 
 from ._errors import FcProviderError, brief_errors
-from ._inputs import HostCapacityArgs, nested
+from ._inputs import HostCapacityArgs, HostGpusArgs, nested
 from ._model.bundle import agent_version
 from ._model.validation import FleetModel, check
 from ._remote import commands as cmd
@@ -37,7 +37,8 @@ class HostArgs:
 
     def __init__(self, *, name: str, address: str, host_public_key: str, port: int = 22, user: str = "root",
                  labels: Optional[Mapping[str, str]] = None,
-                 capacity: Union[HostCapacityArgs, Mapping[str, float], None] = None) -> None:
+                 capacity: Union[HostCapacityArgs, Mapping[str, float], None] = None,
+                 gpus: Union[HostGpusArgs, Mapping[str, Any], None] = None) -> None:
         """
         :param name: A unique name for the host within the fleet (shown in every error about it).
         :param address: The address SSH connects to.
@@ -49,14 +50,21 @@ class HostArgs:
         :param capacity: ``fc.HostCapacityArgs`` or the same as a dict: what functions may reserve on this host,
                {"cpu": vCPUs > 0, "memory_mb": MB >= 128}. The agent starts no instance past it, and placement
                counts it. Default: what the agent detects (all CPUs, all memory).
+        :param gpus: ``fc.HostGpusArgs`` or the same as a dict: the host's real cards {"type": "fc.gpu.ada.1",
+               "source": "nvml" | "nvidia-smi"} (found and counted by the agent; the host needs the NVIDIA driver
+               and container toolkit), or simulated cards for a lab without a GPU {"simulated": [{"type":
+               "fc.gpu.tesla.1", "count": 2}]} (named SIMULATED everywhere; never mixed with real ones). Default
+               none: the host runs no GPU function.
         """
         self.name, self.address, self.host_public_key = name, address, host_public_key
         self.port, self.user, self.labels = port, user, dict(labels or {})
         self.capacity = nested("capacity", capacity, HostCapacityArgs, empty_is_unset=False)
+        self.gpus = nested("gpus", gpus, HostGpusArgs)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "host_public_key": self.host_public_key,
-                "port": self.port, "user": self.user, "labels": self.labels, "capacity": self.capacity}
+                "port": self.port, "user": self.user, "labels": self.labels, "capacity": self.capacity,
+                **({"gpus": self.gpus} if self.gpus else {})}
 
 
 class FleetArgs:
@@ -90,7 +98,8 @@ class FleetArgs:
         data = json.loads(Path(path).read_text())
         hosts = [HostArgs(name=h["name"], address=h["address"], host_public_key=h["host_public_key"],
                           port=h.get("port", 22), user=h.get("user", data.get("ssh_user", "root")),
-                          labels=h.get("labels"), capacity=h.get("capacity")) for h in data["hosts"]]
+                          labels=h.get("labels"), capacity=h.get("capacity"), gpus=h.get("gpus"))
+                 for h in data["hosts"]]
         key = pulumi.Output.secret(Path(data["ssh_private_key_path"]).read_text())
         return cls(hosts=hosts, ssh_private_key=key, **overrides)
 
@@ -112,6 +121,8 @@ def _settings(props: dict[str, Any], host_name: str) -> dict[str, Any]:
     if capacity:  # absent means the agent detects it (null: the agent detects it)
         settings["capacity_cpu"] = float(capacity["cpu"])
         settings["capacity_memory_mb"] = int(capacity["memory_mb"])
+    if host.get("gpus"):
+        settings["gpus"] = host["gpus"]
     return settings
 
 

@@ -22,6 +22,7 @@ from ._inputs import (
     CustomContainerConfigArgs,
     CustomDnsArgs,
     CustomRuntimeConfigArgs,
+    GpuConfigArgs,
     InstanceLifecycleConfigArgs,
     LogConfigArgs,
     PlacementArgs,
@@ -68,6 +69,7 @@ class FunctionArgs:
         tags: Optional[Mapping[str, str]] = None,
         placement: Optional[Placement] = None,
         layers: Optional[Sequence[Union[pulumi.Input[str], LayerVersion]]] = None,
+        gpu_config: Union[GpuConfigArgs, Nested] = None,
     ) -> None:
         """
         :param code: A folder, a .zip/.tar.gz archive file, a ``pulumi.FileArchive``, or a ``pulumi.AssetArchive``
@@ -137,6 +139,11 @@ class FunctionArgs:
                /opt/lib on LD_LIBRARY_PATH; custom runtimes get /opt mounted and no path. A layer whose
                compatible_runtime excludes ``runtime``, or that does not exist on the fleet, fails at preview.
                Default none.
+        :param gpu_config: ``fc.GpuConfigArgs`` or the same as a dict, FC's names: {"gpu_type": "fc.gpu.ada.1",
+               "gpu_memory_size": 49152}. Runtime custom-container only. Whole cards only (Docker cannot cap GPU
+               memory): gpu_memory_size is the memory of one or more cards, and cpu and memory_size must be among
+               FC's choices for them (cpu is then required). Each instance leases its cards exclusively on its
+               host, by UUID; placement and the agent count cards like cpu and memory. Default none.
         """
         self.code = code
         self.function_name, self.runtime, self.handler, self.description = function_name, runtime, handler, description
@@ -157,6 +164,7 @@ class FunctionArgs:
         self.tags = dict(tags or {})
         self.placement: Any = placement_input(placement)
         self.layers = list(layers or [])
+        self.gpu_config = nested("gpu_config", gpu_config, GpuConfigArgs)
 
 
 def _host_info(conn: ops.FleetConnection, names: list[str]) -> dict[str, Optional[dict[str, Any]]]:
@@ -381,6 +389,7 @@ class Function(pulumi.dynamic.Resource):
             "layers": [la.layer_version_arn if isinstance(la, LayerVersion) else la for la in args.layers],
             "layer_runtimes": [la.compatible_runtime_input if isinstance(la, LayerVersion) else None
                                for la in args.layers],
+            "gpu_config": args.gpu_config,
             "adopt": adopt,
             **fs.output_defaults(),
         }

@@ -51,6 +51,8 @@ class AgentConfig:
     routing_seed: int | None = None
     # Threads that run queued asynchronous tasks (each holds one instance slot while its task runs).
     async_workers: int = 16
+    # The host's GPUs as the Fleet declares them (fc_common.gpu.parse_host_gpus); null: none.
+    gpus: dict | None = None
 
     @classmethod
     def load(cls, path: Path) -> "AgentConfig":

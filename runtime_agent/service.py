@@ -13,17 +13,22 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from fc_common.gpu import GpuNeed, parse_host_gpus
+
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
 from .events.asyncinvoke import AsyncInvoker
 from .events.oss import OssTriggers
 from .events.poolrunner import PoolRunner
+from .events.provision import ProvisionScalers
+from .events.provision_metrics import ProvisionMetrics
 from .events.runner import TaskCall
 from .events.timer import TimerScheduler
 from .events.triggers import Triggers
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
 from .instances.driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
+from .instances.gpu import HostCards, inventory_for
 from .instances.health import HealthCheck, HealthMonitor
 from .instances.lifecycle import InitializerFailed, Instance, InstanceBroken, InstanceState, InvocationTimeout
 from .instances.pool import FunctionPool
@@ -31,10 +36,12 @@ from .observe.functionlog import FunctionLogs
 from .observe.metrics import Metrics
 from .observe.requestlog import RequestLog
 from .releases import Releases
+from .state.cardstore import CardStore
 from .state.codestore import CodeStore
 from .state.keys import KeyStore
 from .state.layers import Layers
 from .state.oss_index import OssIndex
+from .state.provisionstore import ProvisionStore
 from .state.store import FunctionRecord, InstanceRecord, Store
 from .state.triggers import TriggerStore
 from .state.versions import LATEST, QualifierResolver, Versions
@@ -65,8 +72,12 @@ class Agent:
         self.layers = Layers(config.database, self.code, config.state_dir / "layers")
         self.qualifiers = QualifierResolver(self.versions, random.Random(config.routing_seed))
         self.releases = Releases(self)
+        declared_gpus = parse_host_gpus(config.gpus)
+        self.cards = HostCards(declared_gpus, config.host_name, CardStore(config.database),
+                               inventory_for(declared_gpus, config.host_name) if declared_gpus else None,
+                               driver.engine_info)
         self.room = HostRoom(Capacity(config.capacity_cpu, config.capacity_memory_mb), self._all_pools,
-                             config.host_name)
+                             config.host_name, self.cards)
         # One pool per function version (LATEST and each published one; keyed by FunctionRecord.pool_key),
         # holding its record: the warm path reads functions from memory, SQLite is written on changes and read at
         # start-up.
@@ -75,7 +86,8 @@ class Agent:
         self._start_slots = threading.BoundedSemaphore(config.max_concurrent_starts)
         self._stopping = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
-        self.metrics = Metrics(self._pools_snapshot, self.room.usage)
+        self.metrics = Metrics(self._pools_snapshot, self.room.usage,
+                               lambda: self.cards.info(self.room.committed_cards()))
         self._health = HealthMonitor()
         self.request_log = RequestLog()
         self.function_logs = FunctionLogs(config.state_dir / "logs")
@@ -87,9 +99,14 @@ class Agent:
         # Asynchronous invocation: a durable queue whose workers invoke through the same pools as requests.
         self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", PoolRunner(self._all_pools, self.invoke),
                                           workers=config.async_workers, registry=self.metrics.registry)
+        # Provisioned instances (fc.ProvisionConfig): this host's share of each function's target, kept started.
+        self.provision = ProvisionScalers(
+            ProvisionStore(config.database),
+            ProvisionMetrics(self._pools.get, self.cards, lambda f: self.provision.host_target(f)), time.time)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
+        self.cards.refresh()
         self.reconcile()
         self.async_invoker.start()  # after reconcile: instances interrupted mid-task are known by then
         self._reaper.start()
@@ -127,12 +144,14 @@ class Agent:
             inst = self._new_instance(pool, pool.record, rec.id)
             inst.adopt(self.driver.inspect(container.id))  # inspect: the pid locates its freezer
             self.room.capacity.force_reserve(inst.id, pool.size)
+            self.cards.adopt(inst.id, rec.function, container.labels)
             pool.add_adopted(inst)
             adopted.add(rec.id)
         for rec_id in set(records) - adopted:
             self.store.delete_instance(rec_id)
         if records or adopted:
             log.info("reconcile: re-adopted %d instance(s), forgot %d", len(adopted), len(set(records) - adopted))
+        self.cards.drop_except(adopted)
         self.collect_code()
 
     def collect_code(self) -> None:
@@ -150,6 +169,7 @@ class Agent:
             raise Conflict(f"an instance of {name} ({size.cpu:g} vCPU, {size.memory_mb} MB) is larger than host "
                            f"{self.config.host_name}'s capacity ({total.cpu:g} vCPU, {total.memory_mb} MB)",
                            code="InsufficientCapacity")
+        self.cards.admit(name, GpuNeed.of(spec))
         if specs.is_container(spec):
             image = specs.server_config(spec)["image"]
             if not self.driver.has_image(image):
@@ -180,6 +200,7 @@ class Agent:
         for gone in [name] + [v.as_function().pool_key for v in self.versions.drop_function(name)]:
             self.close_pool(gone)
         self.triggers.delete(name)  # a function's triggers go with it
+        self.provision.delete(name)
         self.collect_code()
 
     def close_pool(self, key: str) -> None:
@@ -193,7 +214,7 @@ class Agent:
             {"instance_id": i.id, "function_name": i.function, "qualifier": p.record.qualifier,
              "state": i.state.value, "in_flight": i.in_flight,
              "container_id": i.container.id if i.container else None, "resumes": i.resumes,
-             "seconds": i.billing_seconds()}
+             "seconds": i.billing_seconds(), "gpus": self.cards.leased(i.id)}
             for p in self._all_pools() if name is None or p.function == name for i in p.instances
         ]
 
@@ -283,9 +304,10 @@ class Agent:
                 except DriverError as exc:
                     raise InstanceStartError(str(exc)) from exc
                 self._networks.add(network)
-        return specs.container_spec(record.name, spec, instance_id=inst.id, host_name=self.config.host_name,
-                                    image=image, code_dir=code_dir, network=network, qualifier=record.qualifier,
-                                    opt_dir=opt_dir)
+        return self.cards.container_spec(  # a GPU instance's leased cards, by UUID
+            specs.container_spec(record.name, spec, instance_id=inst.id, host_name=self.config.host_name,
+                                 image=image, code_dir=code_dir, network=network, qualifier=record.qualifier,
+                                 opt_dir=opt_dir), inst.id)
 
     def _start_instance(self, inst: Instance, record: FunctionRecord, reserve: bool) -> None:
         spec = self._container_spec(inst, record)
@@ -399,6 +421,7 @@ class Agent:
     def _reap_loop(self) -> None:
         """Keeps min_instances ready, hibernates idle instances of functions that ask for it, removes idle ones."""
         while not self._stopping.wait(REAPER_PERIOD):
+            self.provision.tick()
             with self._pools_lock:
                 pools = list(self._pools.values())
             for pool in pools:
@@ -410,7 +433,8 @@ class Agent:
                     log.exception("reaper: %s", pool.function)
 
     def _tend(self, pool: FunctionPool, record: FunctionRecord) -> None:
-        keep = int(record.spec.get("min_instances") or 0)
+        keep = max(int(record.spec.get("min_instances") or 0), self.provision.host_target(pool.function),
+                   self.cards.resident_instances(pool.function, pool.gpus))  # a GPU pool's resident instances
         if record.spec.get("hibernation"):
             pool.hibernate_idle(float(record.spec.get("hibernation_grace_seconds") or DEFAULT_HIBERNATION_GRACE))
         check = HealthCheck.from_spec(record.spec)

@@ -16,7 +16,9 @@ VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normali
             # boto3 for OSS triggers (listing a bucket): botocore ships every AWS service's model; only S3's and
             # the shared files are packed (BOTOCORE_DATA)
             "boto3", "botocore", "s3transfer", "jmespath", "dateutil")
-VENDORED_MODULES = ("six",)  # single-file modules (dateutil needs six)
+# Single-file modules: six (dateutil needs it); pynvml, all of nvidia-ml-py (the agent's NVML inventory; pure
+# Python, ctypes).
+VENDORED_MODULES = ("six", "pynvml")
 BOTOCORE_DATA = ("s3", "_retry.json", "endpoints.json", "partitions.json", "sdk-default-configuration.json")
 
 

@@ -15,7 +15,7 @@ from .validation import UNKNOWN, FunctionModel, has_unknown
 SPEC_KEYS = ("description", "runtime", "handler", "memory_size", "cpu", "timeout", "disk_size",
              "instance_concurrency", "max_instances", "min_instances", "hibernation", "instance_lifecycle_config",
              "custom_runtime_config", "custom_container_config", "environment_variables", "internet_access",
-             "custom_dns", "log_config", "tags", "layers")
+             "custom_dns", "log_config", "tags", "layers", "gpu_config")
 OUTPUT_KEYS = ("function_id", "function_arn", "code_size", "hosts", "invoke_endpoints", "created_time",
                "last_modified_time", "state")
 # Inputs that decide nothing on a host: where the code sits (its checksum counts), why it failed to pack (check

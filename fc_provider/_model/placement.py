@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from fc_common.gpu import GpuNeed, parse_host_gpus
 from fc_common.sizing import Size
 
 from .._errors import FcProviderError
@@ -26,27 +27,41 @@ class Need:
 
     cpu: float
     memory_mb: int
+    gpu_type: Optional[str] = None  # GPU functions: whole cards of this type, counted like cpu and memory
+    gpu_cards: int = 0
 
     @classmethod
     def of(cls, spec: Mapping[str, Any]) -> "Need":
         size = Size.of(spec)  # the agent's own rule, so placement and the host's reservations agree
         count = max(int(spec.get("min_instances") or 0), 1)
-        return cls(round(size.cpu * count, 4), size.memory_mb * count)
+        gpus = GpuNeed.of(spec)
+        return cls(round(size.cpu * count, 4), size.memory_mb * count, gpus.gpu_type if gpus else None,
+                   gpus.cards * count if gpus else 0)
 
 
 @dataclass(frozen=True)
 class Free:
     cpu: Optional[float]  # None: unlimited (nothing declared or reported)
     memory_mb: Optional[int]
+    # GPU type -> free cards (None: real cards the agent has not reported yet; it admits or refuses them).
+    gpus: Optional[Mapping[str, Optional[int]]] = None
 
     def fits(self, need: Need) -> bool:
         return ((self.cpu is None or self.cpu + 1e-9 >= need.cpu)
-                and (self.memory_mb is None or self.memory_mb >= need.memory_mb))
+                and (self.memory_mb is None or self.memory_mb >= need.memory_mb)
+                and (need.gpu_type is None or self._cards(need.gpu_type, need.gpu_cards)))
+
+    def _cards(self, gpu_type: str, wanted: int) -> bool:
+        if not self.gpus or gpu_type not in self.gpus:
+            return False
+        free = self.gpus[gpu_type]
+        return free is None or free >= wanted
 
     def describe(self) -> str:
         cpu = "unlimited" if self.cpu is None else f"{self.cpu:g}"
         mem = "unlimited" if self.memory_mb is None else f"{self.memory_mb}"
-        return f"free cpu {cpu}, memory {mem} MB"
+        cards = ", ".join(f"{t} {'unreported' if n is None else n}" for t, n in (self.gpus or {}).items())
+        return f"free cpu {cpu}, memory {mem} MB" + (f", GPU cards: {cards}" if cards else "")
 
 
 def free_capacity(host: Mapping[str, Any], info: Optional[Mapping[str, Any]]) -> Free:
@@ -61,7 +76,18 @@ def free_capacity(host: Mapping[str, Any], info: Optional[Mapping[str, Any]]) ->
         return None if total is None else float(total) - float(committed.get(key) or 0)
 
     cpu, memory = left("cpu"), left("memory_mb")
-    return Free(None if cpu is None else round(cpu, 2), None if memory is None else int(memory))
+    return Free(None if cpu is None else round(cpu, 2), None if memory is None else int(memory),
+                free_cards(host, info))
+
+
+def free_cards(host: Mapping[str, Any], info: Optional[Mapping[str, Any]]) -> dict[str, Optional[int]]:
+    """Cards per type not committed to functions: the agent's report (total - committed), else the declaration
+    (simulated counts; real cards unknown until the agent has counted them)."""
+    reported = ((info or {}).get("gpus") or {}).get("types")
+    if isinstance(reported, Mapping):
+        return {t: int(c.get("total", 0)) - int(c.get("committed", 0)) for t, c in reported.items()}
+    declared = parse_host_gpus(host.get("gpus"))
+    return dict(declared.declared_cards()) if declared else {}
 
 
 def matching(placement: Any, hosts: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -126,8 +152,10 @@ def place(placement: Any, hosts: Sequence[Mapping[str, Any]], current: Sequence[
     missing = (wanted - len(kept)) if isinstance(placement, dict) else len(fresh)
     if len(fitting) < missing:
         details = "; ".join(f"{n}: {free[n].describe()}" for n in fresh if n not in fitting)
+        cards = f" and {need.gpu_cards} {need.gpu_type} card(s)" if need.gpu_type else ""
         raise PlacementError(f"placement: no host fits {rule} with capacity for cpu {need.cpu:g} and memory "
-                             f"{need.memory_mb} MB ({len(fitting)} of {missing} needed host(s) fit; {details})")
+                             f"{need.memory_mb} MB{cards} ({len(fitting)} of {missing} needed host(s) fit; "
+                             f"{details})")
 
     def roominess(name: str) -> tuple[float, float, str]:
         f = free[name]

@@ -10,6 +10,7 @@ import pulumi
 import pulumi.output
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 
+from fc_common import gpu as gpus
 from fc_common import runtimes
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.dynamic's marker for a value unknown at preview
@@ -38,6 +39,16 @@ class HostModel(_Strict):
     host_public_key: str = Field(pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa) [A-Za-z0-9+/=]+$")
     labels: dict[str, str] = Field(default_factory=dict)
     capacity: CapacityModel | None = None
+    gpus: dict[str, Any] | None = None
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        try:
+            gpus.parse_host_gpus(v)
+        except gpus.GpuConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
 
 class FleetModel(_Strict):
@@ -130,6 +141,22 @@ class LogConfigModel(_Strict):
     log_begin_rule: Literal["None", "DefaultRegex"] = "None"
 
 
+class GpuConfigModel(_Strict):
+    """FC's gpuConfig; the card rules (whole cards, cpu/memory choices) are checked with the function's other
+    fields in FunctionModel."""
+
+    gpu_type: str = Field(min_length=1)
+    gpu_memory_size: int = Field(gt=0)
+
+    @field_validator("gpu_type")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        try:
+            return gpus.card_type(v).name
+        except gpus.GpuConfigError as exc:
+            raise ValueError(str(exc).removeprefix("gpu_config.gpu_type ")) from None
+
+
 class SelectorPlacementModel(_Strict):
     selector: dict[str, str] = Field(min_length=1)
     replicas: int = Field(default=1, ge=1, le=1000)
@@ -155,8 +182,9 @@ class FunctionModel(_Strict):
     description: str = Field(default="", max_length=256)
     runtime: str = "python3.11"
     handler: str = Field(default="index.handler", pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
-    memory_size: int = Field(default=128, ge=128, le=32768, multiple_of=64)
-    cpu: float | None = Field(default=None, ge=0.05, le=16)
+    # Up to 32768 MB, more only with gpu_config (its cards' choices): checked in _ratios.
+    memory_size: int = Field(default=128, ge=128, le=98304 * gpus.MAX_CARDS_PER_INSTANCE, multiple_of=64)
+    cpu: float | None = Field(default=None, ge=0.05, le=16 * gpus.MAX_CARDS_PER_INSTANCE)
     timeout: int = Field(default=3, ge=1, le=86400)
     disk_size: Literal[512, 10240] = 512
     instance_concurrency: int = Field(default=1, ge=1, le=200)
@@ -176,6 +204,7 @@ class FunctionModel(_Strict):
     # and, aligned with them, the compatible_runtime of those declared as LayerVersion objects (None elsewhere).
     layers: list[str] = Field(default_factory=list)
     layer_runtimes: list[list[str] | None] | None = None
+    gpu_config: GpuConfigModel | None = None
     # Set by the program from `code`: the package's sha256, or why the code could not be packed.
     code_checksum: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     code_error: str | None = None
@@ -231,7 +260,17 @@ class FunctionModel(_Strict):
 
     @model_validator(mode="after")
     def _ratios(self) -> "FunctionModel":
-        if self.cpu is not None:
+        if self.gpu_config is not None:  # FC's card table sets cpu and memory; the CPU rules below do not apply
+            try:
+                gpus.validate({"runtime": self.runtime, "cpu": self.cpu, "memory_size": self.memory_size,
+                               "gpu_config": self.gpu_config.model_dump()})
+            except gpus.GpuConfigError as exc:
+                raise ValueError(str(exc)) from None
+        elif self.memory_size > 32768:
+            raise ValueError(f"memory_size must be less than or equal to 32768 MB without gpu_config; got {self.memory_size}")
+        elif self.cpu is not None and self.cpu > 16:
+            raise ValueError(f"cpu must be less than or equal to 16 vCPU without gpu_config; got {self.cpu:g}")
+        if self.cpu is not None and self.gpu_config is None:
             gb = self.memory_size / 1024
             if not (self.cpu <= gb <= self.cpu * 4):
                 raise ValueError(f"cpu : memory_size (GB) must be between 1:1 and 1:4; got {self.cpu} : {gb:g}")
@@ -273,7 +312,7 @@ def has_unknown(value: Any) -> bool:
 
 def _model_level_property(model: type[BaseModel], message: str) -> str:
     """A rule across fields names its main property first ("cpu : memory_size ...", "code is required ...")."""
-    first = re.split(r"[\s:(]", message, maxsplit=1)[0]
+    first = re.split(r"[\s:(]", message, maxsplit=1)[0].split(".")[0]  # "gpu_config.gpu_type ..." names gpu_config
     return first if first in model.model_fields or first == "code" else "(resource)"
 
 

@@ -111,6 +111,31 @@ class AgentClient:
         query = urlencode({k: v for k, v in (("function", function), ("request_id", request_id)) if v})
         return self._check(*self._request("GET", f"/v1/logs?{query}"))["logs"]
 
+    def put_provision_config(self, name: str, config: dict[str, Any], rank: int, hosts: list[str]) -> dict[str, Any]:
+        return self._check(*self._request("PUT", f"/v1/functions/{quote(name)}/provision-config",
+                                          {"config": config, "rank": rank, "hosts": hosts}))
+
+    def get_provision_config(self, name: str) -> dict[str, Any] | None:
+        status, data = self._request("GET", f"/v1/functions/{quote(name)}/provision-config")
+        return None if status == 404 else self._check(status, data)
+
+    def delete_provision_config(self, name: str) -> None:
+        status, data = self._request("DELETE", f"/v1/functions/{quote(name)}/provision-config")
+        if status != 404:
+            self._check(status, data)
+
+    def put_gpu_pool(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._check(*self._request("PUT", f"/v1/gpu-pools/{quote(name)}", body))
+
+    def get_gpu_pool(self, name: str) -> dict[str, Any] | None:
+        status, data = self._request("GET", f"/v1/gpu-pools/{quote(name)}")
+        return None if status == 404 else self._check(status, data)
+
+    def delete_gpu_pool(self, name: str) -> None:
+        status, data = self._request("DELETE", f"/v1/gpu-pools/{quote(name)}")
+        if status != 404:
+            self._check(status, data)
+
     def instances(self) -> list[dict[str, Any]]:
         return self._check(*self._request("GET", "/v1/instances"))["instances"]
 

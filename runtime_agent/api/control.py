@@ -35,6 +35,8 @@ ACCESS_KEY_PATH = re.compile(r"^/v1/access-keys/([^/]+)$")
 TRIGGERS_PATH = re.compile(r"^/v1/functions/([^/]+)/triggers$")
 TRIGGER_PATH = re.compile(r"^/v1/functions/([^/]+)/triggers/([^/]+)$")
 ASYNC_CONFIG_PATH = re.compile(r"^/v1/functions/([^/]+)/async-invoke-config$")
+PROVISION_PATH = re.compile(r"^/v1/functions/([^/]+)/provision-config$")
+GPU_POOL_PATH = re.compile(r"^/v1/gpu-pools/([^/]+)$")
 MAX_CONTROL_PAYLOAD = 32 * 1024 * 1024
 
 
@@ -135,12 +137,6 @@ class ControlHandler(_Handler):
     def do_POST(self) -> None:
         self._dispatch(self._post)
 
-    def _json_body(self) -> Any:
-        try:
-            return json.loads(self._body() or b"{}")
-        except ValueError as exc:
-            raise BadRequest(f"body is not JSON: {exc}") from exc
-
     def _routed(self) -> bool:
         """Answers a route of a subsystem (versions and aliases, layers); False when the path is none of theirs."""
         path = urlsplit(self.path).path
@@ -171,7 +167,8 @@ class ControlHandler(_Handler):
             return self._send_json(200, {"status": "ok"})
         if path == "/v1/info":
             return self._send_json(200, {"host_name": self.agent.config.host_name, "version": __version__,
-                                         "invoke_port": self.agent.config.invoke_port, **self.agent.room.usage()})
+                                         "invoke_port": self.agent.config.invoke_port, **self.agent.room.usage(),
+                                         "gpus": self.agent.cards.info(self.agent.room.committed_cards())})
         if path == "/v1/functions":
             return self._send_json(200, {"functions": [f.to_json() for f in self.agent.list_functions()]})
         if path == "/metrics":
@@ -190,6 +187,10 @@ class ControlHandler(_Handler):
             return self._send_json(200, {"triggers": [t.to_json() for t in self.agent.triggers.list(m.group(1))]})
         if m := TRIGGER_PATH.match(path):
             return self._send_json(200, self.agent.triggers.get(m.group(1), m.group(2)).to_json())
+        if m := PROVISION_PATH.match(path):
+            return self._send_json(200, provision_status(self.agent, m.group(1)))
+        if m := GPU_POOL_PATH.match(path):
+            return self._send_json(200, gpu_pool(self.agent, m.group(1)))
         raise NotFound(f"no route {path}", code="NotFound")
 
     def _json_body(self) -> dict[str, Any]:
@@ -216,6 +217,10 @@ class ControlHandler(_Handler):
         if m := TRIGGER_PATH.match(path):
             spec = self._json_body()
             return self._send_json(200, self.agent.triggers.put(m.group(1), m.group(2), spec).to_json())
+        if m := PROVISION_PATH.match(path):
+            return self._send_json(200, put_provision(self.agent, m.group(1), self._json_body()))
+        if m := GPU_POOL_PATH.match(path):
+            return self._send_json(200, put_gpu_pool(self.agent, m.group(1), self._json_body()))
         raise NotFound(f"no route {path}", code="NotFound")
 
     def _delete(self, request_id: str) -> None:
@@ -233,7 +238,76 @@ class ControlHandler(_Handler):
         if m := TRIGGER_PATH.match(path):
             self.agent.triggers.delete(m.group(1), m.group(2))
             return self._send(204, b"")
+        if m := PROVISION_PATH.match(path):
+            if not self.agent.provision.delete(m.group(1)):
+                raise NotFound(f"function {m.group(1)} has no provision config here", code="ProvisionConfigNotFound")
+            return self._send(204, b"")
+        if m := GPU_POOL_PATH.match(path):
+            if not self.agent.cards.delete_pool(m.group(1)):
+                raise NotFound(f"GPU pool {m.group(1)} does not exist here", code="GpuPoolNotFound")
+            return self._send(204, b"")
         raise NotFound(f"no route {path}", code="NotFound")
+
+
+    def _json(self) -> Any:
+        try:
+            return json.loads(self._body() or b"{}")
+        except ValueError as exc:
+            raise BadRequest(f"body is not JSON: {exc}") from exc
+
+
+def put_provision(agent: Agent, name: str, body: Any) -> dict[str, Any]:
+    """PUT /v1/functions/{name}/provision-config {config, rank, hosts}: FC's PutProvisionConfig for this host."""
+    agent.get_function(name)  # 404 for an unknown function
+    if not isinstance(body, dict) or not isinstance(body.get("config"), dict):
+        raise BadRequest("body must be {\"config\": {...}, \"rank\": n, \"hosts\": [...]}")
+    hosts = body.get("hosts") or [agent.config.host_name]
+    rank = body.get("rank", 0)
+    if not isinstance(rank, int) or not 0 <= rank < len(hosts):
+        raise BadRequest(f"rank must be an integer from 0 to {len(hosts) - 1}")
+    try:
+        agent.provision.put(name, body["config"], rank, [str(h) for h in hosts])
+    except ValueError as exc:  # fc_common.provision's rule errors name the property
+        raise BadRequest(str(exc)) from None
+    return provision_status(agent, name)
+
+
+def provision_status(agent: Agent, name: str) -> dict[str, Any]:
+    """FC's GetProvisionConfig answer for this host: target, current (instances started here), current_error."""
+    scaler = agent.provision.get(name)
+    if scaler is None:
+        raise NotFound(f"function {name} has no provision config here", code="ProvisionConfigNotFound")
+    live = [i for i in agent.instances(name) if i["state"] in ("ready", "busy", "frozen")]
+    return {"function_name": name, **scaler.record.config, "fleet_target": scaler.fleet_target,
+            "host_target": scaler.host_target, "current": len(live), "current_error": scaler.error,
+            "rank": scaler.record.rank, "hosts": scaler.record.hosts}
+
+
+def put_gpu_pool(agent: Agent, name: str, body: Any) -> dict[str, Any]:
+    """PUT /v1/gpu-pools/{name} {gpu_type, cards, functions, mix_mode}: reserves this host's part of a GPU pool."""
+    from fc_common.gpu import GpuConfigError, card_type
+
+    if not isinstance(body, dict):
+        raise BadRequest("body must be {\"gpu_type\": ..., \"cards\": n, \"functions\": [...], \"mix_mode\": false}")
+    try:
+        gpu_type = card_type(str(body.get("gpu_type"))).name
+    except GpuConfigError as exc:
+        raise BadRequest(str(exc)) from None
+    cards = body.get("cards")
+    if not isinstance(cards, int) or cards < 1:
+        raise BadRequest(f"cards must be an integer of 1 or more, got {cards!r}")
+    functions = body.get("functions") or []
+    if not isinstance(functions, list) or not all(isinstance(f, str) for f in functions):
+        raise BadRequest("functions must be a list of function names")
+    agent.cards.put_pool(name, gpu_type, cards, functions, bool(body.get("mix_mode")))
+    return gpu_pool(agent, name)
+
+
+def gpu_pool(agent: Agent, name: str) -> dict[str, Any]:
+    found = agent.cards.pool_info(name)
+    if found is None:
+        raise NotFound(f"GPU pool {name} does not exist here", code="GpuPoolNotFound")
+    return found
 
 
 class _Server(ThreadingHTTPServer):

@@ -18,6 +18,7 @@ from fc_common.sizing import Size
 from .lifecycle import Instance, InstanceState
 
 if TYPE_CHECKING:
+    from .gpu import HostCards
     from .pool import FunctionPool
 
 log = logging.getLogger("fc-agent")
@@ -88,16 +89,33 @@ class HostRoom:
     """The pools' view of the host (``pool.Host``): a reservation per instance, room made by evicting idle
     instances of other functions, waiters woken when a reservation returns, and the usage report of /v1/info."""
 
-    def __init__(self, capacity: Capacity, pools: Callable[[], list[FunctionPool]], host_name: str) -> None:
+    def __init__(self, capacity: Capacity, pools: Callable[[], list[FunctionPool]], host_name: str,
+                 cards: "HostCards | None" = None) -> None:
         self.capacity = capacity
         self._pools = pools
         self._host_name = host_name
+        self.cards = cards  # GPU cards are reserved like cpu and memory: whole cards per instance
 
     def reserve(self, pool: FunctionPool, inst: Instance) -> bool:
-        return self.capacity.try_reserve(inst.id, pool.size)
+        if not self.capacity.try_reserve(inst.id, pool.size):
+            return False
+        if pool.gpus is not None and (self.cards is None or self.cards.lease(inst.id, pool.function, pool.gpus)
+                                      is None):
+            self.capacity.release(inst.id)
+            return False
+        return True
+
+    def _fits(self, pool: FunctionPool) -> bool:
+        cards_ok = pool.gpus is None or (self.cards is not None and self.cards.free(pool.gpus.gpu_type,
+                                                                                    pool.function)
+                                         >= pool.gpus.cards)
+        return cards_ok and self.capacity.fits(pool.size)
 
     def removed(self, inst: Instance) -> None:
-        if self.capacity.release(inst.id):
+        released = self.capacity.release(inst.id)
+        if self.cards is not None and self.cards.release(inst.id):
+            released = True
+        if released:
             for pool in self._pools():  # waiters of any function may fit now
                 pool.wake()
 
@@ -105,8 +123,10 @@ class HostRoom:
         """Evicts idle instances of other functions beyond their min_instances, least recently used first
         (OpenWhisk's container pool does the same), until ``pool``'s instance fits. True if any went."""
         candidates: list[tuple[float, FunctionPool, Instance]] = []
+        # Short of cards only: evicting instances that hold none of that type would free nothing it needs.
+        cards_only = pool.gpus is not None and self.capacity.fits(pool.size)
         for other in self._pools():
-            if other is pool:
+            if other is pool or (cards_only and (other.gpus is None or other.gpus.gpu_type != pool.gpus.gpu_type)):
                 continue
             live = [i for i in other.instances if i.state not in (InstanceState.DRAINING, InstanceState.STOPPED)]
             idle = sorted((i for i in live if i.state in (InstanceState.READY, InstanceState.FROZEN)
@@ -115,7 +135,7 @@ class HostRoom:
             candidates += [(i.last_used, other, i) for i in idle[:max(0, spare)]]
         evicted = False
         for _, other, inst in sorted(candidates, key=lambda c: c[0]):
-            if self.capacity.fits(pool.size):
+            if self._fits(pool):
                 break
             if other.evict(inst):
                 log.info("evicted idle instance %s to make room for %s", inst.id, pool.function)
@@ -124,7 +144,21 @@ class HostRoom:
 
     def full_message(self, pool: FunctionPool) -> str:
         return (f"Reserved resource exhausted: function {pool.function} cannot start an instance on host "
-                f"{self._host_name} within {pool.queue_timeout:g}s: {self.capacity.describe(pool.size)}")
+                f"{self._host_name} within {pool.queue_timeout:g}s: {self._shortage(pool)}")
+
+    def _shortage(self, pool: FunctionPool) -> str:
+        if pool.gpus is not None and self.cards is not None and self.capacity.fits(pool.size):
+            return self.cards.describe_shortage(pool.gpus, pool.function)
+        return self.capacity.describe(pool.size)
+
+    def committed_cards(self) -> dict[str, int]:
+        """Cards per type that functions' min_instances promise (max(min_instances, 1) instances each)."""
+        committed: dict[str, int] = {}
+        for pool in self._pools():
+            if pool.gpus is not None:
+                n = max(int(pool.record.spec.get("min_instances") or 0), 1) * pool.gpus.cards
+                committed[pool.gpus.gpu_type] = committed.get(pool.gpus.gpu_type, 0) + n
+        return committed
 
     def usage(self) -> dict[str, dict[str, float | int]]:
         """Contract B: the host's capacity, what its functions commit (max(min_instances, 1) instances each) and

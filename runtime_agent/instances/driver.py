@@ -11,7 +11,7 @@ from typing import Protocol
 
 import docker
 import docker.errors
-from docker.types import Mount
+from docker.types import DeviceRequest, Mount
 
 from .freezer import Freezer, FreezerError
 
@@ -29,6 +29,15 @@ def _quota(cpu: float) -> int:
 
 class DriverError(Exception):
     """The container engine refused or failed an operation."""
+
+
+class GpuRuntimeMissing(DriverError):
+    """dockerd has no device driver for the GPU request (no NVIDIA hook, no CDI): "no GPU runtime"."""
+
+
+GPU_RUNTIME_HINT = ("install nvidia-container-toolkit and run `nvidia-ctk runtime configure --runtime=docker`, then "
+                    "restart dockerd (or, on Docker 25+ with CDI enabled, `nvidia-ctk cdi generate "
+                    "--output=/etc/cdi/nvidia.yaml`)")
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,16 @@ class ContainerSpec:
     # stretch the Python start to a second under CFS throttling.
     startup_cpu: float | None = None
     working_dir: str | None = None
+    # GPU cards by explicit id (UUIDs, or CDI names), never a count; gpu_driver "nvidia" or "cdi". Empty: none.
+    gpu_driver: str | None = None
+    gpu_device_ids: tuple[str, ...] = ()
+
+    def device_requests(self) -> list[DeviceRequest] | None:
+        if not self.gpu_device_ids:
+            return None
+        capabilities = [["gpu"]] if self.gpu_driver == "nvidia" else []
+        return [DeviceRequest(driver=self.gpu_driver or "nvidia", device_ids=list(self.gpu_device_ids),
+                              capabilities=capabilities)]
 
 
 @dataclass(frozen=True)
@@ -82,6 +101,8 @@ class ContainerDriver(Protocol):
 
     def ensure_network(self, name: str, *, internal: bool) -> None: ...
 
+    def engine_info(self) -> dict: ...
+
 
 class DockerDriver:
     def __init__(self, base_url: str) -> None:
@@ -91,12 +112,25 @@ class DockerDriver:
             raise DriverError(f"cannot reach the container engine at {base_url}: {exc}") from exc
 
     def start(self, spec: ContainerSpec) -> ContainerInfo:
+        container_id = self.create(spec)
+        try:
+            self._client.api.start(container_id)
+            return self.inspect(container_id)
+        except docker.errors.DockerException as exc:
+            self.destroy(container_id)
+            if "could not select device driver" in str(exc):
+                raise GpuRuntimeMissing(f"cannot start container {spec.name}: no GPU runtime: dockerd has no "
+                                        f"{spec.gpu_driver!r} device driver ({exc}); {GPU_RUNTIME_HINT}") from exc
+            raise DriverError(f"cannot start container {spec.name}: {exc}") from exc
+
+    def create(self, spec: ContainerSpec) -> str:
+        """Creates the container of ``spec`` without starting it; returns its id."""
         mounts = [
             Mount(target=target, source=source, type="bind", read_only=True)
             for source, target in spec.read_only_binds.items()
         ]
         try:
-            container = self._client.containers.run(
+            container = self._client.containers.create(
                 spec.image,
                 spec.command,
                 name=spec.name,
@@ -120,13 +154,20 @@ class DockerDriver:
                 dns_opt=spec.dns_opt or None,
                 entrypoint=spec.entrypoint,
                 working_dir=spec.working_dir,
+                device_requests=spec.device_requests(),
             )
-            container.reload()
         except docker.errors.ImageNotFound as exc:
             raise DriverError(f"image {spec.image!r} is not present on this host") from exc
         except docker.errors.DockerException as exc:
             raise DriverError(f"cannot start container {spec.name}: {exc}") from exc
-        return _info(container.attrs)
+        return container.id
+
+    def engine_info(self) -> dict:
+        """Docker's GET /info (server version, runtimes, CDI spec dirs): what GPU support the host has."""
+        try:
+            return self._client.api.info()
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot read the container engine's info: {exc}") from exc
 
     def exit_report(self, container_id: str) -> str | None:
         """None while the container runs; else its exit code and the last lines it wrote."""

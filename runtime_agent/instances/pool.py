@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from fc_common.gpu import GpuNeed
 from fc_common.sizing import Size
 
 from ..errors import AgentError, InstanceStartError, Throttled
@@ -71,6 +72,7 @@ class FunctionPool:
         self.function = record.name
         self.key = record.pool_key  # the agent's key of this pool: one per function version
         self.size = Size.of(record.spec)
+        self.gpus = GpuNeed.of(record.spec)  # whole cards per instance, or None
         self.generation = generation
         self.concurrency = concurrency
         self.max_instances = max_instances

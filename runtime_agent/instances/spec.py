@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from fc_common import runtimes
+from fc_common import gpu, runtimes
 from fc_common.sizing import Size
 
 from ..errors import BadRequest, Conflict
@@ -98,6 +98,10 @@ def validate(spec: dict[str, Any], checksum: Any) -> None:
         n = spec.get("instance_concurrency") or 1
         if not isinstance(n, int) or not 1 <= n <= 200:
             raise BadRequest(f"instance_concurrency must be an integer from 1 to 200, got {n!r}")
+    try:
+        gpu.validate(spec)
+    except gpu.GpuConfigError as exc:
+        raise BadRequest(str(exc)) from None
     log_config = spec.get("log_config")
     if log_config:
         for key in ("project", "logstore"):
@@ -171,6 +175,9 @@ def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_na
         "FC_FUNCTION_TIMEOUT": str(spec.get("timeout", 3)),
         "FC_INSTANCE_ID": instance_id,
         "FC_QUALIFIER": qualifier,
+        # No card unless leased (HostCards sets the leased UUIDs): CUDA images default to all of them, and this
+        # is set after the user's variables so none can ask for more.
+        "NVIDIA_VISIBLE_DEVICES": "void",
     })
     size = Size.of(spec)
     config = server_config(spec)

@@ -48,6 +48,22 @@ class _HostCollector(Collector):
                                     value=usage["in_use"][resource])
 
 
+class _GpuCollector(Collector):
+    """Cards per type, source (``simulated`` says so) and state (leased, free), read from /v1/info's ``gpus``."""
+
+    def __init__(self, gpu_info: Callable[[], dict | None]) -> None:
+        self._gpu_info = gpu_info
+
+    def collect(self):
+        info = self._gpu_info()
+        cards = GaugeMetricFamily("fc_gpu_cards", "GPU cards by type, source and state (simulated cards say so)",
+                                  labels=["gpu_type", "source", "state"])
+        for gpu_type, counts in ((info or {}).get("types") or {}).items():
+            cards.add_metric([gpu_type, info["source"], "leased"], counts["leased"])
+            cards.add_metric([gpu_type, info["source"], "free"], counts["total"] - counts["leased"])
+        yield cards
+
+
 @dataclass(frozen=True)
 class FunctionCounters:
     invocations: Any
@@ -57,7 +73,8 @@ class FunctionCounters:
 
 
 class Metrics:
-    def __init__(self, pools_snapshot: Callable[[], Iterable[dict]], host_usage: Callable[[], dict]) -> None:
+    def __init__(self, pools_snapshot: Callable[[], Iterable[dict]], host_usage: Callable[[], dict],
+                 gpu_info: Callable[[], dict | None] = lambda: None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.invocations = Counter("fc_invocations", "Invocations", ["function"], registry=self.registry)
         self.errors = Counter("fc_invocation_errors", "Invocations that ended in a function error",
@@ -71,6 +88,7 @@ class Metrics:
         self._children: dict[str, FunctionCounters] = {}
         self.registry.register(_PoolCollector(pools_snapshot))
         self.registry.register(_HostCollector(host_usage))
+        self.registry.register(_GpuCollector(gpu_info))
 
     def of(self, function: str) -> "FunctionCounters":
         """The per-function children, looked up once: ``labels()`` takes a lock and validates every call."""

@@ -1,0 +1,175 @@
+"""Provisioned instances over time: one ``FunctionScaler`` per function with a provision config decides the
+fleet-wide target (fc_common.provision: the scheduled action in effect, target tracking, else the default) and
+this host's share of it; the facade keeps that many instances started, like min_instances.
+
+Target tracking, our documented choices (FC documents none):
+- the metric is sampled each tick (``TICK_SECONDS``) and averaged over ``WINDOW_SECONDS`` (60 s); a policy acts only
+  on a full window, so one spike does not scale;
+- scale out when the average exceeds metric_target: to ceil(current x average / metric_target), at most every
+  ``SCALE_OUT_COOLDOWN`` (60 s);
+- scale in when the average is below ``SCALE_IN_RATIO`` (0.9, as AWS) x metric_target, by the same formula, at
+  most every ``SCALE_IN_COOLDOWN`` (300 s) and never within one of a scale out;
+- always clamped to [min_capacity, max_capacity]. ``current`` is the fleet target last decided.
+
+Once per fleet: every host of the function gets the same config, the hosts' names in order and its rank. A
+scheduled target is a pure function of the config and the clock, so all hosts decide the same one without talking
+to each other, and host ``rank`` keeps ``share(target, rank, hosts)`` instances. Tracking runs on each host against
+its own samples, taken as the fleet's (the invoke front spreads load evenly); see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from fc_common import provision as rules
+
+from ..state.provisionstore import ProvisionRecord, ProvisionStore
+
+log = logging.getLogger("fc-agent")
+
+TICK_SECONDS = 1.0
+WINDOW_SECONDS = 60.0
+SCALE_OUT_COOLDOWN = 60.0
+SCALE_IN_COOLDOWN = 300.0
+SCALE_IN_RATIO = 0.9
+
+
+@dataclass(frozen=True)
+class Tuning:
+    window: float = WINDOW_SECONDS
+    scale_out_cooldown: float = SCALE_OUT_COOLDOWN
+    scale_in_cooldown: float = SCALE_IN_COOLDOWN
+    scale_in_ratio: float = SCALE_IN_RATIO
+
+
+@dataclass
+class FunctionScaler:
+    record: ProvisionRecord
+    tuning: Tuning = field(default_factory=Tuning)
+    config: rules.ProvisionConfig = field(init=False)
+    fleet_target: int = field(init=False)
+    error: str | None = None
+    _samples: dict[str, deque] = field(default_factory=dict)
+    _last_out: float = float("-inf")
+    _last_in: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self.config = rules.parse(self.record.config)
+        self.fleet_target = self.config.target
+
+    @property
+    def host_target(self) -> int:
+        return rules.share(self.fleet_target, self.record.rank, max(1, len(self.record.hosts)))
+
+    def observe(self, metric_type: str, value: float | None, now: float) -> None:
+        samples = self._samples.setdefault(metric_type, deque())
+        if value is not None:
+            samples.append((now, value))
+        while samples and samples[0][0] < now - self.tuning.window:
+            samples.popleft()
+
+    def _average(self, metric_type: str, now: float) -> float | None:
+        samples = self._samples.get(metric_type) or deque()
+        if not samples or samples[0][0] > now - self.tuning.window + TICK_SECONDS * 1.5:
+            return None  # not a full window yet
+        return sum(v for _, v in samples) / len(samples)
+
+    def decide(self, now: float) -> int:
+        """The fleet target at ``now`` (epoch seconds); remembers it as the next ``current``."""
+        moment = datetime.fromtimestamp(now, timezone.utc)
+        candidates: list[int] = []
+        scheduled = rules.scheduled_target(self.config, moment)
+        if scheduled is not None:
+            candidates.append(scheduled)
+        errors = []
+        for policy in rules.active_policies(self.config, moment):
+            value = self._track(policy, now, errors)
+            candidates.append(value)
+        self.error = "; ".join(errors) or None
+        self.fleet_target = max(candidates) if candidates else self.config.target
+        return self.fleet_target
+
+    def _track(self, policy: rules.TrackingPolicy, now: float, errors: list[str]) -> int:
+        """The policy's value: its clamp of the current target, moved by the windowed metric past the cooldowns."""
+        current = min(policy.max_capacity, max(policy.min_capacity, self.fleet_target))
+        average = self._average(policy.metric_type, now)
+        if average is None:
+            if not self._samples.get(policy.metric_type):
+                why = ("simulated cards and hosts without NVML report no GPU memory"
+                       if policy.metric_type == "GPUMemUtilization" else "no samples yet")
+                errors.append(f"{policy.name}: {policy.metric_type} is not reported on this host ({why})")
+            return current
+        wanted = rules.tracked(self.fleet_target, average, policy)
+        if average > policy.metric_target and wanted > current:
+            if now - self._last_out >= self.tuning.scale_out_cooldown:
+                self._last_out = now
+                return wanted
+        elif average < policy.metric_target * self.tuning.scale_in_ratio and wanted < current:
+            quiet = min(now - self._last_out, now - self._last_in)
+            if quiet >= self.tuning.scale_in_cooldown:
+                self._last_in = now
+                return wanted
+        return current
+
+
+class ProvisionScalers:
+    """The scalers of this host's functions, their configs kept in SQLite, ticked by the facade's reaper."""
+
+    def __init__(self, store: ProvisionStore, metrics: Callable[[str, set[str]], Mapping[str, float | None]],
+                 clock: Callable[[], float], tuning: Tuning | None = None) -> None:
+        self._store = store
+        self._metrics = metrics  # (function, metric types) -> current values, None where not reported
+        self._clock = clock
+        self._tuning = tuning or Tuning()
+        self._scalers: dict[str, FunctionScaler] = {}
+        self._lock = threading.Lock()
+        self._next_tick = 0.0
+        for record in store.list():
+            self._scalers[record.function] = FunctionScaler(record, self._tuning)
+
+    def put(self, function: str, config: dict[str, Any], rank: int, hosts: list[str]) -> ProvisionRecord:
+        record = ProvisionRecord(function, config, rank, hosts)
+        scaler = FunctionScaler(record, self._tuning)  # parses: a bad config raises before anything is stored
+        self._store.put(record)
+        with self._lock:
+            self._scalers[function] = scaler
+        self.tick(force=True)
+        return record
+
+    def delete(self, function: str) -> bool:
+        with self._lock:
+            self._scalers.pop(function, None)
+        return self._store.delete(function)
+
+    def get(self, function: str) -> FunctionScaler | None:
+        with self._lock:
+            return self._scalers.get(function)
+
+    def host_target(self, function: str) -> int:
+        scaler = self.get(function)
+        return scaler.host_target if scaler else 0
+
+    def tick(self, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now < self._next_tick:
+            return
+        self._next_tick = now + TICK_SECONDS
+        with self._lock:
+            scalers = list(self._scalers.items())
+        for function, scaler in scalers:
+            try:
+                wanted = {p.metric_type for p in scaler.config.tracking_policies}
+                values = self._metrics(function, wanted) if wanted else {}
+                for metric_type in wanted:
+                    scaler.observe(metric_type, values.get(metric_type), now)
+                before = scaler.fleet_target
+                if scaler.decide(now) != before:
+                    log.info("provision: %s target %d -> %d (this host keeps %d)", function, before,
+                             scaler.fleet_target, scaler.host_target)
+            except Exception:  # noqa: BLE001 - one function's scaler must not stop the others
+                log.exception("provision scaler: %s", function)

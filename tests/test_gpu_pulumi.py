@@ -1,0 +1,53 @@
+"""GPU functions and ProvisionConfig through the real Pulumi CLI, on lab hosts that declare SIMULATED cards: the
+function is placed only where cards are, a provision target is split across its hosts by rank and kept started
+with a card each, and a bad config fails at preview naming the property."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from _agent import wait_for
+from _fleet_agents import agent
+from _pulumi import REPO, Stack
+
+
+def test_a_gpu_function_with_a_provision_config_on_simulated_cards(lab: Any, lab_fleet: dict, fleet_file: Any,
+                                                                    tmp_path: Any) -> None:
+    stack = Stack(tmp_path, "gpu", program=REPO / "tests" / "programs" / "gpu")
+    stack.config(fleetFile=str(fleet_file), target="3")
+    try:
+        stack.up()
+        out = stack.outputs()
+        assert out["hosts"] == ["lab-1", "lab-2"]  # lab-3 declares no cards
+        assert out["fleet_target"] == 3 and out["host_targets"] == {"lab-1": 2, "lab-2": 1}
+        for host, share in (("lab-1", 2), ("lab-2", 1)):
+            with agent(lab, lab_fleet, host) as (_ssh, client):
+                wait_for(lambda: len([i for i in client.instances() if i["state"] == "ready"]) == share,
+                         f"{share} provisioned instance(s) on {host}")
+                cards = sorted(c for i in client.instances() for c in i["gpus"])
+                assert cards == [f"SIM-GPU-{host}-{n}" for n in range(share)]
+                info = client.raw("GET", "/v1/info")[1]["gpus"]
+                assert info["source"] == "simulated" and info["types"]["fc.gpu.tesla.1"]["leased"] == share
+        stack.up(refresh=True)
+        assert stack.outputs()["current"] == 3 and stack.outputs().get("current_error") is None
+        # A pool of 3 of the 4 simulated cards, bound to the function: first host first.
+        stack.config(target="0", pool="3")
+        stack.up()
+        out = stack.outputs()
+        assert out["pool_host_names"] == ["lab-1", "lab-2"]
+        assert out["pool_hosts"]["lab-1"]["cards"] == ["SIM-GPU-lab-1-0", "SIM-GPU-lab-1-1"]
+        assert out["pool_hosts"]["lab-2"]["simulated"] is True and len(out["pool_hosts"]["lab-2"]["cards"]) == 1
+        with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
+            assert client.get_gpu_pool("pool")["functions"] == ["sd"]
+        stack.config(pool="5")
+        failed = stack.run("preview", check=False)
+        assert failed.returncode != 0 and "asks for 5 fc.gpu.tesla.1 card(s) but the matching hosts declare 4" \
+            in failed.stdout, failed.stdout
+        stack.config(pool="3")
+        stack.config(schedule=json.dumps([{"name": "a", "target": 1, "schedule_expression": "cron(0 0 25 * * *)"}]))
+        failed = stack.run("preview", check=False)
+        assert failed.returncode != 0 and "scheduled_actions[0].schedule_expression" in failed.stdout, failed.stdout
+        assert "Traceback" not in failed.stdout + failed.stderr
+    finally:
+        stack.destroy()

@@ -1,0 +1,221 @@
+"""GPU rules without a host: the card catalog and gpu_config at preview, the host declaration, the nvidia-smi
+parser, the NVML adapter, and NVML on this machine (no driver: a named error, never a fallback).
+
+No GPU exists here. The nvidia-smi fixtures are written in nvidia-smi's exact CSV shape (tests/data/README.md says
+they were not recorded on a real card); the NVML adapter runs against a stand-in module with NVML's call surface,
+because the real library cannot load without a driver. The real pynvml is exercised for its failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pynvml
+import pytest
+
+import fc_provider as fc
+from fc_common import gpu
+from fc_provider._model.validation import FleetModel, check
+from fc_provider.function import FunctionProvider
+from runtime_agent.instances.gpu import GpuInventoryError, inventory_for
+from runtime_agent.instances.gpu.nvml import NvmlInventory
+from runtime_agent.instances.gpu.smi import SmiInventory, parse_csv
+from runtime_agent.instances.gpu.support import probe
+
+DATA = Path(__file__).parent / "data"
+GPU_FN = {"function_name": "sd", "runtime": "custom-container", "cpu": 8, "memory_size": 65536,
+          "custom_container_config": {"image": "sd:1"},
+          "gpu_config": {"gpu_type": "fc.gpu.ada.1", "gpu_memory_size": 49152}}
+
+
+def failures(change: dict) -> list[tuple[str, str]]:
+    result = FunctionProvider().check({}, {**GPU_FN, **change})
+    return [(f.property, f.reason) for f in result.failures]
+
+
+def test_a_whole_card_function_passes_preview() -> None:
+    assert failures({}) == []
+    assert failures({"gpu_config": {"gpu_type": "fc.gpu.ada.1", "gpu_memory_size": 98304}, "cpu": 16,
+                     "memory_size": 131072}) == []  # two cards: FC multiplies the choices
+    assert failures({"gpu_config": {"gpu_type": "fc.gpu.tesla.1", "gpu_memory_size": 16384}, "cpu": 0.5,
+                     "memory_size": 1024}) == []
+
+
+@pytest.mark.parametrize(("change", "prop", "phrase"), [
+    ({"gpu_config": {"gpu_type": "fc.gpu.volta.9", "gpu_memory_size": 16384}}, "gpu_config", "not a known card"),
+    ({"gpu_config": {"gpu_type": "fc.gpu.ada.1", "gpu_memory_size": 8192}}, "gpu_config",
+     "Docker cannot cap the GPU memory"),
+    ({"gpu_config": {"gpu_type": "fc.gpu.tesla.1", "gpu_memory_size": 5120}, "cpu": 1, "memory_size": 2048},
+     "gpu_config", "whole number of fc.gpu.tesla.1 cards"),
+    ({"runtime": "python3.11", "custom_container_config": None, "code_checksum": "0" * 64}, "gpu_config",
+     "only for runtime custom-container"),
+    ({"cpu": 6}, "cpu", "one of 4, 8, 16"),
+    ({"cpu": None}, "cpu", "cpu is required with gpu_config"),
+    ({"memory_size": 40960}, "memory_size", "32768, 65536, 98304 MB"),
+    ({"gpu_config": {"gpu_type": "fc.gpu.ada.1", "gpu_memory_size": 49152 * 9}}, "gpu_config", "at most 8"),
+])
+def test_bad_gpu_config_names_the_property_and_the_rule(change: dict, prop: str, phrase: str) -> None:
+    found = failures(change)
+    assert any(p == prop and phrase in r for p, r in found), found
+
+
+def test_without_gpu_config_the_cpu_limits_stay() -> None:
+    found = failures({"gpu_config": None, "memory_size": 65536})
+    assert any(p == "memory_size" and "without gpu_config" in r for p, r in found), found
+
+
+def test_catalog_is_data_with_fc_card_types() -> None:
+    assert set(gpu.CATALOG) >= {"fc.gpu.tesla.1", "fc.gpu.ampere.1", "fc.gpu.ada.1", "fc.gpu.ada.2",
+                                "fc.gpu.ada.3", "fc.gpu.hopper.1", "fc.gpu.xpu.1"}
+    assert gpu.card_type("g1").name == "fc.gpu.tesla.1"
+    assert gpu.CATALOG["fc.gpu.hopper.1"].memory_mb == 98304
+
+
+def test_typed_gpu_config_gives_the_same_dict() -> None:
+    typed = fc.FunctionArgs(runtime="custom-container", gpu_config=fc.GpuConfigArgs(gpu_type="fc.gpu.ada.1",
+                                                                                     gpu_memory_size=49152))
+    assert typed.gpu_config == {"gpu_type": "fc.gpu.ada.1", "gpu_memory_size": 49152}
+    host = fc.HostArgs(name="g", address="10.0.0.1", host_public_key="ssh-ed25519 AAAA",
+                       gpus=fc.HostGpusArgs(simulated=[fc.SimulatedGpuArgs(type="fc.gpu.tesla.1", count=2)]))
+    assert host.to_dict()["gpus"] == {"simulated": [{"type": "fc.gpu.tesla.1", "count": 2}]}
+    assert "gpus" not in fc.HostArgs(name="c", address="10.0.0.2", host_public_key="ssh-ed25519 AAAA").to_dict()
+
+
+@pytest.mark.parametrize(("gpus", "phrase"), [
+    ({"simulated": [{"type": "fc.gpu.tesla.1", "count": 1}], "type": "fc.gpu.ada.1"}, "never both"),
+    ({"simulated": [{"type": "fc.gpu.nope", "count": 1}]}, "not a known card type"),
+    ({"simulated": [{"type": "fc.gpu.tesla.1", "count": 0}]}, "count must be an integer from 1 to 64"),
+    ({"source": "nvml"}, "type is required for real cards"),
+    ({"type": "fc.gpu.ada.1", "source": "guess"}, "source must be one of nvml, nvidia-smi"),
+])
+def test_host_gpu_declaration_rules(gpus: dict, phrase: str) -> None:
+    host = {"name": "a", "address": "10.0.0.1", "host_public_key": "ssh-ed25519 AAAA", "gpus": gpus}
+    found = check(FleetModel, {"hosts": [host], "ssh_private_key": "k"})
+    assert any(p == "hosts" and phrase in r for p, r in found), found
+
+
+def test_nvidia_smi_csv_is_parsed_by_uuid() -> None:
+    report = parse_csv((DATA / "nvidia-smi-2xA10.csv").read_text(), "fc.gpu.ampere.1")
+    assert report.source == "nvidia-smi" and report.driver_version == "535.104.05"
+    assert [(d.index, d.uuid, d.name, d.memory_total_mib, d.memory_used_mib, d.utilization_pct)
+            for d in report.devices] == [
+        (0, "GPU-5f3c2a1e-8b7d-4c6e-9a0f-1d2e3f4a5b6c", "NVIDIA A10", 23028, 4, 0),
+        (1, "GPU-9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b", "NVIDIA A10", 23028, 18211, 87)]
+    mig = parse_csv((DATA / "nvidia-smi-mig.csv").read_text(), "fc.gpu.hopper.1")
+    assert [(d.mig_mode, d.utilization_pct) for d in mig.devices] == [(True, None), (False, 0)]
+
+
+def test_nvidia_smi_output_that_does_not_fit_is_a_named_error() -> None:
+    with pytest.raises(GpuInventoryError, match="line 1 has 3 fields"):
+        parse_csv("0, GPU-x, A10\n", "fc.gpu.ampere.1")
+    with pytest.raises(GpuInventoryError, match="not a GPU row"):
+        parse_csv("No devices were found, a, b, c, d, e, f, g\n", "fc.gpu.ampere.1")
+
+
+def test_nvidia_smi_missing_here_says_what_to_install() -> None:
+    with pytest.raises(GpuInventoryError, match="nvidia-smi is not on the agent's PATH: install the NVIDIA driver"):
+        SmiInventory("fc.gpu.ada.1").probe()
+
+
+def test_real_nvml_on_this_machine_fails_loudly_never_falls_back() -> None:
+    inventory = inventory_for(gpu.parse_host_gpus({"type": "fc.gpu.ada.1"}), "h")
+    assert isinstance(inventory, NvmlInventory)  # nvidia-ml-py is installed: NVML, not a silent nvidia-smi
+    with pytest.raises(GpuInventoryError, match="NVML failed on a host that declares real GPUs: NVML Shared "
+                                                "Library Not Found"):
+        inventory.probe()
+
+
+class _StandInNvml:
+    """NVML's call surface with the values two A10 cards report (a stand-in: the real library needs a driver)."""
+
+    NVMLError = pynvml.NVMLError
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.cards = [("GPU-5f3c2a1e-8b7d-4c6e-9a0f-1d2e3f4a5b6c", 23028, 4, 0),
+                      ("GPU-9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b", 23028, 18211, 87)]
+
+    def nvmlInit(self) -> None:
+        self.calls.append("init")
+
+    def nvmlShutdown(self) -> None:
+        self.calls.append("shutdown")
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "535.104.05"
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.cards)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetUUID(self, h: int) -> str:
+        return self.cards[h][0]
+
+    def nvmlDeviceGetName(self, h: int) -> bytes:
+        return b"NVIDIA A10"  # older bindings return bytes
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> SimpleNamespace:
+        mib = 1024 * 1024
+        return SimpleNamespace(total=self.cards[h][1] * mib, used=self.cards[h][2] * mib)
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> SimpleNamespace:
+        return SimpleNamespace(gpu=self.cards[h][3], memory=0)
+
+    def nvmlDeviceGetMigMode(self, h: int) -> list[int]:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+
+def test_nvml_adapter_agrees_with_the_nvidia_smi_parser() -> None:
+    stand_in = _StandInNvml()
+    nvml = NvmlInventory("fc.gpu.ampere.1", stand_in).probe()  # type: ignore[arg-type]
+    smi = parse_csv((DATA / "nvidia-smi-2xA10.csv").read_text(), "fc.gpu.ampere.1")
+    assert nvml.source == "nvml" and nvml.driver_version == smi.driver_version
+    assert [d.to_json() for d in nvml.devices] == [d.to_json() for d in smi.devices]
+    assert stand_in.calls == ["init", "shutdown"]
+
+
+def test_simulated_cards_say_so() -> None:
+    report = inventory_for(gpu.parse_host_gpus({"simulated": [{"type": "fc.gpu.tesla.1", "count": 2}]}),
+                           "lab-1").probe()
+    assert report.simulated and report.source == "simulated"
+    assert [(d.uuid, d.name) for d in report.devices] == [("SIM-GPU-lab-1-0", "SIMULATED fc.gpu.tesla.1"),
+                                                          ("SIM-GPU-lab-1-1", "SIMULATED fc.gpu.tesla.1")]
+
+
+def test_container_support_probe_says_what_to_install() -> None:
+    # Docker's /info as this machine's dockerd 20.10 reports it: runc only, no CDI.
+    info = {"ServerVersion": "20.10.24+dfsg1", "Runtimes": {"runc": {}, "io.containerd.runc.v2": {}},
+            "CDISpecDirs": None}
+    missing = probe(info, simulated=False, which=lambda _: None)
+    assert missing.mode is None and "no GPU runtime" in missing.problem and "nvidia-ctk" in missing.problem
+    assert probe(info, simulated=False, which=lambda n: "/usr/bin/" + n).mode == "nvidia"
+    assert probe(info, simulated=True).mode == "simulated"
+
+
+def test_placement_counts_cards_like_cpu_and_memory() -> None:
+    from fc_provider._model.placement import Need, PlacementError, place
+
+    key = "ssh-ed25519 AAAA"
+    hosts = [{"name": "cpu-1", "address": "10.0.0.1", "host_public_key": key},
+             {"name": "sim-1", "address": "10.0.0.2", "host_public_key": key,
+              "gpus": {"simulated": [{"type": "fc.gpu.tesla.1", "count": 2}]}},
+             {"name": "sim-2", "address": "10.0.0.3", "host_public_key": key,
+              "gpus": {"simulated": [{"type": "fc.gpu.tesla.1", "count": 4}]}}]
+    spec = {"cpu": 0.5, "memory_size": 1024, "min_instances": 2, "runtime": "custom-container",
+            "gpu_config": {"gpu_type": "fc.gpu.tesla.1", "gpu_memory_size": 16384}}
+    need = Need.of(spec)
+    assert (need.gpu_type, need.gpu_cards) == ("fc.gpu.tesla.1", 2)
+    selector = {"selector": {}, "replicas": 2}
+    # Declared counts: both simulated hosts hold 2 cards; the CPU-only host never qualifies.
+    assert place({"selector": {}, "replicas": 2}, hosts, [], need, lambda names: {n: None for n in names}) == [
+        "sim-1", "sim-2"]
+    # The agents' reports win: sim-2 has its 4 cards committed to other functions.
+    reports = {"sim-1": {"gpus": {"types": {"fc.gpu.tesla.1": {"total": 2, "leased": 0, "committed": 0}}}},
+               "sim-2": {"gpus": {"types": {"fc.gpu.tesla.1": {"total": 4, "leased": 4, "committed": 4}}}},
+               "cpu-1": None}
+    with pytest.raises(PlacementError, match="2 fc.gpu.tesla.1 card.*sim-2: .*GPU cards: fc.gpu.tesla.1 0"):
+        place(selector, hosts, [], need, lambda names: {n: reports[n] for n in names})
+    assert place({"selector": {}, "replicas": 1}, hosts, [], need,
+                 lambda names: {n: reports[n] for n in names}) == ["sim-1"]
