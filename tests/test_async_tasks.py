@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from _agent import async_config, deploy, install, instances, post_async, wait_for, wait_task
+from _agent import TEST_KEY, async_config, deploy, install, instances, post_async, wait_for, wait_task
 
 from fc_lab import Lab
 from fc_provider import AgentAPIError
@@ -171,7 +171,8 @@ def _sdk(conn: ops.FleetConnection):
     from alibabacloud_fc20230330.client import Client
     from alibabacloud_tea_openapi.models import Config
 
-    return Client(Config(access_key_id="test-key", access_key_secret="test-secret", protocol="http",
+    return Client(Config(access_key_id=TEST_KEY.access_key_id, access_key_secret=TEST_KEY.access_key_secret,
+                         protocol="http",
                          endpoint=f"{conn.hosts[0].address}:{conn.invoke_port}", region_id="local"))
 
 

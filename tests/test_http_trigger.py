@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fc_common.triggers import url_label
 from fc_provider._errors import AgentAPIError
 from fc_provider._remote import fleetops as ops
-from tests._agent import SERVER_BASE, deploy, http_trigger, install
+from fc_provider._remote.signer import Credentials, sign
+from _agent import SERVER_BASE, TEST_KEY, deploy, http_trigger, install
 
 EVENT_HANDLER = '''
 import base64, json
@@ -205,10 +206,16 @@ def test_jwt_auth_accepts_a_valid_token_and_refuses_missing_expired_and_badly_si
         assert status == 401 and reason in json.loads(body)["Message"], (reason, body)
 
 
-def test_function_auth_refuses_unsigned_requests(conn: ops.FleetConnection) -> None:
+def test_function_auth_takes_signed_requests_and_refuses_unsigned_ones(conn: ops.FleetConnection) -> None:
+    """authType function: the request is verified as the invoke API verifies it (api/auth.py), with its answers."""
     label = put_trigger(conn, "web", "signed", {"authType": "function", "methods": ["GET"]})["url_label"]
     status, _, body = http_trigger(conn, label, "GET", "/")
-    assert status == 401 and json.loads(body)["Code"] == "SignatureNotMatch"
+    assert status == 400 and json.loads(body)["Code"] == "MissingRequiredHeader", body
+    status, _, body = http_trigger(conn, label, "GET", "/", headers=sign(TEST_KEY, "GET", "http://x/"))
+    assert status == 200, body
+    wrong = Credentials(TEST_KEY.access_key_id, "not-the-secret")
+    status, _, body = http_trigger(conn, label, "GET", "/", headers=sign(wrong, "GET", "http://x/"))
+    assert status == 403 and json.loads(body)["Code"] == "SignatureNotMatch", body
 
 
 def test_bad_trigger_specs_are_refused_naming_the_field(conn: ops.FleetConnection) -> None:
