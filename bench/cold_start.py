@@ -1,8 +1,8 @@
 """Cold start to first response through the agent vs. the floor, in one run on one lab host, for one runtime.
 
 Floor: `docker run` of the runtime's own image with the same memory limit and no CPU limit running its interpreter
-on nothing (`python3 -c pass`, `node -e 0`: create, start, interpreter start, exit), through the Engine API. (Instances start with a 1-vCPU boost and drop to
-their own limit once they answer.) Agent: a request that finds no instance (each sample first re-deploys the
+on nothing (`python3 -c pass`, `node -e 0`: create, start, interpreter start, exit), through the Engine API.
+(Instances start with a 1-vCPU boost and drop to their own limit once they answer.) Agent: a request that finds no instance (each sample first re-deploys the
 function with a new environment value, which retires the previous instance), timed from inside the host.
 
     bash scripts/quickstart.sh

@@ -1,5 +1,5 @@
-"""Inputs of the FunctionVersion, Alias and LayerVersion resources, validated with pydantic like a function's (property and rule
-named; values unknown at preview are checked once known)."""
+"""Inputs of the FunctionVersion, Alias and LayerVersion resources, validated with pydantic like a function's
+(property and rule named; values unknown at preview are checked once known)."""
 
 from __future__ import annotations
 

@@ -144,10 +144,10 @@ def deregister_fleet(fleet_id: str) -> list[str]:
 
 
 def uninstall_agent() -> list[str]:
-    """Everything the agent put on the host, its local log stores and its async task queue included: an
+    """Everything the agent put on the host, its local log stores, layer trees and async task queue included: an
     uninstalled host is a clean host."""
     databases = [f"{db}{suffix}" for db in ("agent.db", "tasks.db") for suffix in ("", "-wal", "-shm")]
-    state = [f"{AGENT_STATE}/{name}" for name in (*databases, "code", "logs")]
+    state = [f"{AGENT_STATE}/{name}" for name in (*databases, "code", "layers", "logs")]
     return ["rm", "-rf", f"{AGENT_ROOT}/releases", f"{AGENT_ROOT}/current", AGENT_CONFIG, FLEET_REGISTRY,
             ACCESS_KEYS, *state, AGENT_PIDFILE, SUPERVISOR_PIDFILE, AGENT_LOG]
 

@@ -25,7 +25,8 @@ for (const stream of [process.stdout, process.stderr]) {
   const write = stream.write.bind(stream);
   stream.write = (chunk, encoding, done) => {
     if (captured !== null) {
-      captured.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk), typeof encoding === "string" ? encoding : "utf8"));
+      const text = typeof encoding === "string" ? encoding : "utf8";
+      captured.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk), text));
     }
     return write(chunk, encoding, done);
   };
@@ -107,7 +108,8 @@ function errorBody(err) {
   // The user's frames only, as the Python runtime gives them: this runtime's and Node's own frames are noise.
   const stack = String(error.stack || "").split("\n").slice(1).map((s) => s.trim())
     .filter((s) => s && !s.includes("/opt/fc-runtime/") && !s.includes("(node:") && !s.includes("<anonymous>"));
-  return Buffer.from(JSON.stringify({ errorMessage: error.message, errorType: error.name || "Error", stackTrace: stack }));
+  const body = { errorMessage: error.message, errorType: error.name || "Error", stackTrace: stack };
+  return Buffer.from(JSON.stringify(body));
 }
 
 function bodyOf(result) {

@@ -58,7 +58,8 @@ class LayerRecord:
     create_time: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"layer_name": self.name, "version": self.version, "layer_version_arn": arns.layer_arn(self.name, self.version),
+        return {"layer_name": self.name, "version": self.version,
+                "layer_version_arn": arns.layer_arn(self.name, self.version),
                 "code_checksum": self.code_checksum, "code_size": self.code_size,
                 "compatible_runtime": list(self.compatible_runtime), "description": self.description,
                 "license": self.license,
