@@ -8,8 +8,15 @@ import secrets
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, \
-    UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
 
 from ._errors import AgentAPIError, FcProviderError, HostUnreachable, brief_errors
 from ._inputs import InputArgs, nested

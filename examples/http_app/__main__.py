@@ -9,7 +9,6 @@ flask gunicorn there; the project's test extra has them), so hosts need no packa
 """
 
 import importlib.util
-import os
 from pathlib import Path
 
 import pulumi
