@@ -37,7 +37,7 @@ class JwtAuthConfigArgs(InputArgs):
            Required.
     :param token_lookup: Where the token is looked for, FC's "position:name[:prefix]" entries comma-joined, position
            one of header, cookie, query, form (the prefix applies to headers). Default "header:Authorization:Bearer".
-    :param claim_pass_by: Claims copied into the request, "position:claim:parameter" entries comma-joined, position
+    :param claim_pass_by: Claims copied into the request, "position:claim:name" entries comma-joined, position
            one of header, query, cookie. Default "" (none).
     :param whitelist: Paths that need no token (exact, or a prefix ending in "*"). Default none.
     :param blacklist: The only paths that need a token; exclusive with whitelist. Default none (every path).

@@ -3,6 +3,7 @@ invoke it over HTTP, and the small web servers the custom-runtime tests run."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -30,7 +31,9 @@ def install(lab_fleet: dict, index: int = 0, **settings: Any) -> ops.FleetConnec
         "private_key": Path(lab_fleet["ssh_private_key_path"]).read_text(),
         "token": secrets.token_urlsafe(16),
     })
-    ops.install_agent(conn, conn.hosts[0], {"idle_timeout_seconds": 300, **settings})
+    info = ops.install_agent(conn, conn.hosts[0], {"idle_timeout_seconds": 300, **settings})
+    # An agent already on the host keeps its token (other users hold it): use the one it has.
+    conn = dataclasses.replace(conn, token=info["token"])
     grant(conn)
     return conn
 

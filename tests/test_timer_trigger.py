@@ -119,3 +119,31 @@ def test_killing_the_firing_host_moves_the_timer_without_a_duplicate(fleet: list
     time.sleep(EVERY * 2)
     fired = firings(fleet, "failover")
     assert all(n == 1 for n in Counter(f["t"] for f in fired).values()), Counter(f["t"] for f in fired)
+
+
+def test_ticks_missed_while_no_host_could_fire_are_made_up_once_not_as_a_burst(
+        fleet: list[ops.FleetConnection], lab: Lab, lab_fleet: dict) -> None:
+    """A timer on lab-3 alone: its agent is down for several ticks; back, it fires the last missed tick once."""
+    conn = fleet[2]
+    peers = [{"name": conn.hosts[0].name, "address": conn.hosts[0].address, "port": conn.invoke_port}]
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+        agent.put_trigger("ticker", "lonely", {"trigger_type": "timer", "peers": peers, "peer_key": "k" * 32,
+                                               "trigger_config": {"cronExpression": "@every 4s"}})
+    wait_for(lambda: firings([conn], "lonely"), "a first tick", 20)
+    pid = lab.run("lab-3", ["cat", "/var/lib/fc-agent/agent.pid"], capture_output=True, text=True).stdout.strip()
+    assert b"runtime_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    os.kill(int(pid), 9)
+    down = time.time()
+    time.sleep(9)  # two or three ticks pass with no host able to fire them
+    install(lab_fleet, 2)
+    try:
+        wait_for(lambda: len([f for f in firings([conn], "lonely") if f["at"] > down]) >= 2, "ticks after the return",
+                 20)
+        after = sorted((f for f in firings([conn], "lonely") if f["at"] > down), key=lambda f: f["at"])
+        late = [f for f in after if f["at"] - scheduled(f) > 1.0]
+        assert len(late) == 1, after  # one tick made up ...
+        assert late[0] is after[0] and scheduled(late[0]) > down + 4  # ... the last one missed, not an older one
+        assert len({f["t"] for f in after}) == len(after)
+    finally:
+        with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+            agent.delete_trigger("ticker", "lonely")

@@ -27,7 +27,10 @@ def test_every_nested_input_has_a_typed_class_with_a_documented_field_each() -> 
         # CustomDomain's (fc_provider/custom_domain.py)
         "CertConfigArgs", "TlsConfigArgs", "PathConfigArgs", "RouteConfigArgs", "FrontDoorArgs",
         # the GPU resources' (fc_provider/gpu_pool.py, provision_config.py) and the Function's gpu_config
-        "GpuConfigArgs", "HostGpusArgs", "SimulatedGpuArgs", "ScheduledActionArgs", "TargetTrackingPolicyArgs"}
+        "GpuConfigArgs", "HostGpusArgs", "SimulatedGpuArgs", "ScheduledActionArgs", "TargetTrackingPolicyArgs",
+        # fc.Trigger's (issue 10)
+        "HttpTriggerConfigArgs", "JwtAuthConfigArgs", "TimerTriggerConfigArgs", "OssTriggerConfigArgs",
+        "OssKeyFilterArgs", "OssSourceArgs"}
     for cls in TYPED:
         doc = inspect.getdoc(cls) or ""
         for field in dataclasses.fields(cls):

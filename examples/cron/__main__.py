@@ -1,6 +1,6 @@
 """A function run on a schedule by a timer trigger: once per tick across the fleet, whichever hosts run it.
 
-    pulumi config set schedule "0 */5 * * * *"    # six fields, seconds first, UTC; or "CRON_TZ=Asia/Shanghai 0 0 4 * * *",
+    pulumi config set schedule "0 */5 * * * *"   # 6 fields, seconds first, UTC; or "CRON_TZ=Asia/Shanghai 0 0 4 * * *",
                                                   # "@every 90s", "@daily"
     pulumi up
     fc logs cron-report                           # each tick's log lines

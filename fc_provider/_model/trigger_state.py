@@ -129,7 +129,7 @@ class TriggerModel(BaseModel):
     trigger_type: Literal["http", "timer", "oss"]
     qualifier: str = Field(default="LATEST", pattern=rules.QUALIFIER.pattern)
     description: str = Field(default="", max_length=256)
-    trigger_config: dict[str, Any] = Field(default_factory=dict)
+    trigger_config: dict[str, Any] = Field(default_factory=dict, validate_default=True)  # a timer needs one
     source: Optional[OssSourceModel] = None
 
     @model_validator(mode="after")
