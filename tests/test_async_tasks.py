@@ -200,6 +200,9 @@ def test_the_official_sdk_submits_lists_gets_and_stops_tasks(conn: ops.FleetConn
     assert [t.task_id for t in running.tasks] == ["sdk-b"]
     newest = client.list_async_tasks("sdk-tasks", models.ListAsyncTasksRequest(sort_order_by_time="desc")).body
     assert [t.task_id for t in newest.tasks] == ["sdk-c", "sdk-b", "sdk-a"]
+    assert all(t.qualifier == "LATEST" for t in newest.tasks)
+    other = client.list_async_tasks("sdk-tasks", models.ListAsyncTasksRequest(qualifier="prod")).body
+    assert not other.tasks  # every event was submitted to LATEST
     client.stop_async_task("sdk-tasks", "sdk-c", models.StopAsyncTaskRequest())  # queued behind sdk-b
     client.stop_async_task("sdk-tasks", "sdk-b", models.StopAsyncTaskRequest())
     assert wait_task(conn, "sdk-tasks", "sdk-b", "Stopped", timeout=20)["status"] == "Stopped"

@@ -200,11 +200,11 @@ class AsyncInvoker:
 
     def list_tasks(self, function: str, *, prefix: str | None = None, status: str | None = None,
                    begin_ms: int | None = None, end_ms: int | None = None, descending: bool = False,
-                   limit: int = 20, next_token: str | None = None,
-                   include_payload: bool = False) -> dict[str, Any]:
+                   limit: int = 20, next_token: str | None = None, include_payload: bool = False,
+                   qualifier: str | None = None) -> dict[str, Any]:
         after = _decode_token(next_token) if next_token else None
         tasks = self.store.list(function, prefix=prefix, status=status, begin_ms=begin_ms, end_ms=end_ms,
-                                descending=descending, limit=limit + 1, after=after)
+                                descending=descending, limit=limit + 1, after=after, qualifier=qualifier)
         token = None
         if len(tasks) > limit:
             tasks = tasks[:limit]

@@ -284,9 +284,13 @@ class TaskStore:
         return [{"eventId": r[0], "status": r[1], "timestamp": r[2], "eventDetail": r[3]} for r in rows]
 
     def list(self, function: str, *, prefix: str | None, status: str | None, begin_ms: int | None,
-             end_ms: int | None, descending: bool, limit: int, after: tuple[int, int] | None) -> list[Task]:
+             end_ms: int | None, descending: bool, limit: int, after: tuple[int, int] | None,
+             qualifier: str | None = None) -> list[Task]:
         """Keyset pages ordered by (enqueued_ms, id); ``after`` is the last key of the previous page."""
         where, args = ["function=?"], [function]
+        if qualifier:
+            where.append("qualifier=?")
+            args.append(qualifier)
         if prefix:
             where.append("task_id >= ? AND task_id < ?")
             args += [prefix, prefix + "\U0010ffff"]
