@@ -23,7 +23,7 @@ def test_every_nested_input_has_a_typed_class_with_a_documented_field_each() -> 
     assert {c.__name__ for c in TYPED} == {
         "CustomContainerConfigArgs", "CustomDnsArgs", "CustomRuntimeConfigArgs", "DnsOptionArgs",
         "HealthCheckConfigArgs", "HostCapacityArgs", "InstanceLifecycleConfigArgs", "LifecycleHookArgs",
-        "LogConfigArgs", "PlacementArgs"}
+        "LogConfigArgs", "PlacementArgs", "DestinationArgs", "DestinationConfigArgs"}
     for cls in TYPED:
         doc = inspect.getdoc(cls) or ""
         for field in dataclasses.fields(cls):
