@@ -156,7 +156,7 @@ class AsyncInvoker:
         if not self.store.enqueue(task):
             raise Conflict(f"async task {task.task_id} of function {function} already exists; task ids are "
                            f"unique per function", code="TaskAlreadyExists")
-        self.metrics.accepted.labels(function).inc()
+        self.metrics.accepted_one(function)
         self.workers.nudge(function)
         return task.task_id
 
