@@ -157,7 +157,11 @@ def test_bad_async_configs_are_refused_naming_the_field(conn: ops.FleetConnectio
              ({"destination_config": {"on_success": {"destination": "acs:mns:local:fleet:/queues/q"}}},
               "destination_config.on_success.destination"),
              ({"destination_config": {"on_failure": {"destination": "ftp://x"}}},
-              "destination_config.on_failure.destination")]
+              "destination_config.on_failure.destination"),
+             ({"destination_config": {"on_success": {"destination": "acs:fc:local:fleet:functions/bad-config"}}},
+              "its own destination"),
+             ({"destination_config": {"on_success": {"destination": "acs:fc:local:fleet:functions/not-here"}}},
+              "does not exist on this host")]
     with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
         for config, field in cases:
             with pytest.raises(AgentAPIError) as info:

@@ -103,7 +103,10 @@ class AsyncInvoker:
         problems = rules.config_problems(raw)
         for key, target in (raw.get("destination_config") or {}).items() if not problems else ():
             name = rules.destination_function((target or {}).get("destination") or "")
-            if name is not None and not self._runner.function_exists(name):
+            if name == function:
+                problems.append((f"destination_config.{key}.destination",
+                                 f"function {name} cannot be its own destination (each event would beget another)"))
+            elif name is not None and not self._runner.function_exists(name):
                 problems.append((f"destination_config.{key}.destination",
                                  f"function {name} does not exist on this host; deploy it (to the same hosts) first"))
         if problems:
