@@ -67,8 +67,9 @@ class Agent:
         self._networks: set[str] = set()
         self._making_room: dict[str, float] = {}  # function -> when room was last made for its min_instances
         # Asynchronous invocation: a durable queue whose workers invoke through the same pools as requests.
-        self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", PoolRunner(self._all_pools, self._pools.get, self.invoke),
-                                          workers=config.async_workers, registry=self.metrics.registry)
+        runner = PoolRunner(self._all_pools, self._pools.get, self.invoke)
+        self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", runner, workers=config.async_workers,
+                                          registry=self.metrics.registry)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:

@@ -12,9 +12,9 @@ import socketserver
 from urllib.parse import parse_qs, unquote
 
 from ..errors import AgentError, BadRequest, NotFound, error_body
-from . import tasks
 from ..service import Agent, InvokeResult, new_request_id
 from ..wire import BodyTooLarge, PeerClosed, Wire, WireError, response_head
+from . import tasks
 
 log = logging.getLogger("fc-agent")
 
