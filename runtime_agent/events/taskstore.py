@@ -308,8 +308,8 @@ class TaskStore:
             args += list(after)
         order = "DESC" if descending else "ASC"
         with self._lock:
-            rows = self._db.execute(f"{SELECT_TASKS} WHERE {' AND '.join(where)} ORDER BY enqueued_ms {order}, id {order} "
-                                    f"LIMIT ?", [*args, limit]).fetchall()
+            rows = self._db.execute(f"{SELECT_TASKS} WHERE {' AND '.join(where)} "
+                                    f"ORDER BY enqueued_ms {order}, id {order} LIMIT ?", [*args, limit]).fetchall()
         return [Task(*r) for r in rows]
 
     def stats(self, now_ms: int) -> dict[str, dict[str, float]]:
