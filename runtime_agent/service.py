@@ -97,8 +97,9 @@ class Agent:
         self.timers = TimerScheduler(self.triggers.store, config.host_name, self._fire_timer)
         self.oss = OssTriggers(OssIndex(config.database), config.host_name, self._fire_oss)
         # Asynchronous invocation: a durable queue whose workers invoke through the same pools as requests.
-        self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", PoolRunner(self._all_pools, self.invoke),
-                                          workers=config.async_workers, registry=self.metrics.registry)
+        runner = PoolRunner(self._all_pools, self._pools.get, self.invoke)
+        self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", runner, workers=config.async_workers,
+                                          registry=self.metrics.registry)
         # Provisioned instances (fc.ProvisionConfig): this host's share of each function's target, kept started.
         self.provision = ProvisionScalers(
             ProvisionStore(config.database),

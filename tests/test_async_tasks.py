@@ -157,7 +157,11 @@ def test_bad_async_configs_are_refused_naming_the_field(conn: ops.FleetConnectio
              ({"destination_config": {"on_success": {"destination": "acs:mns:local:fleet:/queues/q"}}},
               "destination_config.on_success.destination"),
              ({"destination_config": {"on_failure": {"destination": "ftp://x"}}},
-              "destination_config.on_failure.destination")]
+              "destination_config.on_failure.destination"),
+             ({"destination_config": {"on_success": {"destination": "acs:fc:local:fleet:functions/bad-config"}}},
+              "its own destination"),
+             ({"destination_config": {"on_success": {"destination": "acs:fc:local:fleet:functions/not-here"}}},
+              "does not exist on this host")]
     with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
         for config, field in cases:
             with pytest.raises(AgentAPIError) as info:
@@ -201,6 +205,9 @@ def test_the_official_sdk_submits_lists_gets_and_stops_tasks(conn: ops.FleetConn
     assert [t.task_id for t in running.tasks] == ["sdk-b"]
     newest = client.list_async_tasks("sdk-tasks", models.ListAsyncTasksRequest(sort_order_by_time="desc")).body
     assert [t.task_id for t in newest.tasks] == ["sdk-c", "sdk-b", "sdk-a"]
+    assert all(t.qualifier == "LATEST" for t in newest.tasks)
+    other = client.list_async_tasks("sdk-tasks", models.ListAsyncTasksRequest(qualifier="prod")).body
+    assert not other.tasks  # every event was submitted to LATEST
     client.stop_async_task("sdk-tasks", "sdk-c", models.StopAsyncTaskRequest())  # queued behind sdk-b
     client.stop_async_task("sdk-tasks", "sdk-b", models.StopAsyncTaskRequest())
     assert wait_task(conn, "sdk-tasks", "sdk-b", "Stopped", timeout=20)["status"] == "Stopped"

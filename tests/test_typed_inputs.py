@@ -30,7 +30,9 @@ def test_every_nested_input_has_a_typed_class_with_a_documented_field_each() -> 
         "GpuConfigArgs", "HostGpusArgs", "SimulatedGpuArgs", "ScheduledActionArgs", "TargetTrackingPolicyArgs",
         # fc.Trigger's (issue 10)
         "HttpTriggerConfigArgs", "JwtAuthConfigArgs", "TimerTriggerConfigArgs", "OssTriggerConfigArgs",
-        "OssKeyFilterArgs", "OssSourceArgs"}
+        "OssKeyFilterArgs", "OssSourceArgs",
+        # fc.AsyncInvokeConfig's (issue 12)
+        "DestinationArgs", "DestinationConfigArgs"}
     for cls in TYPED:
         doc = inspect.getdoc(cls) or ""
         for field in dataclasses.fields(cls):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fc_common import asyncrules as rules
 
@@ -48,6 +48,15 @@ class AsyncInvokeConfigModel(BaseModel):
                                                           le=rules.EVENT_AGE_RANGE[1])
     async_task: Optional[bool] = None
     destination_config: Optional[_DestinationConfig] = None
+
+    @model_validator(mode="after")
+    def _not_itself(self) -> "AsyncInvokeConfigModel":
+        for key in ("on_success", "on_failure"):
+            target = getattr(self.destination_config, key, None) if self.destination_config else None
+            if target is not None and rules.destination_function(target.destination) == self.function_name:
+                raise ValueError(f"destination_config: {key}.destination names function {self.function_name} "
+                                 f"itself; a function cannot be its own destination (each event would beget another)")
+        return self
 
 
 def agent_config(props: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 the ``fc tasks`` CLI, behind the bearer token):
 
     GET /2023-03-30/functions/{name}/async-tasks                  ListAsyncTasks
-        ?prefix= &status= &startedTimeBegin= &startedTimeEnd= (ms) &sortOrderByTime=asc|desc
+        ?prefix= &status= &qualifier= &startedTimeBegin= &startedTimeEnd= (ms) &sortOrderByTime=asc|desc
         &limit= (1-100, default 20) &nextToken= &includePayload=true|false      -> {tasks: [...], nextToken}
     GET /2023-03-30/functions/{name}/async-tasks/{taskId}         GetAsyncTask  -> AsyncTask
     PUT /2023-03-30/functions/{name}/async-tasks/{taskId}/stop    StopAsyncTask -> 200, empty body
@@ -63,7 +63,8 @@ def serve(invoker: AsyncInvoker, method: str, target: str, headers: Mapping[str,
 
 
 def _list_args(params: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"prefix": params.get("prefix") or None, "next_token": params.get("nextToken") or None}
+    out: dict[str, Any] = {"prefix": params.get("prefix") or None, "next_token": params.get("nextToken") or None,
+                           "qualifier": params.get("qualifier") or None}
     status = params.get("status")
     if status:
         if status not in {s.value for s in TaskStatus}:

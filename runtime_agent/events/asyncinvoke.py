@@ -103,7 +103,10 @@ class AsyncInvoker:
         problems = rules.config_problems(raw)
         for key, target in (raw.get("destination_config") or {}).items() if not problems else ():
             name = rules.destination_function((target or {}).get("destination") or "")
-            if name is not None and not self._runner.function_exists(name):
+            if name == function:
+                problems.append((f"destination_config.{key}.destination",
+                                 f"function {name} cannot be its own destination (each event would beget another)"))
+            elif name is not None and not self._runner.function_exists(name):
                 problems.append((f"destination_config.{key}.destination",
                                  f"function {name} does not exist on this host; deploy it (to the same hosts) first"))
         if problems:
@@ -156,7 +159,7 @@ class AsyncInvoker:
         if not self.store.enqueue(task):
             raise Conflict(f"async task {task.task_id} of function {function} already exists; task ids are "
                            f"unique per function", code="TaskAlreadyExists")
-        self.metrics.accepted.labels(function).inc()
+        self.metrics.accepted_one(function)
         self.workers.nudge(function)
         return task.task_id
 
@@ -200,11 +203,11 @@ class AsyncInvoker:
 
     def list_tasks(self, function: str, *, prefix: str | None = None, status: str | None = None,
                    begin_ms: int | None = None, end_ms: int | None = None, descending: bool = False,
-                   limit: int = 20, next_token: str | None = None,
-                   include_payload: bool = False) -> dict[str, Any]:
+                   limit: int = 20, next_token: str | None = None, include_payload: bool = False,
+                   qualifier: str | None = None) -> dict[str, Any]:
         after = _decode_token(next_token) if next_token else None
         tasks = self.store.list(function, prefix=prefix, status=status, begin_ms=begin_ms, end_ms=end_ms,
-                                descending=descending, limit=limit + 1, after=after)
+                                descending=descending, limit=limit + 1, after=after, qualifier=qualifier)
         token = None
         if len(tasks) > limit:
             tasks = tasks[:limit]

@@ -46,6 +46,14 @@ class AsyncMetrics:
         self.deliveries = Counter("fc_async_destination_deliveries", "Destination deliveries by result "
                                   "(delivered, retried, failed)", ["result"], registry=registry)
         registry.register(_QueueCollector(stats, commits))
+        self._accepted: dict[str, Any] = {}
+
+    def accepted_one(self, function: str) -> None:
+        """Counts an accepted event; the child is looked up once (``labels()`` locks and validates each call)."""
+        child = self._accepted.get(function)
+        if child is None:
+            child = self._accepted[function] = self.accepted.labels(function)
+        child.inc()
 
     def retried(self, task: Any, charged: bool) -> None:
         self.retries.labels(task.function, "function_error" if charged else "system").inc()

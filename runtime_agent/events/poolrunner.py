@@ -14,23 +14,23 @@ log = logging.getLogger("fc-agent")
 
 
 class PoolRunner:
-    def __init__(self, pools: Callable[[], list[FunctionPool]], invoke: Callable[..., Any]) -> None:
+    def __init__(self, pools: Callable[[], list[FunctionPool]], pool: Callable[[str], FunctionPool | None],
+                 invoke: Callable[..., Any]) -> None:
         self._pools = pools
+        self._pool = pool  # one function's pool, or None (a dict lookup: this runs on every accepted event)
         self._invoke = invoke
-
-    def _pool(self, name: str) -> FunctionPool | None:
-        return next((p for p in self._pools() if p.function == name), None)
 
     def function_exists(self, name: str) -> bool:
         return self._pool(name) is not None
 
-    def pressure(self) -> dict[str, PoolPressure]:
-        return {p.function: PoolPressure(p.max_instances * p.concurrency, p.waiting) for p in self._pools()}
+    def pressure(self, name: str | None = None) -> dict[str, PoolPressure]:
+        pools = self._pools() if name is None else [p for p in (self._pool(name),) if p is not None]
+        return {p.function: PoolPressure(p.max_instances * p.concurrency, p.waiting) for p in pools}
 
     def run_task(self, name: str, body: bytes, *, request_id: str, task_id: str, qualifier: str,
                  on_instance: Callable[[str], None]) -> RunResult:
-        # qualifier: LATEST is what the pools serve today; versions (issue 11) resolve it in the invoke path.
-        result = self._invoke(name, body, request_id=request_id, log_tail=False,
+        # The invoke path resolves the qualifier (LATEST, a version, an alias) as for a request.
+        result = self._invoke(name, body, request_id=request_id, log_tail=False, qualifier=qualifier,
                               task=TaskCall(task_id=task_id, on_instance=on_instance))
         return RunResult(result.status, result.headers, result.body)
 

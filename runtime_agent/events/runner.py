@@ -29,7 +29,9 @@ class PoolPressure:
 class Runner(Protocol):
     def function_exists(self, name: str) -> bool: ...
 
-    def pressure(self) -> dict[str, PoolPressure]: ...
+    def pressure(self, name: str | None = None) -> dict[str, PoolPressure]:
+        """Per function (every function, or just ``name``)."""
+        ...
 
     def run_task(self, name: str, body: bytes, *, request_id: str, task_id: str, qualifier: str,
                  on_instance: Callable[[str], None]) -> RunResult:

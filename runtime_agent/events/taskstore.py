@@ -284,9 +284,13 @@ class TaskStore:
         return [{"eventId": r[0], "status": r[1], "timestamp": r[2], "eventDetail": r[3]} for r in rows]
 
     def list(self, function: str, *, prefix: str | None, status: str | None, begin_ms: int | None,
-             end_ms: int | None, descending: bool, limit: int, after: tuple[int, int] | None) -> list[Task]:
+             end_ms: int | None, descending: bool, limit: int, after: tuple[int, int] | None,
+             qualifier: str | None = None) -> list[Task]:
         """Keyset pages ordered by (enqueued_ms, id); ``after`` is the last key of the previous page."""
         where, args = ["function=?"], [function]
+        if qualifier:
+            where.append("qualifier=?")
+            args.append(qualifier)
         if prefix:
             where.append("task_id >= ? AND task_id < ?")
             args += [prefix, prefix + "\U0010ffff"]
@@ -304,8 +308,8 @@ class TaskStore:
             args += list(after)
         order = "DESC" if descending else "ASC"
         with self._lock:
-            rows = self._db.execute(f"{SELECT_TASKS} WHERE {' AND '.join(where)} ORDER BY enqueued_ms {order}, id {order} "
-                                    f"LIMIT ?", [*args, limit]).fetchall()
+            rows = self._db.execute(f"{SELECT_TASKS} WHERE {' AND '.join(where)} "
+                                    f"ORDER BY enqueued_ms {order}, id {order} LIMIT ?", [*args, limit]).fetchall()
         return [Task(*r) for r in rows]
 
     def stats(self, now_ms: int) -> dict[str, dict[str, float]]:

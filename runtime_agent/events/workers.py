@@ -59,7 +59,7 @@ class Workers:
         function's tasks already hold every slot they may (a look would find nothing to claim)."""
         with self._cond:
             if function is not None and function in self._in_flight:
-                pressure = self._runner.pressure().get(function)
+                pressure = self._runner.pressure(function).get(function)
                 if pressure is not None and self._in_flight[function] >= max(1, pressure.slots - 1):
                     return
             self._cond.notify()
