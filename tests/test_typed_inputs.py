@@ -23,9 +23,7 @@ def test_every_nested_input_has_a_typed_class_with_a_documented_field_each() -> 
     assert {c.__name__ for c in TYPED} >= {  # the Function's and Fleet's; other resources add their own
         "CustomContainerConfigArgs", "CustomDnsArgs", "CustomRuntimeConfigArgs", "DnsOptionArgs",
         "HealthCheckConfigArgs", "HostCapacityArgs", "InstanceLifecycleConfigArgs", "LifecycleHookArgs",
-        "LogConfigArgs", "PlacementArgs",
-        # CustomDomain's (fc_provider/custom_domain.py)
-        "CertConfigArgs", "TlsConfigArgs", "PathConfigArgs", "RouteConfigArgs", "FrontDoorArgs"}
+        "LogConfigArgs", "PlacementArgs"}
     for cls in TYPED:
         doc = inspect.getdoc(cls) or ""
         for field in dataclasses.fields(cls):
