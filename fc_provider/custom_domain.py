@@ -17,6 +17,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pydantic import TypeAdapter
 
 from ._errors import FcProviderError, brief_errors
 from ._inputs import InputArgs, nested
@@ -170,12 +171,12 @@ def _urls(props: Mapping[str, Any]) -> list[str]:
 class CustomDomainProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         # At a first preview the functions' hosts are not known yet; their names are, which is what routes need.
-        functions = news.get("functions")
+        functions, checked = news.get("functions"), news
         if isinstance(functions, list):
-            news = {**news, "functions": [{**f, "hosts": [] if has_unknown(f.get("hosts")) else f.get("hosts"),
+            checked = {**news, "functions": [{**f, "hosts": [] if has_unknown(f.get("hosts")) else f.get("hosts"),
                                            "timeout": 3 if has_unknown(f.get("timeout")) else f.get("timeout")}
                                           if isinstance(f, dict) else f for f in functions]}
-        failures = check(CustomDomainModel, {k: news.get(k) for k in _INPUTS})
+        failures = check(CustomDomainModel, {k: checked.get(k) for k in _INPUTS})
         connection = news.get("connection")
         if (isinstance(connection, dict) and not has_unknown(connection) and not has_unknown(news.get("front_door"))
                 and not any(p == "front_door" for p, _ in failures)):
@@ -277,17 +278,23 @@ class CustomDomainProvider(ResourceProvider):
         return ReadResult(id_, outs, {k: props.get(k) for k in _INPUTS + ("connection",) if k in props})
 
 
+_ADAPTERS = {k: TypeAdapter(CustomDomainModel.model_fields[k].annotation) for k in _INPUTS if k != "domain_name"}
+
+
 def _normal(props: Mapping[str, Any], key: str) -> Any:
-    """A property as the model holds it (defaults filled in, Pulumi's floats as ints) so only real changes show."""
+    """A property as the model holds it (defaults filled in, Pulumi's floats as ints, a typed Args and its dict
+    alike), so only real changes show."""
     value = props.get(key)
     if has_unknown(value):
         return "unknown"
+    if key == "domain_name":
+        return str(value or "").lower()
+    if value is None:
+        value = CustomDomainModel.model_fields[key].get_default(call_default_factory=True)
     try:
-        dumped = CustomDomainModel.model_validate({"domain_name": "x.invalid", key: value} if key != "domain_name"
-                                                  else {key: value}).model_dump(mode="json")
+        return _ADAPTERS[key].dump_python(_ADAPTERS[key].validate_python(value), mode="json")
     except ValueError:
         return value
-    return dumped.get(key)
 
 
 class CustomDomain(pulumi.dynamic.Resource):

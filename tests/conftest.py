@@ -77,6 +77,7 @@ def reset_agents(lab: Lab) -> None:
                     cmdline = b""
                 if b"runtime_agent" in cmdline:
                     os.kill(int(pid), 9)
+        _stop_front_door(lab, name)
         client = lab.docker_client(name)
         try:
             for container in client.containers.list(all=True, filters={"label": "fc.agent"}):
@@ -84,3 +85,16 @@ def reset_agents(lab: Lab) -> None:
         finally:
             client.close()
         lab.run(name, ["sh", "-c", "rm -rf /etc/fc-agent/* /opt/fc-agent/* /var/lib/fc-agent/*"], check=True)
+
+
+def _stop_front_door(lab: Lab, host: str) -> None:
+    """A CustomDomain's HAProxy left by an interrupted run would keep the host's ports 80/443 (its pidfile is about
+    to be wiped with the agent's state)."""
+    pid = lab.run(host, ["cat", "/var/lib/fc-agent/frontdoor/haproxy.pid"], capture_output=True,
+                  text=True).stdout.strip()
+    if pid.isdigit():
+        try:
+            if b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(int(pid), 15)  # the master stops its workers
+        except OSError:
+            pass

@@ -1,16 +1,20 @@
 """CustomDomain through the real Pulumi CLI on the lab: `up` installs and configures HAProxy on the labelled edge
-host and the domain routes to the functions on every host; bad input fails at preview naming the property;
+host and the domain routes to the functions on every host; the official SDK invokes through it; bad input fails at preview naming the property;
 a no-change `up` does not reload; refresh shows a configuration edited on the host and the next `up` repairs
 it; a route change reloads; destroy leaves the edge host clean."""
 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from _agent import post
+from alibabacloud_fc20230330 import models
+from alibabacloud_fc20230330.client import Client
+from alibabacloud_tea_openapi.utils_models import Config
 from _certs import Authority
 from _pulumi import REPO, PulumiFailed, Stack
 
@@ -64,6 +68,21 @@ def test_up_serves_the_domain_from_the_labelled_edge_host(stack: Stack, lab_flee
     assert through(stack, "/any", b"x") == (200, b"hello:x")
     assert through(stack, "/shout/it", b"x") == (200, b"X")
     assert through(stack, "/2023-03-30/functions/shout/invocations", b"sdk") == (200, b"SDK")
+
+
+def test_the_official_sdk_invokes_through_the_front_door(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    edge = stack.outputs()["edge_addresses"][0]
+    resolve = socket.getaddrinfo
+
+    def dns(host: str, *args: object, **kwargs: object) -> object:  # the domain's DNS record: the edge host
+        return resolve(edge if host == DOMAIN else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    client = Client(Config(access_key_id="LTAIfrontdoortest", access_key_secret="front-door-test-secret",
+                           endpoint=DOMAIN, protocol="http", read_timeout=60000, connect_timeout=10000))
+    response = client.invoke_function("shout", models.InvokeFunctionRequest(body=b"sdk"))
+    assert response.status_code == 200
+    assert response.body.read() == b"SDK"
 
 
 def test_bad_input_fails_at_preview_naming_each_property(stack: Stack, tmp_path: Path) -> None:

@@ -169,7 +169,7 @@ class CustomDomainModel(_Strict):
         unknown = sorted({r.function_name for r in self.route_config.routes} - known)
         if unknown:
             raise ValueError(f"route_config: route(s) to function(s) {', '.join(unknown)} that this domain does not "
-                             f"know; pass the Function resources in functions= (known: "
+                             "know; pass the Function resources in functions= (known: "
                              f"{', '.join(sorted(known)) or 'none'})")
         return self
 
