@@ -94,15 +94,13 @@ class ScheduledAction:
     window: Window
 
     def last_fired(self, now: datetime, horizon: timedelta) -> datetime | None:
-        """The latest firing at or before ``now`` inside the window (looked back at most ``horizon``)."""
-        start = max(self.window.start or now - horizon, now - horizon)
-        last = None
-        for tick in CronSim(self.cron, (start - timedelta(seconds=1)).astimezone(self.zone)):
-            if tick > now:
-                break
-            if self.window.contains(tick):
-                last = tick
-        return last
+        """The latest firing at or before ``now`` inside the window (looked back at most ``horizon``): one step of
+        cronsim's reverse iteration, so an every-second schedule costs no more than a daily one."""
+        after = now.replace(microsecond=0) + timedelta(seconds=1)  # reverse iteration yields ticks before it
+        tick = next(iter(CronSim(self.cron, after.astimezone(self.zone), reverse=True)), None)
+        if tick is None or tick < now - horizon or not self.window.contains(tick):
+            return None
+        return tick
 
 
 @dataclass(frozen=True)

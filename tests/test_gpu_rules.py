@@ -219,3 +219,28 @@ def test_placement_counts_cards_like_cpu_and_memory() -> None:
         place(selector, hosts, [], need, lambda names: {n: reports[n] for n in names})
     assert place({"selector": {}, "replicas": 1}, hosts, [], need,
                  lambda names: {n: reports[n] for n in names}) == ["sim-1"]
+
+
+def test_fc_hosts_names_simulated_cards_and_inventory_errors() -> None:
+    from fc_provider.cli._ops import gpu_summary
+
+    simulated = {"source": "simulated", "simulated": True, "error": None, "support": {"problem": None},
+                 "types": {"fc.gpu.tesla.1": {"total": 2, "leased": 1, "committed": 1, "reserved": 0}}}
+    assert gpu_summary(simulated) == "2 fc.gpu.tesla.1 SIMULATED (1 leased, 0 in pools)"
+    assert gpu_summary({"source": "nvml", "error": "NVML failed on a host that declares real GPUs: x"}) == \
+        "nvml: NVML failed on a host that declares real GPUs: x"
+    assert gpu_summary(None) == ""
+
+
+def test_the_gpu_check_script_runs_without_a_gpu_or_docker_and_says_what_it_could_not_check() -> None:
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
+    env = {**os.environ, "GPU_CHECK_TIMEOUT": "60", "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=90, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for step in ("nvidia-smi inventory", "NVML inventory", "container sees exactly its card",
+                 "freeze and thaw with GPU memory held"):
+        assert f"NOT CHECKED  {step}:" in done.stdout, done.stdout
+    assert "Traceback" not in done.stdout + done.stderr

@@ -187,9 +187,9 @@ def _hosts(args: argparse.Namespace, conn: Any, out: _Out) -> int:
         def amount(d: Optional[dict]) -> str:
             return "" if not d else f"{d.get('cpu')} cpu / {d.get('memory_mb')} MB"
 
-        out.table(["HOST", "ADDRESS", "AGENT", "VERSION", "CAPACITY", "COMMITTED", "FUNCTIONS"],
+        out.table(["HOST", "ADDRESS", "AGENT", "VERSION", "CAPACITY", "COMMITTED", "GPUS", "FUNCTIONS"],
                   [[r["name"], r["address"], r["agent"], r["version"], amount(r["capacity"]), amount(r["committed"]),
-                    ", ".join(r["functions"])] for r in rows])
+                    _ops.gpu_summary(r.get("gpus")), ", ".join(r["functions"])] for r in rows])
     out.host_errors(errors)
     return EXIT_FLEET if errors else EXIT_OK
 

@@ -125,6 +125,19 @@ def instances(conn: ops.FleetConnection, hosts: list[HostSpec],
     return rows, found.errors
 
 
+def gpu_summary(gpus: Optional[dict[str, Any]]) -> str:
+    """"2 fc.gpu.tesla.1 SIMULATED (1 leased)", "nvml: NVML failed ...", or "" for a host without GPUs."""
+    if not gpus:
+        return ""
+    if gpus.get("error"):
+        return f"{gpus.get('source')}: {gpus['error']}"
+    label = "SIMULATED" if gpus.get("simulated") else gpus.get("source", "")
+    parts = [f"{c['total']} {t} {label} ({c['leased']} leased, {c.get('reserved', 0)} in pools)"
+             for t, c in sorted((gpus.get("types") or {}).items())]
+    problem = (gpus.get("support") or {}).get("problem")
+    return "; ".join(parts) + (f"; {problem}" if problem else "")
+
+
 def hosts(conn: ops.FleetConnection) -> tuple[list[dict[str, Any]], dict[str, str]]:
     def describe(agent: Any) -> dict[str, Any]:
         status, info = agent.raw("GET", "/v1/info")
@@ -139,5 +152,6 @@ def hosts(conn: ops.FleetConnection) -> tuple[list[dict[str, Any]], dict[str, st
         rows.append({"name": h.name, "address": h.address, "agent": "ok" if h.name in found.results else "DOWN",
                      "version": info.get("version"), "capacity": info.get("capacity"),
                      "committed": info.get("committed"), "functions": info.get("functions", []),
+                     "gpus": info.get("gpus"),
                      "error": found.errors.get(h.name)})
     return rows, found.errors
