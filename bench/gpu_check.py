@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fc_common.gpu import GpuNeed, parse_host_gpus  # noqa: E402
-from runtime_agent.instances.gpu import HostCards, GpuInventoryError  # noqa: E402
+from runtime_agent.instances.gpu import GpuInventoryError, HostCards  # noqa: E402
 from runtime_agent.instances.gpu.nvml import NvmlInventory, nvml_module  # noqa: E402
 from runtime_agent.instances.gpu.smi import SmiInventory  # noqa: E402
 from runtime_agent.state.cardstore import CardStore  # noqa: E402

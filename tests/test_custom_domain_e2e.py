@@ -12,11 +12,11 @@ from typing import Iterator
 
 import pytest
 from _agent import post
+from _certs import Authority
+from _pulumi import REPO, PulumiFailed, Stack
 from alibabacloud_fc20230330 import models
 from alibabacloud_fc20230330.client import Client
 from alibabacloud_tea_openapi.utils_models import Config
-from _certs import Authority
-from _pulumi import REPO, PulumiFailed, Stack
 
 from fc_lab import Lab
 from fc_provider._model import frontdoor as fd

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _agent import SERVER_BASE, TEST_KEY, deploy, http_trigger, install
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -18,7 +19,6 @@ from fc_common.triggers import url_label
 from fc_provider._errors import AgentAPIError
 from fc_provider._remote import fleetops as ops
 from fc_provider._remote.signer import Credentials, sign
-from _agent import SERVER_BASE, TEST_KEY, deploy, http_trigger, install
 
 EVENT_HANDLER = '''
 import base64, json
