@@ -6,14 +6,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-DEFAULT_RUNTIME_IMAGES = {
-    "python3.10": "fc-runtime/python3.11:latest",
-    "python3.11": "fc-runtime/python3.11:latest",
-    "python3.12": "fc-runtime/python3.11:latest",
-    # Debian 12 with python3: what FC's custom.debian12 offers a user's own HTTP server.
-    "custom": "fc-runtime/python3.11:latest",
-    "custom.debian12": "fc-runtime/python3.11:latest",
-}
+from fc_common.runtimes import DEFAULT_RUNTIME_IMAGES  # noqa: F401 - where the agent's callers look for it
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class FleetModel(_Strict):
     runtime_images: dict[str, str] = Field(default_factory=dict)
     idle_timeout_seconds: float = Field(default=300, gt=0)
     lock_timeout_seconds: float = Field(default=120, ge=0, le=86400)
+    images: dict[str, dict[str, Any]] = Field(default_factory=dict)  # ref -> {path, sha256}: checked by the Fleet
 
     @field_validator("hosts")
     @classmethod

@@ -128,3 +128,10 @@ class AgentClient:
             return False
         self._check(status, data)
         return True
+
+    def has_image(self, ref: str) -> bool:
+        return bool(self._check(*self._request("GET", f"/v1/images?{urlencode({'ref': ref})}"))["present"])
+
+    def load_image(self, ref: str, file_name: str) -> dict[str, Any]:
+        """Loads a tarball uploaded to the agent's images folder (docker load or import), then the agent removes it."""
+        return self._check(*self._request("POST", "/v1/images", {"ref": ref, "file": file_name}))

@@ -150,6 +150,15 @@ def uninstall_agent() -> list[str]:
             ACCESS_KEYS, *state, AGENT_PIDFILE, SUPERVISOR_PIDFILE, AGENT_LOG]
 
 
+def image_tarball(sha256: str) -> str:
+    """Where a shipped image tarball waits for the agent to load it (content-addressed; the agent removes it)."""
+    return f"{AGENT_STATE}/images/{sha256}.tar"
+
+
+def prepare_image_dir() -> list[str]:
+    return ["mkdir", "-p", f"{AGENT_STATE}/images"]
+
+
 def code_archive(checksum: str) -> str:
     return f"{AGENT_STATE}/code/{checksum}.tar.gz"
 

@@ -3,7 +3,8 @@
 - Control API (loopback only, bearer token; the provider reaches it through an SSH tunnel):
   ``GET /healthz``, ``GET /v1/info``, ``GET|PUT|DELETE /v1/functions/{name}``, ``GET /v1/functions``,
   ``GET /v1/instances``, ``GET /v1/logs?function=&request_id=``, ``GET /metrics``,
-  ``GET /v1/access-keys``, ``PUT|DELETE /v1/access-keys/{id}`` (the keys the invoke API accepts).
+  ``GET /v1/access-keys``, ``PUT|DELETE /v1/access-keys/{id}`` (the keys the invoke API accepts),
+  ``GET /v1/images?ref=`` and ``POST /v1/images`` {ref, file} (runtime images shipped by the Fleet).
 - Invoke API shaped like Function Compute's (``invoke_api``, on the lean wire).
 
 Every platform error leaves through ``_send_error`` in FC's shape (``Code``, ``Message``, ``RequestId``).
@@ -91,6 +92,20 @@ class ControlHandler(_Handler):
     def do_DELETE(self) -> None:
         self._dispatch(self._delete)
 
+    def do_POST(self) -> None:
+        self._dispatch(self._post)
+
+    def _post(self, request_id: str) -> None:
+        self._authorize()
+        if urlsplit(self.path).path == "/v1/images":
+            try:
+                body = json.loads(self._body())
+                ref, file_name = str(body["ref"]), str(body["file"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BadRequest(f"POST /v1/images takes {{ref, file}}: {exc}") from exc
+            return self._send_json(200, self.agent.load_image(ref, file_name))
+        raise NotFound(f"no route {self.path}", code="NotFound")
+
     def _get(self, request_id: str) -> None:
         self._authorize()
         path = urlsplit(self.path).path
@@ -111,6 +126,9 @@ class ControlHandler(_Handler):
             return self._send_json(200, {"instances": self.agent.instances()})
         if m := FUNCTION_PATH.match(path):
             return self._send_json(200, self.agent.get_function(m.group(1)).to_json())
+        if path == "/v1/images":
+            ref = (parse_qs(urlsplit(self.path).query).get("ref") or [""])[0]
+            return self._send_json(200, {"ref": ref, "present": bool(ref) and self.agent.driver.has_image(ref)})
         if path == "/v1/access-keys":
             return self._send_json(200, {"access_keys": [k.describe() for k in self.agent.keys.list()]})
         raise NotFound(f"no route {path}", code="NotFound")
