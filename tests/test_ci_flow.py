@@ -19,7 +19,7 @@ PYTHON = REPO / ".venv" / "bin" / "python"
 
 def flow(stack: Stack, operation: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(PYTHON), str(SCRIPT), operation, "--stack", stack.name, "--project",
-                           str(stack.project)], env=stack.env, capture_output=True, text=True, timeout=600,
+                           str(stack.project), "--verbose"], env=stack.env, capture_output=True, text=True, timeout=600,
                           stdin=subprocess.DEVNULL)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from pulumi.output import Unknown
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, ValidationError, field_validator, model_validator
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # pulumi.dynamic's marker for a value unknown at preview
@@ -244,7 +245,9 @@ class FunctionModel(_Strict):
 
 
 def has_unknown(value: Any) -> bool:
-    if value == UNKNOWN:
+    """True when a value, or anything inside it, is not known yet (at preview): the dynamic provider's marker
+    string, or the SDK's Unknown object that an Output nested in a list or dict arrives as."""
+    if isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN):
         return True
     if isinstance(value, dict):
         return any(has_unknown(v) for v in value.values())

@@ -223,7 +223,9 @@ def _install(ssh: SSHSession, client: AgentClient, config: dict[str, Any], versi
         return client.wait_healthy()
     except FcProviderError as exc:
         tail = ssh.run(cmd.agent_log_tail(), check=False).stdout
-        raise RemoteCommandFailed(host.name, ["runtime_agent"], 1, f"health gate: {exc}\nagent log:\n{tail}") from exc
+        # The log first, trimmed: the error keeps its last 500 characters, and the health gate must be among them.
+        raise RemoteCommandFailed(host.name, ["runtime_agent"], 1,
+                                  f"agent log:\n{tail[-300:]}\nhealth gate failed: {exc}") from exc
 
 
 def ship_images(conn: FleetConnection, host: HostSpec, images: dict[str, dict[str, Any]]) -> dict[str, str]:
