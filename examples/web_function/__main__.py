@@ -16,7 +16,7 @@ web = fc.Function(
         function_name="web-echo",
         runtime="custom.debian12",
         code=os.path.join(here, "app"),
-        custom_runtime_config={"command": ["python3", "-u", "server.py"], "port": 8080},
+        custom_runtime_config=fc.CustomRuntimeConfigArgs(command=["python3", "-u", "server.py"], port=8080),
         instance_concurrency=20,
         memory_size=512,
         min_instances=1,
@@ -24,7 +24,7 @@ web = fc.Function(
         timeout=30,
         description="An echo server: many requests per instance, kept warm, hibernating when idle",
         # FC's log_config: each invocation's lines go to /var/lib/fc-agent/logs/web/echo.jsonl on its host.
-        log_config={"project": "web", "logstore": "echo", "enable_request_metrics": True},
+        log_config=fc.LogConfigArgs(project="web", logstore="echo", enable_request_metrics=True),
         tags={"example": "web_function"},
     ),
     fleet=fleet,
