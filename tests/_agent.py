@@ -3,6 +3,7 @@ invoke it over HTTP, and the small web servers the custom-runtime tests run."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -29,7 +30,9 @@ def install(lab_fleet: dict, index: int = 0, **settings: Any) -> ops.FleetConnec
         "private_key": Path(lab_fleet["ssh_private_key_path"]).read_text(),
         "token": secrets.token_urlsafe(16),
     })
-    ops.install_agent(conn, conn.hosts[0], {"idle_timeout_seconds": 300, **settings})
+    info = ops.install_agent(conn, conn.hosts[0], {"idle_timeout_seconds": 300, **settings})
+    # An agent already there (left by a test that failed) keeps its own token: talk to it with that one.
+    conn = dataclasses.replace(conn, token=info["token"])
     grant(conn)
     return conn
 

@@ -44,9 +44,9 @@ def has_image(lab: Lab, host: str, ref: str = REF) -> bool:
 def agent_conn(lab: Lab, lab_fleet: dict) -> Iterator[ops.FleetConnection]:
     conn = install(lab_fleet, 2)
     yield conn
-    ops.uninstall_agent(conn, conn.hosts[0])
     if not has_image(lab, conn.hosts[0].name):  # leave the lab as it was, whatever happened
-        ops.ship_images(install(lab_fleet, 2), conn.hosts[0], described(project_tarballs()))
+        ops.ship_images(conn, conn.hosts[0], described(project_tarballs()))
+    ops.uninstall_agent(conn, conn.hosts[0])
 
 
 def test_a_host_without_the_runtime_image_gets_it_and_runs_functions(agent_conn: ops.FleetConnection, lab: Lab,

@@ -145,7 +145,8 @@ def deregister_fleet(fleet_id: str) -> list[str]:
 
 def uninstall_agent() -> list[str]:
     """Everything the agent put on the host, its local log stores included: an uninstalled host is a clean host."""
-    state = [f"{AGENT_STATE}/{name}" for name in ("agent.db", "agent.db-wal", "agent.db-shm", "code", "logs")]
+    state = [f"{AGENT_STATE}/{name}"
+             for name in ("agent.db", "agent.db-wal", "agent.db-shm", "code", "logs", "images")]
     return ["rm", "-rf", f"{AGENT_ROOT}/releases", f"{AGENT_ROOT}/current", AGENT_CONFIG, FLEET_REGISTRY,
             ACCESS_KEYS, *state, AGENT_PIDFILE, SUPERVISOR_PIDFILE, AGENT_LOG]
 

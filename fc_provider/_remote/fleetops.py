@@ -224,8 +224,9 @@ def _install(ssh: SSHSession, client: AgentClient, config: dict[str, Any], versi
     except FcProviderError as exc:
         tail = ssh.run(cmd.agent_log_tail(), check=False).stdout
         # The log first, trimmed: the error keeps its last 500 characters, and the health gate must be among them.
+        reason = str(getattr(exc, "reason", exc))
         raise RemoteCommandFailed(host.name, ["runtime_agent"], 1,
-                                  f"agent log:\n{tail[-300:]}\nhealth gate failed: {exc}") from exc
+                                  f"agent log:\n{tail[-250:]}\nhealth gate failed: {reason[-200:]}") from exc
 
 
 def ship_images(conn: FleetConnection, host: HostSpec, images: dict[str, dict[str, Any]]) -> dict[str, str]:
