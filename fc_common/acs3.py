@@ -44,7 +44,7 @@ def canonical_request(method: str, path: str, query: Mapping[str, str], headers:
 
 def signature(secret: bytes, canonical: str) -> str:
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    return hmac.new(secret, f"{ALGORITHM}\n{digest}".encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, f"{ALGORITHM}\n{digest}".encode(), "sha256").hex()  # the C one-shot: no HMAC object
 
 
 def authorization(key_id: str, signed: list[str], sig: str) -> str:

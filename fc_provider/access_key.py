@@ -78,11 +78,8 @@ def _new_secret() -> str:
 class AccessKeyProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         policy = news.get("policy")
-        # At preview a list element that is still unknown (e.g. a Function's function_arn) arrives as None.
-        unknown = has_unknown(policy) or (isinstance(policy, dict) and any(
-            v is None for field in ("actions", "resources") if isinstance(policy.get(field), list)
-            for v in policy[field]))
-        failures = [] if unknown else [CheckFailure(f, r) for f, r in problems(policy)]
+        # At preview an element still unknown (e.g. a Function's function_arn) waits until it is known.
+        failures = [] if has_unknown(policy) else [CheckFailure(f, r) for f, r in problems(policy)]
         return CheckResult(news, failures)
 
     @staticmethod

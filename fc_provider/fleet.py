@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -22,6 +23,7 @@ from pulumi.dynamic import (
 from ._errors import FcProviderError, brief_errors
 from ._inputs import HostCapacityArgs, HostGpusArgs, nested
 from ._model.bundle import agent_version
+from ._model.images import described, project_tarballs
 from ._model.validation import FleetModel, check
 from ._remote import commands as cmd
 from ._remote import fleetops as ops
@@ -45,7 +47,8 @@ class HostArgs:
         :param host_public_key: The host's SSH public key, "ssh-ed25519 AAAA...". Connections to a host that shows
                another key are refused (strict host-key checking, always on).
         :param port: The SSH port. Default 22.
-        :param user: The SSH user; it must be able to run Docker. Default "root".
+        :param user: The SSH user: root, or a user with passwordless sudo (every command then runs through
+               ``sudo -n``; uploads are moved into place by root). Default "root".
         :param labels: Labels for placement selectors. Default none.
         :param capacity: ``fc.HostCapacityArgs`` or the same as a dict: what functions may reserve on this host,
                {"cpu": vCPUs > 0, "memory_mb": MB >= 128}. The agent starts no instance past it, and placement
@@ -71,7 +74,8 @@ class FleetArgs:
     def __init__(self, *, hosts: Sequence[HostArgs], ssh_private_key: pulumi.Input[str],
                  control_port: int = 7701, invoke_port: int = 9000,
                  runtime_images: Optional[Mapping[str, str]] = None, idle_timeout_seconds: float = 300,
-                 lock_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+                 lock_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+                 image_tarballs: Optional[Mapping[str, str]] = None) -> None:
         """
         :param hosts: The hosts. At least one.
         :param ssh_private_key: The private key SSH logs in with (OpenSSH or PEM, unencrypted). Always stored as a
@@ -84,6 +88,12 @@ class FleetArgs:
         :param idle_timeout_seconds: An instance idle this long is removed (scale to zero). Default 300.
         :param lock_timeout_seconds: How long a change waits for the deploy lock another stack's deploy holds on a
                host before it fails naming the holder; 0 fails at once. Default 120.
+        :param image_tarballs: Image reference to a local image tarball (``docker save`` output, or a root
+               filesystem tarball as the project builds), shipped to every host whose engine lacks that image
+               (content-addressed by sha256: a rebuilt tarball ships again; a host that has the image gets nothing),
+               so hosts need no registry. Default: each image the fleet's runtimes use that the project built on
+               this machine (``fc-lab images``: ``$FC_CACHE_DIR/images/fc-runtime-<name>.tar`` as
+               ``fc-runtime/<name>:latest``); {} ships nothing.
         """
         self.hosts = list(hosts)
         self.ssh_private_key = ssh_private_key
@@ -91,6 +101,7 @@ class FleetArgs:
         self.runtime_images = dict(runtime_images or {})
         self.idle_timeout_seconds = idle_timeout_seconds
         self.lock_timeout_seconds = lock_timeout_seconds
+        self.image_tarballs = dict(project_tarballs(runtime_images) if image_tarballs is None else image_tarballs)
 
     @classmethod
     def from_fleet_file(cls, path: str | Path, **overrides: Any) -> "FleetArgs":
@@ -134,9 +145,17 @@ def _registration(id_: str, props: dict[str, Any]) -> str:
     return id_  # state written before registrations existed
 
 
+def _digests(props: dict[str, Any]) -> dict[str, str]:
+    return {ref: str(image.get("sha256")) for ref, image in (props.get("images") or {}).items()
+            if isinstance(image, dict)}
+
+
 class FleetProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = [CheckFailure(p, r) for p, r in check(FleetModel, news)]
+        failures += [CheckFailure("image_tarballs", f"{ref}: {image['error']}")
+                     for ref, image in sorted((news.get("images") or {}).items())
+                     if isinstance(image, dict) and image.get("error")]
         return CheckResult(news, failures)
 
     def _deploy(self, props: dict[str, Any], seed_token: str, registration: str, *, rolling: bool) -> dict[str, Any]:
@@ -146,7 +165,10 @@ class FleetProvider(ResourceProvider):
         conn = ops.FleetConnection.from_dict(_connection(props, seed_token))
 
         def install(host: ops.HostSpec) -> dict[str, Any]:
-            return ops.install_agent(conn, host, _settings(props, host.name), registration)
+            info = ops.install_agent(conn, host, _settings(props, host.name), registration)
+            # The host keeps its own token (a shared agent): talk to it with that one.
+            images = ops.ship_images(dataclasses.replace(conn, token=info["token"]), host, props.get("images") or {})
+            return {**info, "images": images}
 
         if rolling:  # upgrades go host by host: a host that fails its health gate stops the roll-out
             infos = ops.roll("agent upgrade", list(conn.hosts), install)
@@ -168,7 +190,9 @@ class FleetProvider(ResourceProvider):
         return CreateResult(id_=f"fleet-{secrets.token_hex(4)}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = sorted(k for k in news if k not in _NOT_DIFFED and olds.get(k) != news.get(k))
+        keys = sorted(k for k in news if k not in _NOT_DIFFED | {"images"} and olds.get(k) != news.get(k))
+        if _digests(olds) != _digests(news):  # where a tarball sits on this machine is not a change
+            keys.append("images")
         drifted = any(v != news.get("agent_version") for v in (olds.get("agent_versions") or {}).values())
         if drifted and "agent_version" not in keys:
             keys.append("agent_version")
@@ -239,6 +263,7 @@ class Fleet(pulumi.dynamic.Resource):
             "runtime_images": args.runtime_images,
             "idle_timeout_seconds": args.idle_timeout_seconds,
             "lock_timeout_seconds": args.lock_timeout_seconds,
+            "images": described(args.image_tarballs),
             "agent_version": agent_version(),
             "stack": f"{pulumi.get_project()}/{pulumi.get_stack()}",
             "fleet_name": resource_name,

@@ -6,19 +6,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-# Each built-in runtime runs its own interpreter, in an image built offline from a Debian release that ships it
-# (fc_lab/_images.py). No Debian release ships Python 3.10 or 3.12: those run only where runtime_images maps them
-# to an image of the user's own, never silently on another version.
-DEFAULT_RUNTIME_IMAGES = {
-    "python3.9": "fc-runtime/python3.9:latest",  # Debian 11
-    "python3.11": "fc-runtime/python3.11:latest",  # Debian 12
-    "python3.13": "fc-runtime/python3.13:latest",  # Debian 13
-    "nodejs18": "fc-runtime/nodejs18:latest",  # Debian 12
-    "nodejs20": "fc-runtime/nodejs20:latest",  # Debian 13
-    # Debian 12 with python3: what FC's custom.debian12 offers a user's own HTTP server.
-    "custom": "fc-runtime/python3.11:latest",
-    "custom.debian12": "fc-runtime/python3.11:latest",
-}
+from fc_common.runtimes import DEFAULT_RUNTIME_IMAGES  # noqa: F401 - where the agent's callers look for it
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,21 @@ class Agent:
         self.open_pool(record)
         return record
 
+    def load_image(self, ref: str, file_name: str) -> dict[str, Any]:
+        """Loads an image tarball the provider uploaded to ``<state_dir>/images/`` into the engine, then removes
+        the tarball (the engine holds the image now)."""
+        folder = (self.config.state_dir / "images").resolve()
+        path = (folder / file_name).resolve()
+        if path.parent != folder or not path.is_file():
+            raise NotFound(f"image tarball {file_name} was not uploaded to {folder}", code="ImageTarballNotFound")
+        if not self.driver.has_image(ref):
+            try:
+                self.driver.load_image(str(path), ref)
+            except DriverError as exc:
+                raise Conflict(str(exc), code="ImageLoadFailed") from exc
+        path.unlink(missing_ok=True)
+        return {"ref": ref, "present": True}
+
     def get_function(self, name: str) -> FunctionRecord:
         record = self.store.get_function(name)
         if record is None:

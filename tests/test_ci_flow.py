@@ -1,6 +1,6 @@
 """The CI/CD flow of docs/ci-cd.md, run as CI would run it: examples/ci/automation.py (Pulumi's Automation API)
-previews, deploys, finds no drift, finds the drift of a host whose agent was stopped for good (exit 3), and the
-next up repairs it; nothing prompts."""
+previews, deploys (shipping the runtime image to a host whose engine lacks it), finds no drift, finds the drift of
+a host whose agent was stopped for good (exit 3), and the next up repairs it; nothing prompts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from _agent import wait_for
 from _pulumi import REPO, Stack
+from test_images import has_image, remove_image
 
 from fc_lab import Lab
 
@@ -18,7 +19,7 @@ PYTHON = REPO / ".venv" / "bin" / "python"
 
 def flow(stack: Stack, operation: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(PYTHON), str(SCRIPT), operation, "--stack", stack.name, "--project",
-                           str(stack.project)], env=stack.env, capture_output=True, text=True, timeout=600,
+                           str(stack.project), "--verbose"], env=stack.env, capture_output=True, text=True, timeout=600,
                           stdin=subprocess.DEVNULL)
 
 
@@ -30,8 +31,11 @@ def test_preview_up_and_scheduled_drift_detection(lab: Lab, fleet_file: Path, tm
     try:
         preview = flow(stack, "preview")
         assert preview.returncode == 0 and "preview: {'create': 3}" in preview.stdout, preview.stdout + preview.stderr
+        bare = lab.fleet()["hosts"][1]["name"]
+        remove_image(lab, bare)  # a fresh host: only Docker and python3
         up = flow(stack, "up")
         assert up.returncode == 0 and "up: succeeded" in up.stdout, up.stdout + up.stderr
+        assert has_image(lab, bare), "the Fleet did not ship the runtime image"
         clean = flow(stack, "drift")
         assert clean.returncode == 0 and "drift: none" in clean.stdout, clean.stdout + clean.stderr
 

@@ -1,7 +1,7 @@
 """The CI/CD flow of docs/ci-cd.md through Pulumi's Automation API (pulumi.automation), non-interactively:
 
     python examples/ci/automation.py preview  --stack prod --project .   # on a change (pull request)
-    python examples/ci/automation.py up       --stack prod --project .   # on merge
+    python examples/ci/automation.py up       --stack prod --project .   # on merge (refreshes first)
     python examples/ci/automation.py drift    --stack prod --project .   # scheduled: exit 3 when a host drifted
     python examples/ci/automation.py destroy  --stack prod --project .
 
@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
             result = stack.preview(diff=True, on_output=out)
             print(f"preview: {({getattr(k, 'value', k): v for k, v in result.change_summary.items()})}")
         elif args.operation == "up":
-            result = stack.up(on_output=out)
+            # Refreshing first: a host that drifted since the last up (seen by the drift job) is repaired now.
+            result = stack.up(refresh=True, on_output=out)
             print(f"up: {result.summary.result}, {result.summary.resource_changes}")
         elif args.operation == "drift":
             # A refreshing preview that must show no change: what `pulumi preview --refresh --expect-no-changes`

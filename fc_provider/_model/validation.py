@@ -59,6 +59,7 @@ class FleetModel(_Strict):
     runtime_images: dict[str, str] = Field(default_factory=dict)
     idle_timeout_seconds: float = Field(default=300, gt=0)
     lock_timeout_seconds: float = Field(default=120, ge=0, le=86400)
+    images: dict[str, dict[str, Any]] = Field(default_factory=dict)  # ref -> {path, sha256}: checked by the Fleet
 
     @field_validator("hosts")
     @classmethod
@@ -299,9 +300,10 @@ class FunctionModel(_Strict):
 
 
 def has_unknown(value: Any) -> bool:
-    """An unknown arrives as the marker string, or inside a list as an output value (another resource's output
-    that is still to be computed, e.g. a LayerVersion's ARN in ``layers``)."""
-    if isinstance(value, (pulumi.Output, pulumi.output.Unknown)) or value == UNKNOWN:
+    """True when a value, or anything inside it, is not known yet (at preview): the dynamic provider's marker
+    string, or an output value (the SDK's Unknown object) that an Output nested in a list or dict arrives as, e.g.
+    a LayerVersion's ARN in ``layers``."""
+    if isinstance(value, (pulumi.Output, pulumi.output.Unknown)) or (isinstance(value, str) and value == UNKNOWN):
         return True
     if isinstance(value, dict):
         return any(has_unknown(v) for v in value.values())

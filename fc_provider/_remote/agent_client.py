@@ -245,6 +245,7 @@ class AgentClient:
             return False
         self._check(status, data)
         return True
+
     def list_tasks(self, name: str, **query: Any) -> dict[str, Any]:
         """ListAsyncTasks; ``query`` takes FC's parameter names (prefix, status, limit, nextToken, ...)."""
         params = urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()
@@ -259,3 +260,10 @@ class AgentClient:
         status, raw = self._exchange("PUT", f"/2023-03-30/functions/{quote(name)}/async-tasks/{quote(task_id)}/stop")
         if status >= 400:
             self._check(status, json.loads(raw or b"{}"))
+
+    def has_image(self, ref: str) -> bool:
+        return bool(self._check(*self._request("GET", f"/v1/images?{urlencode({'ref': ref})}"))["present"])
+
+    def load_image(self, ref: str, file_name: str) -> dict[str, Any]:
+        """Loads a tarball uploaded to the agent's images folder (docker load or import), then the agent removes it."""
+        return self._check(*self._request("POST", "/v1/images", {"ref": ref, "file": file_name}))

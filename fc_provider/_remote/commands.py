@@ -147,9 +147,18 @@ def uninstall_agent() -> list[str]:
     """Everything the agent put on the host, its local log stores, layer trees and async task queue included: an
     uninstalled host is a clean host."""
     databases = [f"{db}{suffix}" for db in ("agent.db", "tasks.db") for suffix in ("", "-wal", "-shm")]
-    state = [f"{AGENT_STATE}/{name}" for name in (*databases, "code", "layers", "logs")]
+    state = [f"{AGENT_STATE}/{name}" for name in (*databases, "code", "layers", "logs", "images")]
     return ["rm", "-rf", f"{AGENT_ROOT}/releases", f"{AGENT_ROOT}/current", AGENT_CONFIG, FLEET_REGISTRY,
             ACCESS_KEYS, *state, AGENT_PIDFILE, SUPERVISOR_PIDFILE, AGENT_LOG]
+
+
+def image_tarball(sha256: str) -> str:
+    """Where a shipped image tarball waits for the agent to load it (content-addressed; the agent removes it)."""
+    return f"{AGENT_STATE}/images/{sha256}.tar"
+
+
+def prepare_image_dir() -> list[str]:
+    return ["mkdir", "-p", f"{AGENT_STATE}/images"]
 
 
 def code_archive(checksum: str) -> str:

@@ -223,7 +223,34 @@ def _install(ssh: SSHSession, client: AgentClient, config: dict[str, Any], versi
         return client.wait_healthy()
     except FcProviderError as exc:
         tail = ssh.run(cmd.agent_log_tail(), check=False).stdout
-        raise RemoteCommandFailed(host.name, ["runtime_agent"], 1, f"health gate: {exc}\nagent log:\n{tail}") from exc
+        # The log first, trimmed: the error keeps its last 500 characters, and the health gate must be among them.
+        reason = str(getattr(exc, "reason", exc))
+        raise RemoteCommandFailed(host.name, ["runtime_agent"], 1,
+                                  f"agent log:\n{tail[-250:]}\nhealth gate failed: {reason[-200:]}") from exc
+
+
+def ship_images(conn: FleetConnection, host: HostSpec, images: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Puts every image of ``images`` ({ref: {"path", "sha256"}}) into the host's engine where it is missing:
+    uploads the tarball (content-addressed; an upload already there is reused) and has the agent load it. Returns
+    what happened per image: "present" or "shipped"."""
+    done: dict[str, str] = {}
+    if not images:
+        return done
+    with agent_session(conn, host) as (ssh, agent):
+        for ref, image in sorted(images.items()):
+            if agent.has_image(ref):
+                done[ref] = "present"
+                continue
+            if image.get("error") or not image.get("sha256"):
+                raise RemoteCommandFailed(host.name, ["load image", ref], 1, f"image {ref} is missing on the host "
+                                          f"and cannot be shipped: {image.get('error') or 'no tarball'}")
+            target = cmd.image_tarball(image["sha256"])
+            ssh.run(cmd.prepare_image_dir())
+            if ssh.run(cmd.path_exists(target), check=False).exit_status != 0:
+                ssh.put_file(image["path"], target, mode=0o600)
+            agent.load_image(ref, target.rsplit("/", 1)[-1])
+            done[ref] = "shipped"
+    return done
 
 
 def retire_agent(conn: FleetConnection, host: HostSpec, fleet_id: str, *, keep_if_functions: bool) -> str:

@@ -195,14 +195,35 @@ class SSHSession:
         except (paramiko.SSHException, OSError) as exc:
             raise HostUnreachable(self.host.name, f"upload of {remote_path} failed: {exc}") from exc
 
-    def _put_as_root(self, data: bytes, remote_path: str, mode: int) -> None:
+    def put_file(self, local_path: str, remote_path: str, mode: int = 0o644) -> None:
+        """Streams a local file (e.g. a 100 MB image tarball) to ``remote_path``, atomically, as put_bytes does."""
+        with open(local_path, "rb") as f:
+            self._stream(f, remote_path, mode)
+
+    def _stream(self, source: io.BufferedIOBase, remote_path: str, mode: int) -> None:
+        if self.host.user != "root":
+            return self._put_as_root(source, remote_path, mode)
+        tmp = f"{remote_path}.part"
+        try:
+            with self._channels, self._client.open_sftp() as sftp:  # type: ignore[union-attr]
+                sftp.putfo(source, tmp, confirm=True)
+                sftp.chmod(tmp, mode)
+                sftp.posix_rename(tmp, remote_path)
+        except (paramiko.SSHException, OSError) as exc:
+            raise HostUnreachable(self.host.name, f"upload of {remote_path} failed: {exc}") from exc
+
+    def _put_as_root(self, data: bytes | io.BufferedIOBase, remote_path: str, mode: int) -> None:
         staged = f"/tmp/fc-upload-{secrets.token_hex(8)}"  # the user's own file, 0600, until root moves it
         try:
             with self._channels, self._client.open_sftp() as sftp:  # type: ignore[union-attr]
-                with sftp.open(staged, "wb") as f:
-                    f.chmod(0o600)
-                    f.set_pipelined(True)
-                    f.write(data)
+                if isinstance(data, bytes):
+                    with sftp.open(staged, "wb") as f:
+                        f.chmod(0o600)
+                        f.set_pipelined(True)
+                        f.write(data)
+                else:
+                    sftp.putfo(data, staged, confirm=True)
+                    sftp.chmod(staged, 0o600)
         except (paramiko.SSHException, OSError) as exc:
             raise HostUnreachable(self.host.name, f"upload of {remote_path} failed: {exc}") from exc
         part = shlex.quote(f"{remote_path}.part")

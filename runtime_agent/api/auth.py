@@ -33,6 +33,7 @@ from ..errors import BadRequest, Forbidden
 from ..state.keys import AccessKey, KeyStore
 
 WINDOW_SECONDS = 15 * 60
+_AUTH_FIELDS = {"Credential", "SignedHeaders", "Signature"}
 
 
 class NonceCache:
@@ -139,17 +140,13 @@ def _parse_authorization(value: str) -> tuple[str, list[str], str]:
     if algorithm != acs3.ALGORITHM:
         raise BadRequest(f"unsupported signature algorithm {algorithm[:40]!r} in Authorization; use "
                          f"{acs3.ALGORITHM}", code="InvalidArgument")
-    fields = {}
-    for part in rest.split(","):
-        name, sep, field = part.strip().partition("=")
-        if not sep:
-            break
-        fields[name] = field
-    if set(fields) != {"Credential", "SignedHeaders", "Signature"} or not all(fields.values()):
+    fields = dict(part.strip().partition("=")[::2] for part in rest.split(","))
+    if fields.keys() != _AUTH_FIELDS or not all(fields.values()):
         raise BadRequest(f"malformed Authorization: expected {acs3.ALGORITHM} Credential=<key id>,"
                          "SignedHeaders=<a;b>,Signature=<hex>", code="InvalidArgument")
-    signed = fields["SignedHeaders"].split(";")
-    if signed != sorted(signed) or any(name != name.lower() for name in signed):
+    names = fields["SignedHeaders"]
+    signed = names.split(";")
+    if names != names.lower() or signed != sorted(signed):
         raise BadRequest("malformed Authorization: SignedHeaders must be lower-case names in sorted order",
                          code="InvalidArgument")
     return fields["Credential"], signed, fields["Signature"]

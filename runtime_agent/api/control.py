@@ -4,7 +4,8 @@
   ``GET /healthz``, ``GET /v1/info``, ``GET|PUT|DELETE /v1/functions/{name}``, ``GET /v1/functions``,
   ``GET /v1/instances``, ``GET /v1/logs?function=&request_id=``, ``GET /metrics``,
   ``GET /v1/access-keys``, ``PUT|DELETE /v1/access-keys/{id}`` (the keys the invoke API accepts).
-  ``GET /v1/functions/{name}/triggers``, ``GET|PUT|DELETE /v1/functions/{name}/triggers/{trigger}``.
+  ``GET /v1/functions/{name}/triggers``, ``GET|PUT|DELETE /v1/functions/{name}/triggers/{trigger}``,
+  ``GET /v1/images?ref=`` and ``POST /v1/images`` {ref, file} (runtime images shipped by the Fleet).
 - Invoke API shaped like Function Compute's (``invoke_api``, on the lean wire).
 
 Every platform error leaves through ``_send_error`` in FC's shape (``Code``, ``Message``, ``RequestId``).
@@ -155,6 +156,13 @@ class ControlHandler(_Handler):
 
     def _post(self, request_id: str) -> None:
         self._authorize()
+        if urlsplit(self.path).path == "/v1/images":
+            try:
+                body = json.loads(self._body())
+                ref, file_name = str(body["ref"]), str(body["file"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BadRequest(f"POST /v1/images takes {{ref, file}}: {exc}") from exc
+            return self._send_json(200, self.agent.load_image(ref, file_name))
         if not self._routed():
             raise NotFound(f"no route {urlsplit(self.path).path}", code="NotFound")
 
@@ -181,6 +189,9 @@ class ControlHandler(_Handler):
             return self._send_json(200, {"instances": self.agent.instances()})
         if m := FUNCTION_PATH.match(path):
             return self._send_json(200, self.agent.get_function(m.group(1)).to_json())
+        if path == "/v1/images":
+            ref = (parse_qs(urlsplit(self.path).query).get("ref") or [""])[0]
+            return self._send_json(200, {"ref": ref, "present": bool(ref) and self.agent.driver.has_image(ref)})
         if path == "/v1/access-keys":
             return self._send_json(200, {"access_keys": [k.describe() for k in self.agent.keys.list()]})
         if m := TRIGGERS_PATH.match(path):

@@ -6,6 +6,7 @@ Every engine failure is translated here into ``DriverError`` so that docker's ex
 
 from __future__ import annotations
 
+import tarfile
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -96,6 +97,8 @@ class ContainerDriver(Protocol):
     def set_cpu(self, container_id: str, cpu: float) -> None: ...
 
     def has_image(self, image: str) -> bool: ...
+
+    def load_image(self, path: str, ref: str) -> None: ...
 
     def exit_report(self, container_id: str) -> str | None: ...
 
@@ -188,6 +191,25 @@ class DockerDriver:
             return False
         except docker.errors.DockerException as exc:
             raise DriverError(f"cannot look up image {image!r}: {exc}") from exc
+
+    def load_image(self, path: str, ref: str) -> None:
+        """Loads an image tarball as ``ref``: a ``docker save`` archive (it has manifest.json) is loaded, a root
+        filesystem tarball (what the project builds) is imported."""
+        last = ref.rsplit("/", 1)[-1]
+        repository, tag = (ref.rsplit(":", 1) if ":" in last else (ref, "latest"))
+        try:
+            with tarfile.open(path) as tar:
+                saved = any(m.name in ("manifest.json", "./manifest.json") for m in tar)
+            if saved:
+                with open(path, "rb") as f:
+                    for image in self._client.images.load(f):
+                        image.tag(repository, tag)
+            else:
+                self._client.api.import_image_from_file(path, repository=repository, tag=tag)
+        except (docker.errors.DockerException, OSError, tarfile.TarError) as exc:
+            raise DriverError(f"loading image {ref} from {path} failed: {exc}") from exc
+        if not self.has_image(ref):
+            raise DriverError(f"image {ref} is missing after loading {path}")
 
     def ensure_network(self, name: str, *, internal: bool) -> None:
         """Creates the bridge network ``name`` once. ``internal``: no route out of the host (docker drops its
