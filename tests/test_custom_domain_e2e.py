@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from _agent import post
+from _agent import TEST_KEY, grant_lab, post
 from _certs import Authority
 from _pulumi import REPO, PulumiFailed, Stack
 from alibabacloud_fc20230330 import models
@@ -20,6 +20,7 @@ from alibabacloud_tea_openapi.utils_models import Config
 
 from fc_lab import Lab
 from fc_provider._model import frontdoor as fd
+from fc_provider._remote.signer import sign
 
 PROGRAM = REPO / "tests" / "programs" / "custom_domain"
 DOMAIN = "api.example.test"
@@ -43,6 +44,7 @@ def stack(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) 
                  domain=json.dumps({"routes": [{"path": "/*", "function_name": "hello"},
                                                {"path": "/shout/*", "function_name": "shout"}]}))
     stack.up()
+    grant_lab(lab)  # the signing key tests and the SDK use
     yield stack
     stack.destroy()
 
@@ -53,9 +55,17 @@ def recorded_state(stack: Stack) -> dict:
     return next(r for r in resources if r["urn"].endswith("::api"))["outputs"]["front_door_state"]
 
 
-def through(stack: Stack, path: str, body: bytes = b"") -> tuple[int, bytes]:
+def through(stack: Stack, path: str, body: bytes = b"", function: str | None = None) -> tuple[int, bytes]:
+    """POST ``path`` to the domain. A route rewrites the request to ``function``'s invoke API, which verifies
+    signatures: the client signs that rewritten request (fd.route_target), as no unsigned request is served. Without
+    ``function`` the path is sent as the invoke API's own (passed through unchanged) and signed as sent."""
     edge = stack.outputs()["edge_addresses"][0]
-    status, _headers, answer = post(f"http://{edge}{path}", body, {"Host": DOMAIN})
+    if function is None:
+        signed = sign(TEST_KEY, "POST", f"http://{edge}{path}", body, {"Host": DOMAIN})
+    else:
+        target = fd.route_target(function, "LATEST")
+        signed = sign(TEST_KEY, "POST", f"http://{edge}{target.path}?{target.query}", body, {"Host": DOMAIN})
+    status, _headers, answer = post(f"http://{edge}{path}", body, signed, key=None)
     return status, answer
 
 
@@ -65,8 +75,10 @@ def test_up_serves_the_domain_from_the_labelled_edge_host(stack: Stack, lab_flee
     assert outputs["urls"] == [f"http://{DOMAIN}/"]
     assert (outputs["edge_hosts"], outputs["edge_addresses"]) == (["lab-1"], [lab1["address"]])
     assert outputs["front_door_state"] == {"lab-1": "in sync"}
-    assert through(stack, "/any", b"x") == (200, b"hello:x")
-    assert through(stack, "/shout/it", b"x") == (200, b"X")
+    assert through(stack, "/any", b"x", "hello") == (200, b"hello:x")
+    assert through(stack, "/shout/it", b"x", "shout") == (200, b"X")
+    status, answer = post(f"http://{outputs['edge_addresses'][0]}/any", b"x", {"Host": DOMAIN}, key=None)
+    assert status == 400 and b"MissingRequiredHeader" in answer, answer  # nothing unsigned gets through
     assert through(stack, "/2023-03-30/functions/shout/invocations", b"sdk") == (200, b"SDK")
 
 
@@ -78,7 +90,7 @@ def test_the_official_sdk_invokes_through_the_front_door(stack: Stack, monkeypat
         return resolve(edge if host == DOMAIN else host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", dns)
-    client = Client(Config(access_key_id="LTAIfrontdoortest", access_key_secret="front-door-test-secret",
+    client = Client(Config(access_key_id=TEST_KEY.access_key_id, access_key_secret=TEST_KEY.access_key_secret,
                            endpoint=DOMAIN, protocol="http", read_timeout=60000, connect_timeout=10000))
     response = client.invoke_function("shout", models.InvokeFunctionRequest(body=b"sdk"))
     assert response.status_code == 200
@@ -140,8 +152,8 @@ def test_a_route_change_reloads_and_destroy_leaves_the_edge_host_clean(stack: St
                                                {"path": "/shout/quietly", "function_name": "hello"}]}))
     stack.up()
     assert workers(lab) != before
-    assert through(stack, "/shout/quietly", b"x") == (200, b"hello:x")
-    assert through(stack, "/shout/loud", b"x") == (200, b"X")
+    assert through(stack, "/shout/quietly", b"x", "hello") == (200, b"hello:x")
+    assert through(stack, "/shout/loud", b"x", "shout") == (200, b"X")
     stack.destroy()
     left = lab.run("lab-1", ["sh", "-c", f"ls {fd.CONFIG_DIR} {fd.STATE_DIR} 2>&1; ps -eo args | grep -c "
                                          f"'[h]aproxy -W -D -p {fd.STATE_DIR}'"],
