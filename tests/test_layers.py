@@ -7,7 +7,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from _agent import post
+from _agent import grant_lab, post
 from _pulumi import REPO, PulumiFailed, Stack
 
 from fc_lab import Lab
@@ -48,6 +48,7 @@ def test_a_layer_shared_by_two_functions_and_the_rules_at_preview(lab: Lab, flee
     stack.config(layerCode=str(layer))
     try:
         stack.up()
+        grant_lab(lab)  # the key post() signs with
         outputs = stack.outputs()
         assert outputs["arn"] == "acs:fc:local:fleet:layers/greeter/versions/1"
         for urls in outputs["endpoints"]:

@@ -110,9 +110,10 @@ def test_a_delete_invokes_with_the_remove_event(setup: dict) -> None:
 def test_objects_put_while_the_agent_is_down_arrive_once_after_it_returns(setup: dict, lab: Lab,
                                                                          lab_fleet: dict) -> None:
     name = setup["conn"].hosts[0].name
-    pid = lab.run(name, ["cat", "/var/lib/fc-agent/agent.pid"], capture_output=True, text=True).stdout.strip()
-    assert b"runtime_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    os.kill(int(pid), 9)
+    for pidfile in ("supervisor.pid", "agent.pid"):  # the supervisor first, or it starts the agent again at once
+        pid = lab.run(name, ["cat", f"/var/lib/fc-agent/{pidfile}"], capture_output=True, text=True).stdout.strip()
+        assert b"runtime_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        os.kill(int(pid), 9)
     keys = [f"in/offline-{i}.txt" for i in range(3)]
     for key in keys:  # the webhook's posts fail: versitygw does not retry them
         setup["s3"].put_object(Bucket="uploads", Key=key, Body=key.encode())

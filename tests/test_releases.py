@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _agent import post
+from _agent import grant_lab, post
 from _pulumi import REPO, PulumiFailed, Stack
 from test_versions import chi_square_p
 
@@ -31,13 +31,14 @@ def _ran(url: str, qualifier: str) -> tuple[bytes, str]:
     return body, headers["x-fc-invocation-service-version"]
 
 
-def test_publish_canary_promote_rollback_and_a_version_in_use(fleet_file: Path, tmp_path: Path) -> None:
+def test_publish_canary_promote_rollback_and_a_version_in_use(lab, fleet_file: Path, tmp_path: Path) -> None:
     code = tmp_path / "code"
     stack = Stack(tmp_path, "releases", program=PROGRAM)
     stack.config(fleetFile=str(fleet_file), codeDir=_code(code, "A"), versions=json.dumps(["v1"]),
                  alias=json.dumps({"version": "v1"}))
     try:
         stack.up()
+        grant_lab(lab)  # the key post() signs with
         out = stack.outputs()
         urls = out["invoke_endpoints"]
         assert out["version_ids"] == {"v1": "1"} and len(urls) == 3

@@ -4,6 +4,7 @@ The users are made on this machine (lab hosts share its /etc/passwd and sudoers)
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import subprocess
 from pathlib import Path
@@ -50,7 +51,8 @@ def sudo_conn(lab: Lab, lab_fleet: dict) -> Iterator[ops.FleetConnection]:
 
 
 def test_a_full_deploy_through_a_sudo_user(sudo_conn: ops.FleetConnection, lab: Lab, tmp_path: Path) -> None:
-    ops.install_agent(sudo_conn, sudo_conn.hosts[0], {"idle_timeout_seconds": 300})
+    info = ops.install_agent(sudo_conn, sudo_conn.hosts[0], {"idle_timeout_seconds": 300})
+    sudo_conn = dataclasses.replace(sudo_conn, token=info["token"])  # an agent already there keeps its token
     grant(sudo_conn)
     url = deploy(sudo_conn, tmp_path, "via-sudo", "def handler(event, context):\n    return b'sudo:' + event\n")
     status, _, body = post(url, b"ok")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from _agent import TEST_KEY, grant_lab
 from _pulumi import REPO, PulumiFailed, Stack
 
 from fc_lab import Lab
@@ -28,12 +29,15 @@ def stack(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) 
     assert "max_async_retry_attempts" in str(info.value) and "8" in str(info.value)
     stack.config(maxRetries="0")
     stack.up()
+    grant_lab(lab)  # the key fc invoke signs with (FC's environment variables, below)
     yield stack
     stack.destroy()
 
 
 def fc(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FC, "--stack", "tasks", "--cwd", str(stack.project), *args], env=stack.env,
+    env = {**stack.env, "ALIBABA_CLOUD_ACCESS_KEY_ID": TEST_KEY.access_key_id,
+           "ALIBABA_CLOUD_ACCESS_KEY_SECRET": TEST_KEY.access_key_secret}
+    return subprocess.run([FC, "--stack", "tasks", "--cwd", str(stack.project), *args], env=env,
                           capture_output=True, text=True, timeout=300)
 
 

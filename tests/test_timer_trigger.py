@@ -98,6 +98,7 @@ def test_killing_the_firing_host_moves_the_timer_without_a_duplicate(fleet: list
                                                                      lab_fleet: dict) -> None:
     put_timer(fleet, "failover", {"cronExpression": f"@every {EVERY}s"}, secrets.token_hex(16))
     wait_for(lambda: any(f["host"] == "lab-1" for f in firings(fleet, "failover")), "lab-1 to fire", 20)
+    kill_supervisor(lab, "lab-1")  # or it starts the agent again at once and the host never goes down
     pid = lab.run("lab-1", ["cat", "/var/lib/fc-agent/agent.pid"], capture_output=True, text=True).stdout.strip()
     assert b"runtime_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
     killed = time.time()
@@ -130,6 +131,7 @@ def test_ticks_missed_while_no_host_could_fire_are_made_up_once_not_as_a_burst(
         agent.put_trigger("ticker", "lonely", {"trigger_type": "timer", "peers": peers, "peer_key": "k" * 32,
                                                "trigger_config": {"cronExpression": "@every 4s"}})
     wait_for(lambda: firings([conn], "lonely"), "a first tick", 20)
+    kill_supervisor(lab, "lab-3")  # or it starts the agent again at once and the host never goes down
     pid = lab.run("lab-3", ["cat", "/var/lib/fc-agent/agent.pid"], capture_output=True, text=True).stdout.strip()
     assert b"runtime_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
     os.kill(int(pid), 9)
@@ -147,3 +149,9 @@ def test_ticks_missed_while_no_host_could_fire_are_made_up_once_not_as_a_burst(
     finally:
         with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
             agent.delete_trigger("ticker", "lonely")
+
+
+def kill_supervisor(lab: Lab, host: str) -> None:
+    pid = lab.run(host, ["cat", "/var/lib/fc-agent/supervisor.pid"], capture_output=True, text=True).stdout.strip()
+    assert b"runtime_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    os.kill(int(pid), 9)
