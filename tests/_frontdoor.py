@@ -94,13 +94,20 @@ class _Pinned(http.client.HTTPSConnection):
 
 
 def https_post(address: str, domain: str, path: str, ca_file: Path, body: bytes = b"",
-               max_version: Optional[ssl.TLSVersion] = None, port: int = 443) -> tuple[int, bytes, str]:
+               max_version: Optional[ssl.TLSVersion] = None, port: int = 443,
+               routed_to: Optional[str] = None) -> tuple[int, bytes, str]:
+    """``routed_to``: the function a route sends ``path`` to; the request is signed as that function's invoke
+    request (the one the agent verifies, as in Edge.get)."""
+    headers: dict[str, str] = {}
+    if routed_to is not None:
+        target = fd.route_target(routed_to, "LATEST")
+        headers = sign(TEST_KEY, "POST", f"https://{domain}{target.path}?{target.query}", body)
     context = ssl.create_default_context(cafile=str(ca_file))
     if max_version is not None:
         context.maximum_version = max_version
     conn = _Pinned(address, domain, port, context)
     try:
-        conn.request("POST", path, body=body)
+        conn.request("POST", path, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.read(), conn.sock.version()  # type: ignore[union-attr]
     finally:

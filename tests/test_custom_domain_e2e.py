@@ -77,7 +77,7 @@ def test_up_serves_the_domain_from_the_labelled_edge_host(stack: Stack, lab_flee
     assert outputs["front_door_state"] == {"lab-1": "in sync"}
     assert through(stack, "/any", b"x", "hello") == (200, b"hello:x")
     assert through(stack, "/shout/it", b"x", "shout") == (200, b"X")
-    status, answer = post(f"http://{outputs['edge_addresses'][0]}/any", b"x", {"Host": DOMAIN}, key=None)
+    status, _headers, answer = post(f"http://{outputs['edge_addresses'][0]}/any", b"x", {"Host": DOMAIN}, key=None)
     assert status == 400 and b"MissingRequiredHeader" in answer, answer  # nothing unsigned gets through
     assert through(stack, "/2023-03-30/functions/shout/invocations", b"sdk") == (200, b"SDK")
 

@@ -196,7 +196,7 @@ def test_https_with_a_test_ca_and_a_minimum_tls_version(edge: Edge, tmp_path: Pa
               "route_config": {"routes": [{"path": "/*", "function_name": "echo"}]}}
     assert edge.serve(secure) == "reloaded"
     ca_file = ca.write(tmp_path / "ca.pem")
-    status, body, version = https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi")
+    status, body, version = https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi", routed_to="echo")
     assert (status, version) == (200, "TLSv1.3") and body.endswith(b":hi"), (status, body, version)
     with pytest.raises(ssl.SSLError):
         https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi", max_version=ssl.TLSVersion.TLSv1_2)
@@ -273,6 +273,9 @@ def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab
     lock = threading.Lock()
     in_flight = [0]
     marks: dict[str, int] = {}
+    supervisor_pid = int(lab.run(victim, ["cat", "/var/lib/fc-agent/supervisor.pid"], capture_output=True,
+                                 text=True, check=True).stdout)
+    os.kill(supervisor_pid, 9)  # the agent's death below must stay a death: nothing restarts it
     agent_pid = int(lab.run(victim, ["cat", "/var/lib/fc-agent/agent.pid"], capture_output=True, text=True,
                             check=True).stdout)
     assert b"runtime_agent" in Path(f"/proc/{agent_pid}/cmdline").read_bytes()
