@@ -311,5 +311,9 @@ def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab
     per_second = {s: (sum(1 for t, _ in results if t == s), errors.get(s, 0)) for s in sorted({t for t, _ in results})}
     print("failover: second -> (requests, errors):", per_second, "in flight at the kill:", marks)
     assert len(results) == total
-    assert sum(errors.values()) <= marks["in_flight_at_kill"], (per_second, marks)
+    # A POST that HAProxy had already written on a kept-alive connection to the host as it died is not sent again
+    # (a POST is never sent twice): at most one such request, in the second of the kill, beyond those in flight.
+    kill_second = int(kill_at / rate)
+    assert sum(n for s, n in errors.items() if s != kill_second) == 0, (per_second, marks)
+    assert errors.get(kill_second, 0) <= marks["in_flight_at_kill"] + 1, (per_second, marks)
     assert states[("fn_echo", victim)].startswith("DOWN"), states
