@@ -198,7 +198,8 @@ class TaskStore:
         return cur.rowcount > 0
 
     def request_stop(self, function: str, task_id: str, now_ms: int) -> tuple[Task, str] | None:
-        """Stops a task: a waiting one becomes Stopped at once; one in hand becomes Stopping (the worker ends it).
+        """Stops a task: one not yet on an instance becomes Stopped at once; a Running one becomes Stopping (its
+        worker ends it).
         Returns the task as it was and the status it now has; None when no such task exists."""
         with self._transaction():
             row = self._db.execute(f"{SELECT_TASKS} WHERE function=? AND task_id=?", (function, task_id)).fetchone()
@@ -206,11 +207,13 @@ class TaskStore:
                 return None
             task = Task(*row)
             status = TaskStatus(task.status)
-            if status in WAITING:
+            if status in WAITING or status == TaskStatus.DEQUEUED:
+                # A Dequeued task has not reached an instance (its worker may be waiting for one): it ends now,
+                # and its worker's mark_running then fails, so it never runs.
                 new = TaskStatus.STOPPED
                 self._db.execute("UPDATE tasks SET status=?, end_ms=?, lease_owner=NULL WHERE id=?",
                                  (new.value, now_ms, task.id))
-            elif status in (TaskStatus.DEQUEUED, TaskStatus.RUNNING):
+            elif status == TaskStatus.RUNNING:
                 new = TaskStatus.STOPPING
                 self._db.execute("UPDATE tasks SET status=? WHERE id=?", (new.value, task.id))
             else:
