@@ -233,6 +233,24 @@ class HostCapacityArgs(InputArgs):
 
 
 @dataclasses.dataclass(kw_only=True)
+class InvokePortGuardsArgs(InputArgs):
+    """How each host's invoke port treats its clients (the port every function call, HTTP trigger and front door
+    reaches). A connection is one thread in the agent, so ``max_connections`` bounds the threads too.
+
+    :param head_timeout_seconds: A client must send a request's head within this many seconds once it began (and
+           a new connection its first head), so a slow client cannot hold a thread; 1-300. Default 10.
+    :param keepalive_timeout_seconds: A kept-alive connection may idle this long between requests before the agent
+           closes it; 1-3600. Default 60.
+    :param max_connections: Client connections open at once per host; past it, a new connection is answered 503
+           (TooManyConnections) and closed while the open ones keep being served; 16-65536. Default 1024.
+    """
+
+    head_timeout_seconds: pulumi.Input[float] = 10.0
+    keepalive_timeout_seconds: pulumi.Input[float] = 60.0
+    max_connections: pulumi.Input[int] = 1024
+
+
+@dataclasses.dataclass(kw_only=True)
 class DestinationArgs(InputArgs):
     """Where an asynchronous invocation's outcome goes (FC's ``Destination``).
 

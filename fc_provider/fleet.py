@@ -21,7 +21,7 @@ from pulumi.dynamic import (
 )
 
 from ._errors import FcProviderError, brief_errors
-from ._inputs import HostCapacityArgs, HostGpusArgs, nested
+from ._inputs import HostCapacityArgs, HostGpusArgs, InvokePortGuardsArgs, nested
 from ._model.bundle import agent_version
 from ._model.images import described, project_tarballs
 from ._model.validation import FleetModel, check
@@ -30,7 +30,7 @@ from ._remote import fleetops as ops
 from ._remote.lock import DEFAULT_TIMEOUT_SECONDS
 
 _SETTINGS = ("runtime_images", "idle_timeout_seconds")
-_OUTPUT_ONLY = {"__provider", "token", "connection", "agent_versions"}
+_OUTPUT_ONLY = {"__provider", "token", "connection", "agent_versions", "missing_images"}
 _NOT_DIFFED = _OUTPUT_ONLY | {"stack", "fleet_name"}  # who deploys is recorded, not configured
 
 
@@ -75,7 +75,8 @@ class FleetArgs:
                  control_port: int = 7701, invoke_port: int = 9000,
                  runtime_images: Optional[Mapping[str, str]] = None, idle_timeout_seconds: float = 300,
                  lock_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
-                 image_tarballs: Optional[Mapping[str, str]] = None) -> None:
+                 image_tarballs: Optional[Mapping[str, str]] = None,
+                 invoke_port_guards: Union[InvokePortGuardsArgs, Mapping[str, Any], None] = None) -> None:
         """
         :param hosts: The hosts. At least one.
         :param ssh_private_key: The private key SSH logs in with (OpenSSH or PEM, unencrypted). Always stored as a
@@ -94,6 +95,8 @@ class FleetArgs:
                so hosts need no registry. Default: each image the fleet's runtimes use that the project built on
                this machine (``fc-lab images``: ``$FC_CACHE_DIR/images/fc-runtime-<name>.tar`` as
                ``fc-runtime/<name>:latest``); {} ships nothing.
+        :param invoke_port_guards: ``fc.InvokePortGuardsArgs`` or the same as a dict: the invoke port's head and
+               keep-alive timeouts and its connection cap. Default: 10 s, 60 s, 1024 connections.
         """
         self.hosts = list(hosts)
         self.ssh_private_key = ssh_private_key
@@ -102,6 +105,7 @@ class FleetArgs:
         self.idle_timeout_seconds = idle_timeout_seconds
         self.lock_timeout_seconds = lock_timeout_seconds
         self.image_tarballs = dict(project_tarballs(runtime_images) if image_tarballs is None else image_tarballs)
+        self.invoke_port_guards = nested("invoke_port_guards", invoke_port_guards, InvokePortGuardsArgs) or {}
 
     @classmethod
     def from_fleet_file(cls, path: str | Path, **overrides: Any) -> "FleetArgs":
@@ -127,6 +131,7 @@ def _connection(props: dict[str, Any], token: str) -> dict[str, Any]:
 def _settings(props: dict[str, Any], host_name: str) -> dict[str, Any]:
     """The agent config of one host, beyond name, token and ports."""
     settings = {k: props[k] for k in _SETTINGS if props.get(k) not in (None, {}, [])}
+    settings.update(props.get("invoke_port_guards") or {})  # the agent config's own names
     host = next(h for h in props["hosts"] if h["name"] == host_name)
     capacity = host.get("capacity")
     if capacity:  # absent means the agent detects it (null: the agent detects it)
@@ -196,6 +201,8 @@ class FleetProvider(ResourceProvider):
         drifted = any(v != news.get("agent_version") for v in (olds.get("agent_versions") or {}).values())
         if drifted and "agent_version" not in keys:
             keys.append("agent_version")
+        if any((olds.get("missing_images") or {}).values()) and "images" not in keys:
+            keys.append("images")  # an engine lost an image the fleet ships (pruned, reinstalled): up ships it again
         return DiffResult(changes=bool(keys), replaces=[], stables=[], delete_before_replace=False)
 
     @brief_errors
@@ -213,24 +220,28 @@ class FleetProvider(ResourceProvider):
 
     @brief_errors
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """Refresh: which agent version answers healthy on each host now. A host whose agent is gone, stopped, of
-        another version or unsupervised shows up as drift, and the next `pulumi up` reinstalls it."""
+        """Refresh: which agent version answers healthy on each host now, and which shipped images its engine lacks.
+        A host whose agent is gone, stopped, of another version or unsupervised, or whose engine lost an image, shows
+        up as drift, and the next `pulumi up` reinstalls the agent or ships the image again."""
         conn = ops.FleetConnection.from_dict(_connection(props, props["token"]))
+        shipped = sorted(props.get("images") or {})
 
-        def probe(host: ops.HostSpec) -> str:
+        def probe(host: ops.HostSpec) -> tuple[str, list[str]]:
             try:
                 with ops.agent_session(conn, host) as (ssh, agent):
                     agent.health()
                     current = ssh.run(cmd.current_release(), check=False).stdout.strip()
                     version = current.rsplit("/", 1)[-1] or "unknown"
+                    missing = [ref for ref in shipped if not agent.has_image(ref)]
                     if ssh.run(cmd.supervision(), check=False).stdout.strip() == "none":
-                        return f"unsupervised: {version}"  # nothing would restart it: drift, up repairs
-                    return version
+                        return f"unsupervised: {version}", missing  # nothing would restart it: drift, up repairs
+                    return version, missing
             except FcProviderError as exc:
-                return f"unavailable: {getattr(exc, 'reason', exc)}"[:200]
+                return f"unavailable: {getattr(exc, 'reason', exc)}"[:200], []
 
-        versions = ops.on_hosts("agent probe", list(conn.hosts), probe)
-        return ReadResult(id_, {**props, "agent_versions": versions})
+        found = ops.on_hosts("agent probe", list(conn.hosts), probe)
+        return ReadResult(id_, {**props, "agent_versions": {name: v for name, (v, _) in found.items()},
+                                "missing_images": {name: m for name, (_, m) in found.items() if m}})
 
     @brief_errors
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -262,6 +273,7 @@ class Fleet(pulumi.dynamic.Resource):
             "invoke_port": args.invoke_port,
             "runtime_images": args.runtime_images,
             "idle_timeout_seconds": args.idle_timeout_seconds,
+            "invoke_port_guards": args.invoke_port_guards,
             "lock_timeout_seconds": args.lock_timeout_seconds,
             "images": described(args.image_tarballs),
             "agent_version": agent_version(),

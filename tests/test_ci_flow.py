@@ -1,6 +1,7 @@
 """The CI/CD flow of docs/ci-cd.md, run as CI would run it: examples/ci/automation.py (Pulumi's Automation API)
 previews, deploys (shipping the runtime image to a host whose engine lacks it), finds no drift, finds the drift of
-a host whose agent was stopped for good (exit 3), and the next up repairs it; nothing prompts."""
+a host whose agent was stopped for good and of a host whose engine lost the image (exit 3), and the next up repairs
+both; nothing prompts."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def test_preview_up_and_scheduled_drift_detection(lab: Lab, fleet_file: Path, tm
         clean = flow(stack, "drift")
         assert clean.returncode == 0 and "drift: none" in clean.stdout, clean.stdout + clean.stderr
 
+        remove_image(lab, bare)  # pruned on the host: drift as well, and the next up ships it again
         victim = lab.fleet()["hosts"][2]["name"]
         lab.run(victim, ["sh", "-c", "kill $(cat /var/lib/fc-agent/supervisor.pid)"], check=True)
         wait_for(lambda: lab.run(victim, ["sh", "-c", "kill -0 $(cat /var/lib/fc-agent/agent.pid)"],
@@ -47,6 +49,7 @@ def test_preview_up_and_scheduled_drift_detection(lab: Lab, fleet_file: Path, tm
         assert drifted.returncode == 3 and "the hosts differ from the code" in drifted.stderr, \
             drifted.stdout + drifted.stderr
         assert flow(stack, "up").returncode == 0
+        assert has_image(lab, bare), "the up after the drift did not ship the lost image again"
         assert flow(stack, "drift").returncode == 0
     finally:
         destroyed = flow(stack, "destroy")

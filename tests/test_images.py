@@ -66,6 +66,26 @@ def test_a_host_without_the_runtime_image_gets_it_and_runs_functions(agent_conn:
     assert post(url)[2] == b"from shipped"
 
 
+def test_refresh_reports_a_lost_image_as_drift_and_the_next_up_ships_it(agent_conn: ops.FleetConnection, lab: Lab,
+                                                                       lab_fleet: dict) -> None:
+    images = described(project_tarballs())
+    host = agent_conn.hosts[0]
+    props = {"hosts": [{**lab_fleet["hosts"][2], "user": lab_fleet["ssh_user"], "capacity": None}],
+             "ssh_private_key": agent_conn.private_key, "token": agent_conn.token, "control_port": 7701,
+             "invoke_port": 9000, "images": images, "agent_version": "x"}
+    provider = FleetProvider()
+    ops.ship_images(agent_conn, host, images)
+    clean = provider.read("fleet-test", props).outs
+    assert clean["missing_images"] == {}
+    assert provider.diff("fleet-test", {**clean, "agent_versions": {}}, props).changes is False
+    remove_image(lab, host.name)  # pruned by someone on the host
+    drifted = provider.read("fleet-test", props).outs
+    assert drifted["missing_images"] == {host.name: [REF]}
+    assert provider.diff("fleet-test", {**drifted, "agent_versions": {}}, props).changes is True
+    ops.ship_images(agent_conn, host, images)  # what the up that follows does for each host (FleetProvider._deploy)
+    assert provider.read("fleet-test", props).outs["missing_images"] == {}
+
+
 def test_an_unreadable_tarball_fails_the_preview_naming_it(tmp_path: Path) -> None:
     images = described({"fc-runtime/missing:latest": str(tmp_path / "no.tar")})
     props = {"hosts": [{"name": "h", "address": "10.0.0.1", "host_public_key": "ssh-ed25519 AAAA", "port": 22,

@@ -107,6 +107,20 @@ def test_fleet_rules() -> None:
     assert any(p == "hosts" and "unique" in r for p, r in failures)
     failures = check(FleetModel, {"hosts": [{**host, "host_public_key": "nonsense"}], "ssh_private_key": "k"})
     assert any(p == "hosts" and "host_public_key" in r for p, r in failures)
+    guards = fc_provider.InvokePortGuardsArgs(max_connections=8).to_input()
+    failures = check(FleetModel, {"hosts": [host], "ssh_private_key": "k", "invoke_port_guards": guards})
+    assert failures and failures[0][0].startswith("invoke_port_guards") and "16" in failures[0][1], failures
+    failures = check(FleetModel, {"hosts": [host], "ssh_private_key": "k",
+                                  "invoke_port_guards": {"head_timeout": 5}})
+    assert failures and "head_timeout" in failures[0][0] + failures[0][1], failures
+
+
+def test_the_invoke_port_guards_reach_each_hosts_agent_config() -> None:
+    from fc_provider.fleet import _settings
+    guards = fc_provider.InvokePortGuardsArgs(head_timeout_seconds=5, max_connections=64).to_input()
+    props = {"hosts": [{"name": "a", "capacity": None}], "invoke_port_guards": guards}
+    assert _settings(props, "a") == {"head_timeout_seconds": 5, "keepalive_timeout_seconds": 60.0,
+                                     "max_connections": 64}
 
 
 def test_public_api_exports_are_complete_and_sorted() -> None:

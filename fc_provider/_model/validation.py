@@ -51,6 +51,13 @@ class HostModel(_Strict):
         return v
 
 
+class InvokePortGuardsModel(_Strict):
+    model_config = ConfigDict(extra="forbid")  # a misspelt guard must not silently fall back to its default
+    head_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
+    keepalive_timeout_seconds: float = Field(default=60.0, ge=1, le=3600)
+    max_connections: int = Field(default=1024, ge=16, le=65536)
+
+
 class FleetModel(_Strict):
     hosts: list[HostModel] = Field(min_length=1)
     ssh_private_key: str = Field(min_length=1)
@@ -58,6 +65,7 @@ class FleetModel(_Strict):
     invoke_port: int = Field(default=9000, ge=1, le=65535)
     runtime_images: dict[str, str] = Field(default_factory=dict)
     idle_timeout_seconds: float = Field(default=300, gt=0)
+    invoke_port_guards: InvokePortGuardsModel = Field(default_factory=InvokePortGuardsModel)
     lock_timeout_seconds: float = Field(default=120, ge=0, le=86400)
     images: dict[str, dict[str, Any]] = Field(default_factory=dict)  # ref -> {path, sha256}: checked by the Fleet
 
