@@ -68,10 +68,11 @@ class Schedule:
         return found  # pragma: no cover - ticks_after is endless
 
 
-def parse(expression: str) -> Schedule:
-    """Reads an FC cronExpression; raises CronError naming what is wrong."""
+def parse(expression: str, *, field: str = "cronExpression") -> Schedule:
+    """Reads an FC cron expression (a timer trigger's ``cronExpression``; ``field`` names it in errors: a
+    provision config's scheduled action reads its six fields here too); raises CronError naming what is wrong."""
     if not isinstance(expression, str) or not expression.strip():
-        raise CronError("cronExpression is empty; write six fields (seconds first), @every <duration> or @daily")
+        raise CronError(f"{field} is empty; write six fields (seconds first), @every <duration> or @daily")
     text = expression.strip()
     zone: ZoneInfo | timezone = timezone.utc
     if m := _TZ_PREFIX.match(text):
@@ -90,7 +91,7 @@ def parse(expression: str) -> Schedule:
         text = DESCRIPTORS[text]
     parts = text.split()
     if len(parts) != 6:
-        raise CronError(f"cronExpression has {len(parts)} fields; FC's has 6: {' '.join(FIELDS)} (seconds first)")
+        raise CronError(f"{field} has {len(parts)} fields; FC's has 6: {' '.join(FIELDS)} (seconds first)")
     parts = ["*" if p == "?" else p for p in parts]
     fields = " ".join(parts)
     for name, part in zip(FIELDS, parts):  # cronsim names the field; say what it was given too
@@ -99,11 +100,11 @@ def parse(expression: str) -> Schedule:
         try:
             CronSim(" ".join(probe), datetime(2000, 1, 1, tzinfo=timezone.utc))
         except (CronSimError, ValueError) as exc:
-            raise CronError(f"cronExpression field {name} {part!r} is invalid ({exc})") from exc
+            raise CronError(f"{field} field {name} {part!r} is invalid ({exc})") from exc
     try:
         CronSim(fields, datetime(2000, 1, 1, tzinfo=timezone.utc))
     except (CronSimError, ValueError) as exc:
-        raise CronError(f"cronExpression {expression!r} is invalid: {exc}") from exc
+        raise CronError(f"{field} {expression!r} is invalid: {exc}") from exc
     return Schedule(expression, fields, None, zone)
 
 

@@ -23,7 +23,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
+from cronsim import CronSim
+
+from . import cron
 
 METRIC_TYPES = ("ProvisionedConcurrencyUtilization", "CPUUtilization", "GPUMemUtilization")
 MAX_TARGET = 10000
@@ -59,21 +61,16 @@ def parse_time(value: Any, zone: timezone | ZoneInfo, where: str) -> datetime | 
 
 
 def parse_cron(expression: Any, where: str) -> str:
-    """The six fields of ``cron(s m h dom mon dow)``, checked by cronsim."""
+    """The six fields of ``cron(s m h dom mon dow)``, read by the timer triggers' parser (``cron.parse``)."""
     match = _CRON.match(str(expression or "").strip())
-    if not match:
+    inner = match.group(1).strip() if match else ""
+    if not match or inner.startswith("@") or "=" in inner:  # no descriptors or CRON_TZ: time_zone says the zone
         raise ProvisionConfigError(f"{where} must be cron(<6 fields>), seconds first, e.g. cron(0 0 22 * * *); got "
                                    f"{expression!r}")
-    fields = match.group(1).replace("?", "*").split()
-    if len(fields) != 6:
-        raise ProvisionConfigError(f"{where} must have 6 fields (second minute hour day-of-month month "
-                                   f"day-of-week); {expression!r} has {len(fields)}")
-    text = " ".join(fields)  # cronsim reads six fields seconds first, as FC writes them
     try:
-        CronSim(text, datetime(2026, 1, 1, tzinfo=timezone.utc))
-    except CronSimError as exc:
-        raise ProvisionConfigError(f"{where} {expression!r}: {exc}") from None
-    return text
+        return cron.parse(inner, field=f"{where} {expression!r}").fields  # type: ignore[return-value]
+    except cron.CronError as exc:
+        raise ProvisionConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)

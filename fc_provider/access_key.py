@@ -151,15 +151,8 @@ class AccessKeyProvider(ResourceProvider):
             raise FcProviderError("an access key cannot be imported; declare a new one")
         conn = ops.FleetConnection.from_dict(props["connection"])
 
-        def holds(host: HostSpec) -> bool:
-            try:
-                with ops.agent_session(conn, host) as (_ssh, agent):
-                    return any(k["access_key_id"] == id_ and k["policy"] == props.get("policy")
-                               for k in agent.access_keys())
-            except (HostUnreachable, AgentAPIError):
-                return False
-
-        found = ops.on_hosts(f"read of access key {id_}", list(conn.hosts), holds)
+        found = ops.ask_agents(conn, list(conn.hosts), f"read of access key {id_}", lambda agent: any(
+            k["access_key_id"] == id_ and k["policy"] == props.get("policy") for k in agent.access_keys()), False)
         return ReadResult(id_, {**props, "hosts": sorted(h for h, ok in found.items() if ok)})
 
 

@@ -16,7 +16,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from ._errors import AgentAPIError, HostUnreachable, brief_errors
+from ._errors import AgentAPIError, brief_errors
 from ._model.releases import AliasModel, alias_spec, version_text
 from ._model.validation import check, has_unknown
 from ._remote import fleetops as ops
@@ -132,15 +132,8 @@ class AliasProvider(ResourceProvider):
         conn = ops.FleetConnection.from_dict(props["connection"])
         hosts = [conn.host(n) for n in props.get("hosts") or []]
         name, alias = props["function_name"], props["alias_name"]
-
-        def fetch(host: HostSpec) -> Optional[dict[str, Any]]:
-            try:
-                with ops.agent_session(conn, host) as (_ssh, agent):
-                    return agent.get_alias(name, alias)
-            except (HostUnreachable, AgentAPIError):
-                return None
-
-        records = ops.on_hosts(f"read of alias {alias} of function {name}", hosts, fetch)
+        records = ops.ask_agents(conn, hosts, f"read of alias {alias} of function {name}",
+                                 lambda agent: agent.get_alias(name, alias))
         present = {h: r for h, r in records.items() if r is not None}
         if not present:
             return ReadResult(None, {})

@@ -18,7 +18,7 @@ from pulumi.dynamic import (
 
 from fc_common.asyncrules import function_arn
 
-from ._errors import AgentAPIError, FcProviderError, HostUnreachable, brief_errors
+from ._errors import FcProviderError, brief_errors
 from ._inputs import DestinationConfigArgs, nested
 from ._model import async_config as ac
 from ._model.validation import check, has_unknown
@@ -96,16 +96,10 @@ class AsyncInvokeConfigProvider(ResourceProvider):
     def _remove(self, props: dict[str, Any], host_names: list[str]) -> None:
         conn = ops.FleetConnection.from_dict(props["connection"])
         name, qualifier = props["function_name"], props.get("qualifier") or "LATEST"
-
-        def remove(host: HostSpec) -> bool:
-            try:
-                with ops.agent_session(conn, host) as (_ssh, agent):
-                    return agent.delete_async_config(name, qualifier)
-            except (HostUnreachable, AgentAPIError):
-                return False  # the function (and its agent) left that host: nothing is kept there any more
-
-        ops.on_hosts(f"removal of the async invoke config of {name}", [conn.host(n) for n in host_names
-                                                                      if n in {h.name for h in conn.hosts}], remove)
+        # A host that does not answer: the function (and its agent) left it, nothing is kept there any more.
+        ops.ask_agents(conn, [conn.host(n) for n in host_names if n in {h.name for h in conn.hosts}],
+                       f"removal of the async invoke config of {name}",
+                       lambda agent: agent.delete_async_config(name, qualifier), False)
 
     @brief_errors
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -128,15 +122,8 @@ class AsyncInvokeConfigProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         conn, hosts = _hosts(props)
         name, qualifier = props["function_name"], props.get("qualifier") or "LATEST"
-
-        def fetch(host: HostSpec) -> Optional[dict[str, Any]]:
-            try:
-                with ops.agent_session(conn, host) as (_ssh, agent):
-                    return agent.get_async_config(name, qualifier)
-            except (HostUnreachable, AgentAPIError):
-                return None
-
-        found = {h: r for h, r in ops.on_hosts(f"read of async config of {name}", hosts, fetch).items() if r}
+        found = {h: r for h, r in ops.ask_agents(conn, hosts, f"read of async config of {name}",
+                                                 lambda agent: agent.get_async_config(name, qualifier)).items() if r}
         if not found:
             return ReadResult(None, {})
         record = found[min(found)]

@@ -319,15 +319,8 @@ class FunctionProvider(ResourceProvider):
         conn = ops.FleetConnection.from_dict(props["connection"])
         name = props.get("function_name") or id_
         recorded = props.get("hosts") or [h.name for h in conn.hosts]
-
-        def fetch(host: HostSpec) -> Optional[dict[str, Any]]:
-            try:
-                with ops.agent_session(conn, host) as (_ssh, agent):
-                    return agent.get_function(name)
-            except (HostUnreachable, AgentAPIError):
-                return None  # an agent that does not answer serves nothing: drift, which the next up repairs
-
-        records = ops.on_hosts(f"read of function {name}", [conn.host(n) for n in recorded], fetch)
+        records = ops.ask_agents(conn, [conn.host(n) for n in recorded], f"read of function {name}",
+                                 lambda agent: agent.get_function(name))
         present = {h: r for h, r in records.items() if r is not None}
         if not present:
             return ReadResult(None, {})

@@ -23,7 +23,7 @@ from pulumi.dynamic import (
 
 from fc_common import gpu
 
-from ._errors import AgentAPIError, FcProviderError, HostUnreachable, brief_errors
+from ._errors import FcProviderError, brief_errors
 from ._model.validation import has_unknown
 from ._remote import fleetops as ops
 from ._remote.ssh import HostSpec
@@ -133,16 +133,8 @@ class GpuPoolProvider(ResourceProvider):
     def _remove(self, props: dict[str, Any], hosts: list[str]) -> None:
         conn = ops.FleetConnection.from_dict(props["connection"])
         known = {h.name for h in conn.hosts}
-
-        def remove(host: HostSpec) -> None:
-            try:
-                with ops.agent_session(conn, host) as (_ssh, agent):
-                    agent.delete_gpu_pool(props["pool_name"])
-            except (HostUnreachable, AgentAPIError):
-                pass
-
-        ops.on_hosts(f"removal of GPU pool {props['pool_name']}", [conn.host(h) for h in hosts if h in known],
-                     remove)
+        ops.ask_agents(conn, [conn.host(h) for h in hosts if h in known], f"removal of GPU pool {props['pool_name']}",
+                       lambda agent: agent.delete_gpu_pool(props["pool_name"]))
 
     @brief_errors
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -159,16 +151,9 @@ class GpuPoolProvider(ResourceProvider):
     @brief_errors
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         conn = ops.FleetConnection.from_dict(props["connection"])
-
-        def fetch(host: HostSpec) -> Optional[dict[str, Any]]:
-            try:
-                with ops.agent_session(conn, host) as (_ssh, agent):
-                    return agent.get_gpu_pool(props["pool_name"])
-            except (HostUnreachable, AgentAPIError):
-                return None
-
-        seen = ops.on_hosts(f"read of GPU pool {props['pool_name']}",
-                            [conn.host(h) for h in props.get("host_names") or []], fetch)
+        seen = ops.ask_agents(conn, [conn.host(h) for h in props.get("host_names") or []],
+                              f"read of GPU pool {props['pool_name']}",
+                              lambda agent: agent.get_gpu_pool(props["pool_name"]))
         return ReadResult(id_, {**props, **self._outputs(seen)})
 
 

@@ -10,7 +10,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from fc_common.arns import LAYER_ARN
 
-from ._errors import AgentAPIError, FcProviderError, HostUnreachable, brief_errors
+from ._errors import FcProviderError, brief_errors
 from ._model.code import pack, summarize
 from ._model.releases import LayerVersionModel
 from ._model.validation import check, has_unknown
@@ -101,15 +101,8 @@ class LayerVersionProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         conn = ops.FleetConnection.from_dict(props["connection"])
         name, version = props["layer_name"], int(props["version"])
-
-        def fetch(host: HostSpec) -> Optional[dict[str, Any]]:
-            try:
-                with ops.agent_session(conn, host) as (_ssh, agent):
-                    return agent.get_layer_version(name, version)
-            except (HostUnreachable, AgentAPIError):
-                return None
-
-        records = ops.on_hosts(f"read of layer {name}", list(conn.hosts), fetch)
+        records = ops.ask_agents(conn, list(conn.hosts), f"read of layer {name}",
+                                 lambda agent: agent.get_layer_version(name, version))
         if not any(records.values()):
             return ReadResult(None, {})
         return ReadResult(id_, props)

@@ -24,7 +24,7 @@ from pulumi.dynamic import (
 
 from fc_common import provision as rules
 
-from ._errors import AgentAPIError, FcProviderError, HostUnreachable, brief_errors
+from ._errors import FcProviderError, brief_errors
 from ._inputs import InputArgs, to_input
 from ._model import function_state as fs
 from ._model.validation import has_unknown
@@ -174,16 +174,10 @@ class ProvisionConfigProvider(ResourceProvider):
 
     def _remove(self, props: dict[str, Any], hosts: list[str]) -> None:
         conn = ops.FleetConnection.from_dict(props["connection"])
-
-        def remove(host: HostSpec) -> None:
-            try:
-                with ops.agent_session(conn, host) as (_ssh, agent):
-                    agent.delete_provision_config(props["function_name"])
-            except (HostUnreachable, AgentAPIError):
-                pass  # the function (and its config) went with the host or the function
-
-        ops.on_hosts(f"removal of the provision config of {props['function_name']}",
-                     [conn.host(h) for h in hosts if h in {x.name for x in conn.hosts}], remove)
+        # A host that does not answer: the function (and its config) went with the host or the function.
+        ops.ask_agents(conn, [conn.host(h) for h in hosts if h in {x.name for x in conn.hosts}],
+                       f"removal of the provision config of {props['function_name']}",
+                       lambda agent: agent.delete_provision_config(props["function_name"]))
 
     @brief_errors
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -193,16 +187,8 @@ class ProvisionConfigProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         conn = ops.FleetConnection.from_dict(props["connection"])
         name = props["function_name"]
-
-        def fetch(host: HostSpec) -> Optional[dict[str, Any]]:
-            try:
-                with ops.agent_session(conn, host) as (_ssh, agent):
-                    return agent.get_provision_config(name)
-            except (HostUnreachable, AgentAPIError):
-                return None
-
-        seen = ops.on_hosts(f"read of the provision config of {name}",
-                            [conn.host(h) for h in props.get("hosts") or []], fetch)
+        seen = ops.ask_agents(conn, [conn.host(h) for h in props.get("hosts") or []],
+                              f"read of the provision config of {name}", lambda agent: agent.get_provision_config(name))
         if not any(seen.values()):
             return ReadResult(None, {})
         return ReadResult(id_, {**props, **self._outputs(name, seen)})

@@ -223,6 +223,39 @@ def test_an_unreachable_host_fails_the_deploy_by_name_and_up_converges_when_back
         assert invoke(url(host, "alpha-2"), b"p")[2] == b"alpha-v3:p"
 
 
+def test_a_host_whose_python_is_too_old_fails_the_up_naming_host_version_and_minimum(
+        stacks: dict[str, Stack], lab: Lab, lab_fleet: dict) -> None:
+    """A real Python 3.9 (this machine's pyenv) as the host's python3: a wrapper bind-mounted over the python3 an SSH
+    session finds, inside that lab host's own (private) mount namespace only."""
+    old = sorted(Path("/root/.pyenv/versions").glob("3.9.*/bin/python3.9"))
+    assert old, "no Python 3.9 on this machine (expected under /root/.pyenv/versions)"
+    alpha, victim = stacks["alpha"], lab_fleet["hosts"][1]["name"]
+    conn = connection(lab_fleet)
+    with ops.agent_session(conn, conn.host(victim)) as (ssh, _agent):
+        python3 = ssh.run(["sh", "-c", "command -v python3"]).stdout.strip()
+    wrapper = "/var/tmp/fc-test-python3.9"  # written inside the host, whose /tmp is its own
+    lab.run(victim, ["tee", wrapper], input=f'#!/bin/sh\nexec {old[-1]} "$@"\n', text=True, capture_output=True,
+            check=True)
+    lab.run(victim, ["chmod", "755", wrapper], check=True)
+    # The agent must need installing for the up to look at python3: stop it for good (supervisor first).
+    lab.run(victim, ["sh", "-c", "kill $(cat /var/lib/fc-agent/supervisor.pid); sleep 0.2; "
+                                 "kill $(cat /var/lib/fc-agent/agent.pid)"])
+    lab.run(victim, ["mount", "--bind", wrapper, python3], check=True)
+    try:
+        result = alpha.run("up", "--yes", "--skip-preview", "--refresh", check=False)
+    finally:
+        lab.run(victim, ["umount", python3], check=True)
+        lab.run(victim, ["rm", "-f", wrapper])
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert (f"host {victim} has Python 3.9; the agent needs Python 3.10 or newer as python3 (Ubuntu 22.04+, "
+            "Debian 12+)") in message, message
+    assert "Traceback" not in message, message
+    assert alpha.run("up", "--yes", "--skip-preview", "--refresh", check=False).returncode == 0
+    for host in lab_fleet["hosts"]:
+        assert invoke(url(host, "alpha-2"), b"p")[2] == b"alpha-v3:p"
+
+
 def test_the_last_stack_out_removes_the_agent(stacks: dict[str, Stack], lab: Lab) -> None:
     stacks["alpha"].destroy()
     for host in host_snapshot(lab).values():

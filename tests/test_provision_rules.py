@@ -131,7 +131,7 @@ def test_scalers_keep_their_configs_in_sqlite_and_tick_on_the_given_clock(tmp_pa
     ({"scheduled_actions": [{"name": "a", "target": 1, "schedule_expression": "0 0 22 * * *"}]},
      "scheduled_actions[0].schedule_expression must be cron(<6 fields>)"),
     ({"scheduled_actions": [{"name": "a", "target": 1, "schedule_expression": "cron(0 22 * * *)"}]},
-     "must have 6 fields"),
+     "'cron(0 22 * * *)' has 5 fields; FC's has 6"),
     ({"scheduled_actions": [{"name": "a", "target": 1, "schedule_expression": "cron(0 0 25 * * *)"}]},
      "scheduled_actions[0].schedule_expression 'cron(0 0 25 * * *)'"),
     ({"scheduled_actions": [

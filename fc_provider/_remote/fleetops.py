@@ -137,6 +137,21 @@ def on_hosts(operation: str, hosts: list[HostSpec], work: Callable[[HostSpec], T
     return results
 
 
+def ask_agents(conn: FleetConnection, hosts: list[HostSpec], operation: str, ask: Callable[[AgentClient], T],
+               absent: T = None) -> dict[str, T]:  # type: ignore[assignment]
+    """``ask(agent)`` of every host's agent, in parallel: what refreshes and best-effort removals need. A host whose
+    agent cannot be reached or refuses gives ``absent``: an agent that does not answer serves nothing, which a
+    refresh reports as drift and the next `up` repairs."""
+    def one(host: HostSpec) -> T:
+        try:
+            with agent_session(conn, host) as (_ssh, agent):
+                return ask(agent)
+        except (HostUnreachable, AgentAPIError):
+            return absent
+
+    return on_hosts(operation, hosts, one)
+
+
 def roll(operation: str, hosts: list[HostSpec], work: Callable[[HostSpec], T]) -> dict[str, T]:
     """Runs ``work`` host by host; the first host that fails (e.g. its health gate) stops the roll, and the error
     names it, the hosts already done and the hosts left untouched."""
