@@ -1,6 +1,8 @@
-"""The agent's core: functions, their pools, invocation, reconcile after a restart, and the idle reaper.
+"""The agent's facade: it composes the subsystems (state, instances, events, observe) and owns what ties them
+together: functions and their pools, instance starts, and reconcile after a restart. The invocation path lives in
+``invocation``, the reaper in ``tending``, publishing versions in ``releases``.
 
-The HTTP layer (``http_api``) calls into ``Agent``; ``Agent`` never sees HTTP and never builds responses.
+The HTTP layer (``api``) calls into ``Agent``; ``Agent`` never sees HTTP and never builds responses.
 """
 
 from __future__ import annotations
@@ -10,28 +12,26 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from fc_common.gpu import GpuNeed, parse_host_gpus
 
 from .config import AgentConfig
-from .errors import Conflict, InstanceStartError, NotFound, Throttled
+from .errors import Conflict, InstanceStartError, NotFound
 from .events.asyncinvoke import AsyncInvoker
 from .events.oss import OssTriggers
 from .events.poolrunner import PoolRunner
 from .events.provision import ProvisionScalers
 from .events.provision_metrics import ProvisionMetrics
-from .events.runner import TaskCall
 from .events.timer import TimerScheduler
 from .events.triggers import Triggers
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
 from .instances.driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
 from .instances.gpu import HostCards, inventory_for
-from .instances.health import HealthCheck, HealthMonitor
-from .instances.lifecycle import InitializerFailed, Instance, InstanceBroken, InstanceState, InvocationTimeout
+from .instances.lifecycle import Instance, InstanceState
 from .instances.pool import FunctionPool
+from .invocation import Invocations, new_request_id
 from .observe.functionlog import FunctionLogs
 from .observe.metrics import Metrics
 from .observe.requestlog import RequestLog
@@ -45,20 +45,11 @@ from .state.provisionstore import ProvisionStore
 from .state.store import FunctionRecord, InstanceRecord, Store
 from .state.triggers import TriggerStore
 from .state.versions import LATEST, QualifierResolver, Versions
+from .tending import PoolTender
 
 log = logging.getLogger("fc-agent")
 
-REAPER_PERIOD = 0.25
-DEFAULT_HIBERNATION_GRACE = 2.0
-ROOM_RETRY = 2.0  # seconds between evictions for one function's min_instances
 NO_INTERNET_NETWORK = "fc-no-internet"  # internal bridge: no route out, the agent still reaches its instances
-
-
-@dataclass(slots=True)
-class InvokeResult:
-    status: int
-    headers: dict[str, str]
-    body: bytes
 
 
 class Agent:
@@ -84,19 +75,19 @@ class Agent:
         self._pools: dict[str, FunctionPool] = {}
         self._pools_lock = threading.Lock()
         self._start_slots = threading.BoundedSemaphore(config.max_concurrent_starts)
-        self._stopping = threading.Event()
-        self._reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
         self.metrics = Metrics(self._pools_snapshot, self.room.usage,
                                lambda: self.cards.info(self.room.committed_cards()))
-        self._health = HealthMonitor()
         self.request_log = RequestLog()
         self.function_logs = FunctionLogs(config.state_dir / "logs")
         self._networks: set[str] = set()
-        self._making_room: dict[str, float] = {}  # function -> when room was last made for its min_instances
         self.triggers = Triggers(TriggerStore(config.database), lambda name: name in self._pools, config.host_name)
         self.timers = TimerScheduler(self.triggers.store, config.host_name, self._fire_timer)
         self.oss = OssTriggers(OssIndex(config.database), config.host_name, self._fire_oss)
         # Asynchronous invocation: a durable queue whose workers invoke through the same pools as requests.
+        self.invocations = Invocations(config.host_name, self._pools.get, self.qualifiers, self.metrics,
+                                       self.request_log, self.function_logs, lambda: self.async_invoker)
+        self.invoke = self.invocations.invoke  # the invoke API's, the triggers' and the async workers' one path
+        self.enqueue_async = self.invocations.enqueue_async
         runner = PoolRunner(self._all_pools, self._pools.get, self.invoke)
         self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", runner, workers=config.async_workers,
                                           registry=self.metrics.registry)
@@ -104,20 +95,21 @@ class Agent:
         self.provision = ProvisionScalers(
             ProvisionStore(config.database),
             ProvisionMetrics(self._pools.get, self.cards, lambda f: self.provision.host_target(f)), time.time)
+        self._tender = PoolTender(config, self._all_pools, self._pools.get, self.provision, self.cards, self.room)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
         self.cards.refresh()
         self.reconcile()
         self.async_invoker.start()  # after reconcile: instances interrupted mid-task are known by then
-        self._reaper.start()
+        self._tender.start()
         self.triggers.subscribe(self.timers.update)
         self.triggers.subscribe(self.oss.update)
         self.timers.start()
         self.oss.start()
 
     def close(self) -> None:
-        self._stopping.set()
+        self._tender.stop()
         self.timers.stop()
         self.oss.stop()
         self.triggers.store.close()
@@ -338,83 +330,6 @@ class Agent:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
         return pool
 
-    def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool, qualifier: str | None = None,
-               task: TaskCall | None = None) -> InvokeResult:
-        """Runs one invocation on the version ``qualifier`` resolves to (LATEST, a version id, an alias); ``task``:
-        an asynchronous task's hooks (events/runner.py) when the queue runs it."""
-        if name not in self._pools:
-            raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
-        version = self.qualifiers.resolve(name, qualifier)
-        pool = self._pools.get(name if version == LATEST else f"{name}:{version}")
-        if pool is None:
-            raise NotFound(f"version {version} of function {name} does not exist on host {self.config.host_name}",
-                           code="VersionNotFound")
-        record = pool.record
-        timeout = float(record.spec.get("timeout", 3))
-        base = {"x-fc-request-id": request_id, "x-fc-invocation-service-version": version}
-        if record.code_checksum:  # a container function has no code
-            base["x-fc-code-checksum"] = record.code_checksum
-        started = time.perf_counter()
-        counters = self.metrics.of(name)
-        counters.invocations.inc()
-        try:
-            result = self._invoke(pool, record, body, request_id, log_tail, timeout, base, qualifier or LATEST,
-                                  task)
-        except Throttled:
-            counters.throttled.inc()
-            raise
-        counters.duration.observe(time.perf_counter() - started)
-        if "x-fc-error-type" in result.headers:
-            self.metrics.errors.labels(name, result.headers["x-fc-error-type"]).inc()
-        return result
-
-    def _invoke(self, pool: FunctionPool, record: FunctionRecord, body: bytes, request_id: str, log_tail: bool,
-                timeout: float, base: dict[str, str], qualifier: str, task: TaskCall | None) -> InvokeResult:
-        try:
-            inst, kind = pool.acquire(task.slot_wait if task else None)
-        except InitializerFailed as exc:  # FC reports it like a function error: 200 with the error JSON
-            return InvokeResult(200, {**base, "x-fc-error-type": "UnhandledInvocationError"}, exc.body)
-        self.metrics.of(record.name).starts[kind].inc()
-        call_headers = {"x-fc-request-id": request_id}
-        if task is not None:
-            try:
-                task.on_instance(inst.id)
-            except BaseException:
-                pool.release(inst)
-                raise
-            call_headers["x-fc-async-task-id"] = task.task_id
-        recycle = False
-        headers = {**base, "x-fc-instance-id": inst.id}
-        try:
-            # The runtime learns the qualifier asked for (an alias, say); its pool's version is in FC_QUALIFIER.
-            reply = inst.call("/invoke", body, {**call_headers, "x-fc-qualifier": qualifier}, timeout)
-        except InvocationTimeout:
-            recycle = True
-            return InvokeResult(200, {**headers, "x-fc-error-type": "UnhandledInvocationError"}, json.dumps({
-                "errorMessage": f"Function timed out after {timeout:g} seconds",
-                "errorType": "FunctionTimeoutError", "stackTrace": [],
-            }).encode())
-        except InstanceBroken as exc:
-            recycle = True
-            return InvokeResult(200, {**headers, "x-fc-error-type": "UnhandledInvocationError"}, json.dumps({
-                "errorMessage": f"Process exited unexpectedly before completing request: {exc}",
-                "errorType": "ProcessExitedError", "stackTrace": [],
-            }).encode())
-        finally:
-            pool.release(inst, recycle=recycle)
-        if "x-fc-error-type" in reply.headers:
-            headers["x-fc-error-type"] = reply.headers["x-fc-error-type"]
-        elif reply.status >= 500:  # a custom runtime's server reports its failure by status, as FC reads it
-            headers["x-fc-error-type"] = "UnhandledInvocationError"
-        self.request_log.record(request_id, record.name, inst.id, reply.headers.get("x-fc-log-result"))
-        if record.spec.get("log_config"):
-            self.function_logs.append(record.spec["log_config"], request_id=request_id, function=record.name,
-                                      qualifier=record.qualifier, instance_id=inst.id,
-                                      tail_b64=reply.headers.get("x-fc-log-result"))
-        if log_tail and "x-fc-log-result" in reply.headers:
-            headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]
-        return InvokeResult(200, headers, reply.body)
-
     def _fire_timer(self, trigger: Any, event: bytes) -> None:
         """A timer tick this host won (events/timer.py); the invocation runs on the scheduler's tick thread."""
         self.invoke(trigger.function, event, request_id=new_request_id(), log_tail=False,
@@ -424,73 +339,3 @@ class Agent:
         """An object event an OSS trigger delivers (events/oss.py), on its own thread."""
         self.invoke(trigger.function, json.dumps(event).encode(), request_id=new_request_id(), log_tail=False,
                     qualifier=trigger.spec.get("qualifier") or "LATEST")
-
-    def enqueue_async(self, name: str, payload: bytes, *, qualifier: str = "LATEST", task_id: str | None = None,
-                      request_id: str | None = None) -> tuple[str, str]:
-        """An asynchronous invocation, durable when this returns: (request id, task id). The one entry point for
-        async work (the invoke API, timer and storage triggers); raises FC's errors for what is refused."""
-        request_id = request_id or new_request_id()
-        task = self.async_invoker.enqueue(name, payload, request_id=request_id, task_id=task_id, qualifier=qualifier)
-        return request_id, task
-
-    # background -----------------------------------------------------------------------------------------------
-    def _reap_loop(self) -> None:
-        """Keeps min_instances ready, hibernates idle instances of functions that ask for it, removes idle ones."""
-        while not self._stopping.wait(REAPER_PERIOD):
-            self.provision.tick()
-            with self._pools_lock:
-                pools = list(self._pools.values())
-            for pool in pools:
-                if self._pools.get(pool.key) is not pool:
-                    continue  # deleted or replaced since the snapshot: never pre-warm a retired pool
-                try:
-                    self._tend(pool, pool.record)
-                except Exception:  # noqa: BLE001 - the reaper must survive one bad container
-                    log.exception("reaper: %s", pool.function)
-
-    def _tend(self, pool: FunctionPool, record: FunctionRecord) -> None:
-        keep = max(int(record.spec.get("min_instances") or 0), self.provision.host_target(pool.function),
-                   self.cards.resident_instances(pool.function, pool.gpus))  # a GPU pool's resident instances
-        if record.spec.get("hibernation"):
-            pool.hibernate_idle(float(record.spec.get("hibernation_grace_seconds") or DEFAULT_HIBERNATION_GRACE))
-        check = HealthCheck.from_spec(record.spec)
-        if check is not None:
-            self._health.tend(pool.instances, check, lambda inst: self._replace_unhealthy(pool, inst))
-        idle_timeout = float(record.spec.get("idle_timeout_seconds") or self.config.idle_timeout_seconds)
-        pool.reap_idle(idle_timeout, keep)
-        new, short = pool.prewarm(keep)
-        for inst in new:
-            threading.Thread(target=self._prewarm_one, args=(pool, inst), name=f"prewarm-{inst.id}",
-                             daemon=True).start()
-        # min_instances are a commitment: evict for them (at most every few seconds per function).
-        if short and time.monotonic() - self._making_room.get(pool.key, -ROOM_RETRY) >= ROOM_RETRY:
-            self._making_room[pool.key] = time.monotonic()
-            threading.Thread(target=self._room_for_min_instances, args=(pool,), name=f"room-{pool.function}",
-                             daemon=True).start()
-
-    def _room_for_min_instances(self, pool: FunctionPool) -> None:
-        try:
-            self.room.make_room(pool)
-        except Exception:  # noqa: BLE001 - logged; the next reaper pass tries again
-            log.exception("making room for %s", pool.function)
-        finally:
-            self._making_room[pool.key] = time.monotonic()
-
-    @staticmethod
-    def _replace_unhealthy(pool: FunctionPool, inst: Instance) -> None:
-        log.warning("instance %s failed its health check; replacing it", inst.id)
-        pool.retire(inst)
-
-    @staticmethod
-    def _prewarm_one(pool: FunctionPool, inst: Instance) -> None:
-        try:
-            pool.start_prewarmed(inst)
-        except Exception as exc:  # noqa: BLE001 - logged; the next pass tries again
-            log.warning("pre-warming %s failed: %s", inst.id, exc)
-
-
-def new_request_id() -> str:
-    """UUID-shaped, as FC's. Not secret (it is returned to the caller), so random's generator suffices: uuid4's
-    os.urandom syscall cost more than any other step of a warm invocation."""
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"

@@ -27,6 +27,8 @@ LAYERS = [
     ("runtime_agent.events", "agent events", 4),
     ("runtime_agent.service", "agent service", 5),
     ("runtime_agent.releases", "agent service", 5),  # versions published and retired: composed by the facade
+    ("runtime_agent.invocation", "agent service", 5),  # the invocation path: composed by the facade
+    ("runtime_agent.tending", "agent service", 5),  # the reaper: composed by the facade
     ("runtime_agent.api", "agent api", 6),
     ("runtime_agent.__main__", "agent main", 7),
     # the provider, from the bottom up

@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
 from ..errors import AgentError, BadRequest, NotFound, Unauthorized, error_body
-from ..service import Agent, new_request_id
+from ..invocation import new_request_id
+from ..service import Agent
 from . import layers as layers_api
 from . import tasks
 from . import versions as versions_api

@@ -30,7 +30,8 @@ from fc_common.naming import function_arn
 from fc_common.policy import ALL_FUNCTIONS
 
 from ..errors import AgentError, BadRequest, error_body
-from ..service import Agent, InvokeResult, new_request_id
+from ..invocation import InvokeResult, new_request_id
+from ..service import Agent
 from ..wire import BodyTooLarge, Message, PeerClosed, Wire, WireError, response_head
 from . import fcread, peer, tasks
 from .auth import Authenticator, FunctionAuthType

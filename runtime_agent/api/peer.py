@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from ..errors import BadRequest, NotFound, Unauthorized
 from ..events.timer import CLAIM_PATH
-from ..service import InvokeResult
+from ..invocation import InvokeResult
 
 S3_EVENTS_PATH = "/_fc/s3-events/"  # + token: an S3 server's webhook (events/oss.py)
 _JSON = {"content-type": "application/json"}
