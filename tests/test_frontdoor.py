@@ -23,6 +23,7 @@ import pytest
 from _agent import deploy, install, wait_for
 from _certs import Authority
 from _frontdoor import (
+    BODY,
     CAPTURE_SERVER,
     SLOW_FUNCTION,
     Edge,
@@ -33,6 +34,7 @@ from _frontdoor import (
     stats,
 )
 
+from fc_common.triggers import url_label
 from fc_lab import Lab
 from fc_lab import _host as lab_host
 from fc_provider._model import frontdoor as fd
@@ -43,10 +45,18 @@ ALL = ["lab-1", "lab-2", "lab-3"]
 FUNCTIONS = [{"function_name": "echo", "hosts": ALL, "timeout": 3},
              {"function_name": "upper", "hosts": ALL, "timeout": 3},
              {"function_name": "slow", "hosts": ALL, "timeout": 20}]
-API = {"domain_name": "api.example.test", "invoke_api": True, "functions": FUNCTIONS, "route_config": {"routes": [
-    {"path": "/*", "function_name": "echo"}, {"path": "/up/*", "function_name": "upper"},
-    {"path": "/up/exact", "function_name": "echo"}, {"path": "/slow", "function_name": "slow"}]}}
-UPPER = "def handler(event, context):\n    return event.decode().upper()\n"
+ANONYMOUS = {"authType": "anonymous", "methods": ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]}
+SIGNED = {**ANONYMOUS, "authType": "function"}
+# Every routed function's HTTP trigger (a route goes through it); echo has a second one that needs a signature.
+TRIGGERS = [{"function_name": n, "trigger_name": "web", "trigger_type": "http"} for n in ("echo", "upper", "slow")]
+TRIGGERS.append({"function_name": "echo", "trigger_name": "signed", "trigger_type": "http"})
+API = {"domain_name": "api.example.test", "invoke_api": True, "functions": FUNCTIONS, "triggers": TRIGGERS,
+       "route_config": {"routes": [
+           {"path": "/*", "function_name": "echo", "trigger_name": "web"}, {"path": "/up/*", "function_name": "upper"},
+           {"path": "/up/exact", "function_name": "echo", "trigger_name": "web"},
+           {"path": "/slow", "function_name": "slow"},
+           {"path": "/private/*", "function_name": "echo", "trigger_name": "signed"}]}}
+UPPER = BODY + "def handler(event, context):\n    return body_of(event)[1].upper()\n"
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +68,11 @@ def agents(lab: Lab, lab_fleet: dict, tmp_path_factory: pytest.TempPathFactory) 
         deploy(conn, work / "echo", "echo", echo_function(f"host-{index + 1}"))
         deploy(conn, work / "upper", "upper", UPPER)
         deploy(conn, work / "slow", "slow", SLOW_FUNCTION, timeout=20)
+        for trigger in TRIGGERS:
+            with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+                agent.put_trigger(trigger["function_name"], trigger["trigger_name"], {
+                    "trigger_type": "http", "trigger_config": SIGNED if trigger["trigger_name"] == "signed"
+                    else ANONYMOUS})
         conns.append(conn)
     yield conns
     for conn in conns:  # later modules expect hosts without these functions
@@ -130,10 +145,31 @@ def test_routes_reach_the_routed_function_exact_first_then_longest_prefix(edge: 
     assert set(tags) == {b"host-1", b"host-2", b"host-3"}, tags  # every host that runs echo serves it
 
 
+def test_public_traffic_reaches_an_anonymous_trigger_and_a_function_trigger_needs_a_signature(edge: Edge) -> None:
+    domain = API["domain_name"]
+    # a browser-like client: curl, the domain resolved to the edge host, no signature, GET
+    out = subprocess.run(["curl", "-s", "-i", "--max-time", "30", "--resolve", f"{domain}:80:{edge.address}",
+                          f"http://{domain}/shop/item%20one?color=red&size=2"], capture_output=True, text=True,
+                         check=True).stdout
+    head, _, body = out.partition("\n\n")  # text mode reads CRLF as a newline
+    lines = {k.lower(): v for k, _, v in (line.partition(": ") for line in head.splitlines()[1:])}
+    assert head.startswith("HTTP/1.1 200") and body.startswith("host-"), out
+    # the function sees the path the client sent to the domain, and its query
+    assert lines["x-path"] == "/shop/item%20one" and json.loads(lines["x-query"]) == {"color": "red", "size": "2"}
+    assert edge.get(domain, "/up/x", b"abc")[2] == b"ABC"  # unsigned POST, another function
+    # a route to a trigger whose authType is function: refused unsigned, served when signed as sent to the domain
+    status, _h, body = edge.get(domain, "/private/x", b"p")
+    assert status in (400, 401) and json.loads(body)["Code"] == "MissingRequiredHeader", body
+    status, headers, body = edge.get(domain, "/private/x", b"p", signed=True)
+    assert status == 200 and body.endswith(b":p") and headers["x-path"] == "/private/x", (status, body)
+
+
 def test_host_path_and_signed_headers_pass_through_and_the_route_qualifier_is_sent(
         edge: Edge, capture: dict, lab_fleet: dict) -> None:
     probe = {"domain_name": "probe.example.test", "invoke_api": True,
              "functions": [{"function_name": "probe", "hosts": ["lab-3"], "timeout": 3}],
+             "triggers": [{"function_name": "probe", "trigger_name": "hook", "trigger_type": "http",
+                           "qualifier": "prod"}],
              "route_config": {"routes": [{"path": "/hook/*", "function_name": "probe", "qualifier": "prod"}]}}
     assert edge.serve(probe, invoke_port=9100) == "reloaded"
     signed = {"x-acs-date": "2026-12-01T09:00:00Z", "x-acs-signature-nonce": "n-1",
@@ -153,11 +189,13 @@ def test_host_path_and_signed_headers_pass_through_and_the_route_qualifier_is_se
     gateway = lab_fleet["hosts"][0]["address"].rsplit(".", 1)[0] + ".1"  # the machine, as the lab hosts see it
     assert ", ".join(got["x-forwarded-for"]) == f"203.0.113.7, {gateway}", got["x-forwarded-for"]
     assert got["x-fc-request-id"][0]
-    # a custom-domain route: the function's invoke path with the route's qualifier, Host kept
-    status, _h, body = edge.get("probe.example.test", "/hook/a/b?x=1", b"evt")
+    # a custom-domain route: the HTTP trigger of the route's qualifier, the client's method, path and query after
+    # the trigger's front-door prefix, Host and signed headers kept
+    status, _h, body = edge.get("probe.example.test", "/hook/a/b?x=1", b"evt", signed)
     seen = json.loads(body)
-    assert seen["target"] == "/2023-03-30/functions/probe/invocations?qualifier=prod", seen
-    assert headers_of(body)["host"] == ["probe.example.test"]
+    assert seen["target"] == f"/_fd/{url_label('probe', 'hook')}/hook/a/b?x=1" and seen["method"] == "POST", seen
+    got = headers_of(body)
+    assert got["host"] == ["probe.example.test"] and got["authorization"] == [signed["authorization"]]
     assert edge.apply_raw("probe.example.test", None) == "reloaded"
 
 
@@ -192,11 +230,11 @@ def test_https_with_a_test_ca_and_a_minimum_tls_version(edge: Edge, tmp_path: Pa
     leaf = ca.issue("secure.example.test")
     secure = {"domain_name": "secure.example.test", "protocol": "HTTPS",
               "cert_config": {"cert_name": "secure", "certificate": leaf.certificate, "private_key": leaf.private_key},
-              "tls_config": {"min_version": "TLSv1.3"}, "functions": FUNCTIONS[:1],
+              "tls_config": {"min_version": "TLSv1.3"}, "functions": FUNCTIONS[:1], "triggers": TRIGGERS[:1],
               "route_config": {"routes": [{"path": "/*", "function_name": "echo"}]}}
     assert edge.serve(secure) == "reloaded"
     ca_file = ca.write(tmp_path / "ca.pem")
-    status, body, version = https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi", routed_to="echo")
+    status, body, version = https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi")
     assert (status, version) == (200, "TLSv1.3") and body.endswith(b":hi"), (status, body, version)
     with pytest.raises(ssl.SSLError):
         https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi", max_version=ssl.TLSVersion.TLSv1_2)
