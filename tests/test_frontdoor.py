@@ -299,6 +299,34 @@ def test_a_reload_keeps_a_long_running_request_and_refuses_no_connection(edge: E
     assert edge.get(domain, "/new", b"n")[2] == b"N"
 
 
+def test_a_host_known_down_stays_down_across_a_reload(edge: Edge, lab: Lab) -> None:
+    """lab-3's invoke port stops answering (its packets dropped: each check waits out its timeout, so a new worker
+    that did not know would take two failed checks, seconds, to mark it down, and send it requests meanwhile); once
+    HAProxy marks it down, a route change reloads, and the new worker starts with it down (the state saved before
+    the reload) and sends it nothing."""
+    domain, victim = API["domain_name"], "lab-3"
+    drop = ["INPUT", "-i", "eth0", "-p", "tcp", "--dport", "9000", "-j", "DROP"]
+    lab.run(victim, ["iptables", "-I", *drop[:1], "1", *drop[1:]], check=True)
+    try:
+        wait_for(lambda: server_status(edge)[("fn_echo", victim)].startswith("DOWN"), "HAProxy to mark lab-3 down")
+        changed = {**API, "route_config": {"routes": [*API["route_config"]["routes"],
+                                                      {"path": "/newer", "function_name": "upper"}]}}
+        assert edge.serve(changed) == "reloaded"
+        saved = edge.run(["cat", f"{fd.STATE_DIR}/server-state"])
+        assert any(line.split()[1:4:2] == ["fn_echo", victim] and line.split()[5] == "0"  # srv_op_state 0: down
+                   for line in saved.splitlines()[2:]), saved
+        rows = stats(edge)  # the new worker's, right after the reload
+        assert rows[("fn_echo", victim)]["status"].startswith("DOWN"), rows[("fn_echo", victim)]
+        statuses = Counter(edge.get(domain, f"/x{i}", b"")[0] for i in range(30))
+        rows = stats(edge)
+        sent = {k: (r["stot"], r["econ"]) for k, r in rows.items() if k[1] == victim and k[0].startswith("rt_")}
+        assert statuses == {200: 30}, statuses
+        assert all(v == ("0", "0") for v in sent.values()), sent  # no request, no connection attempt
+    finally:
+        lab.run(victim, ["iptables", "-D", *drop], check=True)
+    wait_for(lambda: server_status(edge)[("fn_echo", victim)] == "UP", "lab-3 to be up again")
+
+
 def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab: Lab, lab_fleet: dict,
                                                                  agents: list) -> None:
     """A steady stream (40 requests a second, 320 in all) through the front door while lab-3's agent is killed
@@ -339,7 +367,12 @@ def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab
     try:
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(one, range(total)))
-        states = server_status(edge)
+        rows = stats(edge)
+        states = {k: r["status"] for k, r in rows.items() if k[1] not in ("FRONTEND", "BACKEND")}
+        print("failover: the victim's counters", {k[0]: {c: r[c] for c in ("stot", "econ", "eresp", "wretr",
+                                                                             "wredis", "hrsp_5xx", "cli_abrt",
+                                                                             "srv_abrt")}
+                                                  for k, r in rows.items() if k[1] == victim and r["stot"] != "0"})
     finally:
         lab.run(victim, ["iptables", "-D", "INPUT", "-i", "eth0", "-j", "DROP"])
         lab.run(victim, ["iptables", "-D", "OUTPUT", "-o", "eth0", "-j", "DROP"])
