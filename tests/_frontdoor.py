@@ -203,3 +203,17 @@ def stats(edge: Edge) -> dict[tuple[str, str], dict[str, str]]:
 def server_status(edge: Edge) -> dict[tuple[str, str], str]:
     """(backend, server) -> HAProxy's status (UP, DOWN, ...)."""
     return {k: r["status"] for k, r in stats(edge).items() if k[1] not in ("FRONTEND", "BACKEND")}
+
+
+def listens(lab: Any, host: str, port: int = 9000) -> bool:
+    """Whether anything on lab host ``host`` listens on ``port`` (ss in its network namespace)."""
+    out = lab.run(host, ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return bool(out.strip())
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie or no more)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

@@ -28,8 +28,10 @@ from _frontdoor import (
     SLOW_FUNCTION,
     Edge,
     echo_function,
+    gone,
     headers_of,
     https_post,
+    listens,
     server_status,
     stats,
 )
@@ -109,13 +111,6 @@ def _listening(address: str, port: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
 
 
 def test_haproxy_from_setup_is_seen_by_every_lab_host(lab: Lab, lab_fleet: dict) -> None:
@@ -332,6 +327,7 @@ def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab
     """A steady stream (40 requests a second, 320 in all) through the front door while lab-3's agent is killed
     (SIGKILL) and then its network cut: only the requests in flight at the kill may fail, counted per second."""
     domain, victim = API["domain_name"], "lab-3"
+    edge.serve(API)  # as the earlier tests left it, or on its own
     for _ in range(12):
         assert edge.get(domain, "/warm", b"")[0] == 200  # an instance on every host
     total, rate, kill_at, cut_at = 320, 40.0, 80, 160
@@ -353,7 +349,11 @@ def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab
             with lock:  # no request starts while the agent dies (its sockets live until the process is gone)
                 marks["in_flight_at_kill"] = in_flight[0]
                 os.kill(agent_pid, 9)
-                wait_for(lambda: _gone(agent_pid), "the killed agent to be gone", timeout=30)
+                wait_for(lambda: gone(agent_pid), "the killed agent to be gone", timeout=30)
+                # and its listening socket: a dying process's threads can hold it open for a moment after the
+                # process shows as a zombie, and the kernel still accepts connections into it, to reset them when
+                # it closes. A request that lands there is in flight at the crash (see the allowance below).
+                wait_for(lambda: not listens(lab, victim), "the killed agent's socket to be closed", timeout=30)
         if index == cut_at:
             lab.run(victim, ["iptables", "-I", "INPUT", "1", "-i", "eth0", "-j", "DROP"], check=True)
             lab.run(victim, ["iptables", "-I", "OUTPUT", "1", "-o", "eth0", "-j", "DROP"], check=True)
@@ -370,7 +370,7 @@ def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab
         rows = stats(edge)
         states = {k: r["status"] for k, r in rows.items() if k[1] not in ("FRONTEND", "BACKEND")}
         print("failover: the victim's counters", {k[0]: {c: r[c] for c in ("stot", "econ", "eresp", "wretr",
-                                                                             "wredis", "hrsp_5xx", "cli_abrt",
+                                                                             "wredis", "connect", "reuse",
                                                                              "srv_abrt")}
                                                   for k, r in rows.items() if k[1] == victim and r["stot"] != "0"})
     finally:
@@ -382,9 +382,11 @@ def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab
     per_second = {s: (sum(1 for t, _ in results if t == s), errors.get(s, 0)) for s in sorted({t for t, _ in results})}
     print("failover: second -> (requests, errors):", per_second, "in flight at the kill:", marks)
     assert len(results) == total
-    # A POST that HAProxy had already written on a kept-alive connection to the host as it died is not sent again
-    # (a POST is never sent twice): at most one such request, in the second of the kill, beyond those in flight.
+    # Only requests in flight at the kill may fail: a POST that had reached the host is never sent again. Nothing
+    # else: every request is a new client connection, and http-reuse safe never sends a first request on an idle
+    # server connection (the victim's counters show reuse 0), so none was written to a connection of the dead
+    # agent; a connection to it once its socket is closed is refused and retried on another host.
     kill_second = int(kill_at / rate)
     assert sum(n for s, n in errors.items() if s != kill_second) == 0, (per_second, marks)
-    assert errors.get(kill_second, 0) <= marks["in_flight_at_kill"] + 1, (per_second, marks)
+    assert errors.get(kill_second, 0) <= marks["in_flight_at_kill"], (per_second, marks)
     assert states[("fn_echo", victim)].startswith("DOWN"), states
