@@ -36,13 +36,20 @@ from fc_provider._remote import pool as _pool
 from fc_provider._remote.commands import code_archive
 
 DOMAIN, FUNCTION = "bench.example.test", "fdbench"
+REPO = Path(__file__).resolve().parent.parent
+KEY_ID, KEY_SECRET = "LTAIbench" + secrets.token_hex(6), secrets.token_urlsafe(24)  # this run's, on every host
 PATH = f"/2023-03-30/functions/{FUNCTION}/invocations"
 
 # One client process: `n` POSTs on one kept-alive connection, from wall-clock time `at` on (so that concurrent
 # clients start together, whatever their interpreter's start-up took); prints its latencies and when it ended.
+# Each request is signed (the invoke API verifies every signature, issue 9) with fc_common.acs3 from the repo, on
+# both paths alike.
 PROBE = r'''
 import http.client, json, socket, sys, time
 address, port, host, path, n, at = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6])
+sys.path.insert(0, sys.argv[7])
+from fc_common import acs3
+key_id, secret = sys.argv[8], sys.argv[9]
 time.sleep(max(0.0, at - time.time()))
 conn = http.client.HTTPConnection(address, port)
 conn.connect()
@@ -50,7 +57,8 @@ conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 lat = []
 for _ in range(n):
     t = time.perf_counter()
-    conn.request("POST", path, body=b"{}", headers={"Host": host})
+    headers = acs3.sign("POST", path, {}, {"Host": host}, b"{}", key_id, secret)
+    conn.request("POST", path, body=b"{}", headers=headers)
     r = conn.getresponse(); r.read()
     lat.append(time.perf_counter() - t)
     assert r.status == 200, (r.status, r.read())
@@ -67,6 +75,8 @@ def agents(lab: Lab) -> dict[str, ops.FleetConnection]:
                                               "token": secrets.token_urlsafe(16)})
         info = ops.install_agent(conn, conn.hosts[0], {"idle_timeout_seconds": 300})  # keeps a running agent's token
         conns[host["name"]] = ops.FleetConnection.from_dict({**_as_dict(conn), "token": info["token"]})
+        with ops.agent_session(conns[host["name"]], conn.hosts[0]) as (_ssh, agent):
+            agent.put_access_key(KEY_ID, KEY_SECRET, {"actions": ["fc:InvokeFunction"], "resources": ["*"]})
     return conns
 
 
@@ -101,7 +111,8 @@ def probes(lab: Lab, target: tuple[str, int], clients: int, n: int) -> tuple[lis
     start to the last client's end."""
     prefix = lab_host.nsenter(lab._spec_by_name("lab-3"))
     at = time.time() + 3.0 + 0.5 * clients  # past every client's start-up on a loaded machine
-    argv = [*prefix, "python3", "-c", PROBE, target[0], str(target[1]), DOMAIN, PATH, str(n), str(at)]
+    argv = [*prefix, "python3", "-c", PROBE, target[0], str(target[1]), DOMAIN, PATH, str(n), str(at), str(REPO),
+            KEY_ID, KEY_SECRET]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(clients)]
     outs = [json.loads(p.communicate()[0] or "null") for p in procs]
     if any(p.returncode for p in procs) or time.time() < at:
@@ -160,6 +171,7 @@ def main() -> None:
         for conn in conns.values():
             with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
                 agent.delete_function(FUNCTION)
+                agent.delete_access_key(KEY_ID)
 
 
 if __name__ == "__main__":

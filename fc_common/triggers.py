@@ -34,3 +34,17 @@ def url_label(function: str, trigger: str) -> str:
     prefix = re.sub(r"[^a-z0-9-]+", "-", function.lower()).strip("-")[:40] or "fn"
     digest = hashlib.sha256(trigger_id(function, trigger).encode()).hexdigest()[:10]
     return f"{prefix}-{digest}"
+
+
+# The front door's form of an HTTP trigger's URL (a custom domain's route, rewritten by HAProxy on the edge host):
+# ``/_fd/<label>/<the domain's path>``. Like the path form ``/_t/<label>/`` the prefix is stripped before the
+# function sees the request, but it is not the client's URL: the client asked the domain for ``/<path>``, so a
+# ``function`` trigger verifies the signature against that path and a root-relative ``Location`` is left as the
+# function wrote it. It grants nothing the domain does not: the trigger's auth type applies, and a signed request
+# cannot be replayed (its nonce is accepted once).
+FRONT_DOOR_PREFIX = "/_fd/"
+
+
+def front_door_prefix(label: str) -> str:
+    """What the front door puts before a domain's path to reach the HTTP trigger named by ``label``."""
+    return f"{FRONT_DOOR_PREFIX}{label}"

@@ -30,11 +30,12 @@ from ._remote import pool as _pool
 from ._remote.ssh import HostSpec
 from .fleet import Fleet
 from .function import Function
+from .trigger import Trigger
 
 Nested = Optional[Mapping[str, Any]]
 IN_SYNC = "in sync"
 _INPUTS = ("domain_name", "protocol", "cert_config", "tls_config", "route_config", "front_door", "invoke_api",
-           "functions")
+           "functions", "triggers")
 _OUTPUTS = ("urls", "edge_hosts", "edge_addresses", "front_door_state")
 
 
@@ -74,16 +75,22 @@ class PathConfigArgs(InputArgs):
     """One route of FC's ``routeConfig``.
 
     :param path: "/exact/path", or a prefix wildcard "/prefix/*" ("/*": every path). Exact paths win, then the
-           longest prefix. Required.
-    :param function_name: The function the path invokes; it must be one of the domain's ``functions``. Required.
-    :param qualifier: The version or alias invoked, passed as FC's ?qualifier=. Default "LATEST".
-    :param methods: HTTP methods the route takes, e.g. ["GET", "POST"]. Default none (every method).
+           longest prefix. The function sees the path as the client sent it. Required.
+    :param function_name: The function the path reaches; it must be one of the domain's ``functions`` and have an
+           HTTP trigger in the domain's ``triggers`` (the request goes through it, its authType applies). Required.
+    :param qualifier: The version or alias: the route goes through the function's HTTP trigger for this
+           qualifier. Default "LATEST".
+    :param methods: HTTP methods the route takes, e.g. ["GET", "POST"]. Default none (every method; the trigger's
+           ``methods`` still apply).
+    :param trigger_name: Which of the function's HTTP triggers, when it has several for the qualifier (our
+           addition: FC picks it itself). Default none (the one for the qualifier).
     """
 
     path: pulumi.Input[str]
     function_name: pulumi.Input[str]
     qualifier: pulumi.Input[str] = "LATEST"
     methods: Sequence[pulumi.Input[str]] = dataclasses.field(default_factory=list)
+    trigger_name: Optional[pulumi.Input[str]] = None
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -117,7 +124,7 @@ class CustomDomainArgs:
                  cert_config: Union[CertConfigArgs, Nested] = None, tls_config: Union[TlsConfigArgs, Nested] = None,
                  route_config: Union[RouteConfigArgs, Nested] = None,
                  front_door: Union[FrontDoorArgs, Nested] = None, functions: Sequence[Function] = (),
-                 invoke_api: bool = False) -> None:
+                 triggers: Sequence[Trigger] = (), invoke_api: bool = False) -> None:
         """
         :param domain_name: The host name clients use, e.g. "api.example.com"; a change replaces the domain.
                Required.
@@ -130,6 +137,10 @@ class CustomDomainArgs:
                front-door=true, ports 80 and 443.
         :param functions: The Function resources the routes may name; the front door sends each route to the hosts
                that run its function and times out after the function's timeout. Default none.
+        :param triggers: The functions' HTTP Trigger resources the routes go through (as in FC, a custom domain
+               reaches a function only through its HTTP trigger, whose authType applies: ``anonymous`` serves
+               public web traffic, ``function`` needs a signed request). A route to a function without one fails at
+               preview. Default none.
         :param invoke_api: Also serve FC's invoke API on the domain for these functions
                (POST /2023-03-30/functions/NAME/invocations, passed through unchanged, signatures included), so the
                official SDK can use the domain as its endpoint. Default False.
@@ -140,6 +151,7 @@ class CustomDomainArgs:
         self.route_config = nested("route_config", route_config, RouteConfigArgs)
         self.front_door = nested("front_door", front_door, FrontDoorArgs)
         self.functions = list(functions)
+        self.triggers = list(triggers)
 
 
 def _model(props: Mapping[str, Any]) -> CustomDomainModel:
@@ -176,6 +188,8 @@ class CustomDomainProvider(ResourceProvider):
             checked = {**news, "functions": [{**f, "hosts": [] if has_unknown(f.get("hosts")) else f.get("hosts"),
                                            "timeout": 3 if has_unknown(f.get("timeout")) else f.get("timeout")}
                                           if isinstance(f, dict) else f for f in functions]}
+        if has_unknown(news.get("triggers")):
+            checked = {**checked, "triggers": None}  # the routes' triggers are checked once they are known
         failures = check(CustomDomainModel, {k: checked.get(k) for k in _INPUTS})
         connection = news.get("connection")
         if (isinstance(connection, dict) and not has_unknown(connection) and not has_unknown(news.get("front_door"))
@@ -329,8 +343,11 @@ class CustomDomain(pulumi.dynamic.Resource):
             "front_door": args.front_door, "invoke_api": args.invoke_api,
             "functions": [{"function_name": f.function_name, "hosts": f.hosts, "timeout": f.timeout}
                           for f in args.functions],
+            "triggers": [{"function_name": t.function_name, "trigger_name": t.trigger_name,
+                          "trigger_type": t.trigger_type, "qualifier": t.qualifier} for t in args.triggers],
             **{k: None for k in _OUTPUTS},
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["connection", "cert_config"], depends_on=[fleet, *args.functions]))
+            additional_secret_outputs=["connection", "cert_config"],
+            depends_on=[fleet, *args.functions, *args.triggers]))
         super().__init__(CustomDomainProvider(), resource_name, props, opts)

@@ -293,7 +293,10 @@ class Trigger(pulumi.dynamic.Resource):
     webhook (versitygw ``--event-webhook-url``). At most 50 triggers per function."""
 
     trigger_id: pulumi.Output[str]
+    function_name: pulumi.Output[str]
     trigger_name: pulumi.Output[str]
+    trigger_type: pulumi.Output[str]
+    qualifier: pulumi.Output[str]
     http_trigger: pulumi.Output[Optional[dict]]
     create_time: pulumi.Output[str]
     last_modified_time: pulumi.Output[str]

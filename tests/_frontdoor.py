@@ -15,7 +15,7 @@ from typing import Any, Optional
 from _agent import TEST_KEY, post
 
 from fc_provider._model import frontdoor as fd
-from fc_provider._model.custom_domain import CustomDomainModel, match
+from fc_provider._model.custom_domain import CustomDomainModel
 from fc_provider._remote import frontdoor as door
 from fc_provider._remote import pool as _pool
 from fc_provider._remote.signer import sign
@@ -32,14 +32,12 @@ class Edge:
                              host["host_public_key"])
         self.key = Path(lab_fleet["ssh_private_key_path"]).read_text()
         self.address = host["address"]
-        self._domains: dict[str, CustomDomainModel] = {}  # what serve() put here, for signing (see get)
 
     def fragment(self, domain: dict[str, Any], invoke_port: int = 9000) -> dict[str, Any]:
         return fd.fragment(CustomDomainModel.model_validate(domain), self.hosts, invoke_port)
 
     def serve(self, domain: dict[str, Any], invoke_port: int = 9000) -> str:
         model = CustomDomainModel.model_validate(domain)
-        self._domains[model.domain_name] = model
         bundle = fd.pem_bundle(model.cert_config.model_dump()) if model.cert_config else None
         with _pool.session(self.spec, self.key) as ssh:
             return door.apply(ssh, model.domain_name, self.fragment(domain, invoke_port), bundle)
@@ -62,23 +60,18 @@ class Edge:
             ssh.run(door.remove_all())
 
     def get(self, domain: str, path: str, body: bytes = b"", headers: Optional[dict[str, str]] = None,
-            port: int = 80) -> tuple[int, dict[str, str], bytes]:
-        """A request to the domain through this edge host (POST, as the invoke API takes), signed with the test key.
-        A route rewrites the request to its function's invoke API, which verifies signatures, so the request signed
-        is the rewritten one (fd.route_target); the invoke API's own paths pass unchanged and are signed as sent.
-        Headers that already carry a signature (the pass-through test) are sent as given."""
+            port: int = 80, signed: bool = False) -> tuple[int, dict[str, str], bytes]:
+        """A POST to the domain through this edge host. A route goes to its function's HTTP trigger, whose authType
+        applies: unsigned for an anonymous one, ``signed`` (the test key, over the request as sent: the front door
+        changes neither Host nor the path the agent verifies) for a ``function`` one. The invoke API's own paths are
+        always signed. Headers that already carry a signature (the pass-through test) are sent as given."""
         url = f"http://{self.address}:{port}{path}"
         headers = {"Host": domain, **(headers or {})}
         if any(k.lower() in ("authorization", "x-acs-date") for k in headers):
             return post(url, body, headers, key=None)
-        signed_url = url
-        model = self._domains.get(domain.split(":")[0].lower())
-        if model is not None and not (model.invoke_api and path.startswith(fd.INVOKE_PREFIX)):
-            route = match(model.route_config.routes, path.partition("?")[0])
-            if route is not None:
-                target = fd.route_target(route.function_name, route.qualifier)
-                signed_url = f"http://{self.address}:{port}{target.path}?{target.query}"
-        return post(url, body, sign(TEST_KEY, "POST", signed_url, body, headers), key=None)
+        if signed or path.startswith(fd.INVOKE_PREFIX):
+            headers = sign(TEST_KEY, "POST", url, body, headers)
+        return post(url, body, headers, key=None)
 
 
 class _Pinned(http.client.HTTPSConnection):
@@ -94,14 +87,9 @@ class _Pinned(http.client.HTTPSConnection):
 
 
 def https_post(address: str, domain: str, path: str, ca_file: Path, body: bytes = b"",
-               max_version: Optional[ssl.TLSVersion] = None, port: int = 443,
-               routed_to: Optional[str] = None) -> tuple[int, bytes, str]:
-    """``routed_to``: the function a route sends ``path`` to; the request is signed as that function's invoke
-    request (the one the agent verifies, as in Edge.get)."""
+               max_version: Optional[ssl.TLSVersion] = None, port: int = 443) -> tuple[int, bytes, str]:
+    """An unsigned POST over HTTPS (routes to anonymous HTTP triggers are public)."""
     headers: dict[str, str] = {}
-    if routed_to is not None:
-        target = fd.route_target(routed_to, "LATEST")
-        headers = sign(TEST_KEY, "POST", f"https://{domain}{target.path}?{target.query}", body)
     context = ssl.create_default_context(cafile=str(ca_file))
     if max_version is not None:
         context.maximum_version = max_version
@@ -114,14 +102,35 @@ def https_post(address: str, domain: str, path: str, ca_file: Path, body: bytes 
         conn.close()
 
 
+# What a built-in runtime's function gets: FC's HTTP trigger event through a route, the raw body through the invoke
+# API. BODY gives the body in both cases.
+BODY = ("import base64, json\n"
+        "def body_of(event):\n"
+        "    try:\n"
+        "        http = json.loads(event)\n"
+        "    except ValueError:\n"
+        "        http = None\n"
+        "    if not (isinstance(http, dict) and 'rawPath' in http):\n"
+        "        return None, event.decode()\n"
+        "    text = base64.b64decode(http['body']).decode() if http['isBase64Encoded'] else http['body']\n"
+        "    return http, text\n")
+
+
 def echo_function(tag: str) -> str:
-    return f"def handler(event, context):\n    return {tag!r} + ':' + event.decode()\n"
+    """``tag:body``; through an HTTP trigger also the path and query the function saw (x-path, x-query)."""
+    return BODY + (f"def handler(event, context):\n"
+                   f"    http, text = body_of(event)\n"
+                   f"    if http is None:\n"
+                   f"        return {tag!r} + ':' + text\n"
+                   f"    return {{'statusCode': 200, 'body': {tag!r} + ':' + text, 'headers': {{\n"
+                   f"        'x-path': http['rawPath'], 'x-query': json.dumps(http['queryParameters'])}}}}\n")
 
 
-SLOW_FUNCTION = ("import time\n"
-                 "def handler(event, context):\n"
-                 "    time.sleep(float(event or b'0'))\n"
-                 "    return 'slept ' + event.decode()\n")
+SLOW_FUNCTION = BODY + ("import time\n"
+                        "def handler(event, context):\n"
+                        "    seconds = body_of(event)[1]\n"
+                        "    time.sleep(float(seconds or '0'))\n"
+                        "    return 'slept ' + seconds\n")
 
 # A stand-in for a host's invoke port that tells what reached it: answers /healthz, and echoes each request.
 CAPTURE_SERVER = r"""
@@ -194,3 +203,17 @@ def stats(edge: Edge) -> dict[tuple[str, str], dict[str, str]]:
 def server_status(edge: Edge) -> dict[tuple[str, str], str]:
     """(backend, server) -> HAProxy's status (UP, DOWN, ...)."""
     return {k: r["status"] for k, r in stats(edge).items() if k[1] not in ("FRONTEND", "BACKEND")}
+
+
+def listens(lab: Any, host: str, port: int = 9000) -> bool:
+    """Whether anything on lab host ``host`` listens on ``port`` (ss in its network namespace)."""
+    out = lab.run(host, ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return bool(out.strip())
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie or no more)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

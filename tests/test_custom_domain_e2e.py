@@ -1,5 +1,6 @@
 """CustomDomain through the real Pulumi CLI on the lab: `up` installs and configures HAProxy on the labelled edge
-host and the domain routes to the functions on every host; the official SDK invokes through it; bad input fails at preview naming the property;
+host and the domain routes to the functions' HTTP triggers on every host (public traffic to an anonymous one, signed
+requests to a function one); the official SDK invokes through it; bad input fails at preview naming the property;
 a no-change `up` does not reload; refresh shows a configuration edited on the host and the next `up` repairs
 it; a route change reloads; destroy leaves the edge host clean."""
 
@@ -7,12 +8,14 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from _agent import TEST_KEY, grant_lab, post
 from _certs import Authority
+from _frontdoor import BODY
 from _pulumi import REPO, PulumiFailed, Stack
 from alibabacloud_fc20230330 import models
 from alibabacloud_fc20230330.client import Client
@@ -36,9 +39,10 @@ def workers(lab: Lab) -> list[str]:
 @pytest.fixture(scope="module")
 def stack(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("custom-domain")
-    for name, source in (("hello", "return 'hello:' + event.decode()"), ("shout", "return event.decode().upper()")):
+    for name, source in (("hello", "return 'hello:' + body_of(event)[1]"),
+                         ("shout", "return body_of(event)[1].upper()")):
         (work / "code" / name).mkdir(parents=True)
-        (work / "code" / name / "index.py").write_text(f"def handler(event, context):\n    {source}\n")
+        (work / "code" / name / "index.py").write_text(f"{BODY}def handler(event, context):\n    {source}\n")
     stack = Stack(work, "domain", program=PROGRAM)
     stack.config(fleetFile=str(fleet_file), codeDir=str(work / "code"),
                  domain=json.dumps({"routes": [{"path": "/*", "function_name": "hello"},
@@ -55,18 +59,26 @@ def recorded_state(stack: Stack) -> dict:
     return next(r for r in resources if r["urn"].endswith("::api"))["outputs"]["front_door_state"]
 
 
-def through(stack: Stack, path: str, body: bytes = b"", function: str | None = None) -> tuple[int, bytes]:
-    """POST ``path`` to the domain. A route rewrites the request to ``function``'s invoke API, which verifies
-    signatures: the client signs that rewritten request (fd.route_target), as no unsigned request is served. Without
-    ``function`` the path is sent as the invoke API's own (passed through unchanged) and signed as sent."""
+def through(stack: Stack, path: str, body: bytes = b"", signed: bool = False) -> tuple[int, bytes]:
+    """POST ``path`` to the domain. A route goes to its function's HTTP trigger: hello's is anonymous (public),
+    shout's is authType function, so ``signed`` signs the request as sent (Host and path reach the agent
+    unchanged). The invoke API's own paths are always signed."""
     edge = stack.outputs()["edge_addresses"][0]
-    if function is None:
-        signed = sign(TEST_KEY, "POST", f"http://{edge}{path}", body, {"Host": DOMAIN})
-    else:
-        target = fd.route_target(function, "LATEST")
-        signed = sign(TEST_KEY, "POST", f"http://{edge}{target.path}?{target.query}", body, {"Host": DOMAIN})
-    status, _headers, answer = post(f"http://{edge}{path}", body, signed, key=None)
+    headers = {"Host": DOMAIN}
+    if signed or path.startswith(fd.INVOKE_PREFIX):
+        headers = sign(TEST_KEY, "POST", f"http://{edge}{path}", body, headers)
+    status, _headers, answer = post(f"http://{edge}{path}", body, headers, key=None)
     return status, answer
+
+
+def browse(stack: Stack, path: str) -> tuple[str, str]:
+    """A GET as a browser sends it (curl, the domain resolved to the edge host, nothing signed): (status line,
+    body)."""
+    edge = stack.outputs()["edge_addresses"][0]
+    out = subprocess.run(["curl", "-s", "-i", "--max-time", "30", "--resolve", f"{DOMAIN}:80:{edge}",
+                          f"http://{DOMAIN}{path}"], capture_output=True, text=True, check=True).stdout
+    head, _, body = out.partition("\n\n")  # text mode reads CRLF as a newline
+    return head.splitlines()[0], body
 
 
 def test_up_serves_the_domain_from_the_labelled_edge_host(stack: Stack, lab_fleet: dict) -> None:
@@ -75,10 +87,13 @@ def test_up_serves_the_domain_from_the_labelled_edge_host(stack: Stack, lab_flee
     assert outputs["urls"] == [f"http://{DOMAIN}/"]
     assert (outputs["edge_hosts"], outputs["edge_addresses"]) == (["lab-1"], [lab1["address"]])
     assert outputs["front_door_state"] == {"lab-1": "in sync"}
-    assert through(stack, "/any", b"x", "hello") == (200, b"hello:x")
-    assert through(stack, "/shout/it", b"x", "shout") == (200, b"X")
-    status, _headers, answer = post(f"http://{outputs['edge_addresses'][0]}/any", b"x", {"Host": DOMAIN}, key=None)
-    assert status == 400 and b"MissingRequiredHeader" in answer, answer  # nothing unsigned gets through
+    # public web traffic through hello's anonymous trigger: unsigned, as a browser sends it
+    assert browse(stack, "/any/page") == ("HTTP/1.1 200 OK", "hello:")
+    assert through(stack, "/any", b"x") == (200, b"hello:x")
+    # shout's trigger is authType function: unsigned is refused, signed as sent is served
+    status, answer = through(stack, "/shout/it", b"x")
+    assert status == 400 and b"MissingRequiredHeader" in answer, answer
+    assert through(stack, "/shout/it", b"x", signed=True) == (200, b"X")
     assert through(stack, "/2023-03-30/functions/shout/invocations", b"sdk") == (200, b"SDK")
 
 
@@ -120,9 +135,17 @@ def test_bad_input_fails_at_preview_naming_each_property(stack: Stack, tmp_path:
         text = str(failed.value)
         assert "private_key does not match the certificate" in text, text
         assert "PRIVATE KEY" not in text
-    finally:
         stack.run("config", "rm", "certFile")
         stack.run("config", "rm", "keyFile")
+        # hello's only HTTP trigger is on LATEST: a route to its "prod" has nothing to go through
+        stack.config(domain=json.dumps({"routes": [{"path": "/v/*", "function_name": "hello", "qualifier": "prod"}]}))
+        with pytest.raises(PulumiFailed) as failed:
+            stack.preview()
+        text = str(failed.value)
+        assert "route /v/* -> hello (prod): the function has no HTTP trigger for qualifier prod" in text, text
+    finally:
+        stack.run("config", "rm", "certFile", check=False)
+        stack.run("config", "rm", "keyFile", check=False)
         stack.config(domain=json.dumps({"routes": [{"path": "/*", "function_name": "hello"},
                                                    {"path": "/shout/*", "function_name": "shout"}]}))
 
@@ -152,8 +175,8 @@ def test_a_route_change_reloads_and_destroy_leaves_the_edge_host_clean(stack: St
                                                {"path": "/shout/quietly", "function_name": "hello"}]}))
     stack.up()
     assert workers(lab) != before
-    assert through(stack, "/shout/quietly", b"x", "hello") == (200, b"hello:x")
-    assert through(stack, "/shout/loud", b"x", "shout") == (200, b"X")
+    assert through(stack, "/shout/quietly", b"x") == (200, b"hello:x")
+    assert through(stack, "/shout/loud", b"x", signed=True) == (200, b"X")
     stack.destroy()
     left = lab.run("lab-1", ["sh", "-c", f"ls {fd.CONFIG_DIR} {fd.STATE_DIR} 2>&1; ps -eo args | grep -c "
                                          f"'[h]aproxy -W -D -p {fd.STATE_DIR}'"],

@@ -13,6 +13,8 @@ from _certs import Authority
 import fc_provider as fc
 from fc_provider._model import frontdoor as fd
 from fc_provider._model.custom_domain import CustomDomainModel, RouteModel, edge_hosts, match
+from fc_common.triggers import url_label
+from fc_provider._model.validation import UNKNOWN
 from fc_provider.custom_domain import CustomDomainProvider
 
 DOMAIN = "api.example.test"
@@ -20,6 +22,9 @@ HOSTS = [{"name": "lab-1", "address": "10.0.0.11", "labels": {"front-door": "tru
          {"name": "lab-2", "address": "10.0.0.12", "labels": {}}]
 FUNCTIONS = [{"function_name": "a", "hosts": ["lab-1", "lab-2"], "timeout": 10},
              {"function_name": "b", "hosts": ["lab-2"], "timeout": 3}]
+TRIGGERS = [{"function_name": "a", "trigger_name": "web", "trigger_type": "http"},
+            {"function_name": "b", "trigger_name": "web", "trigger_type": "http"},
+            {"function_name": "b", "trigger_name": "web-prod", "trigger_type": "http", "qualifier": "prod"}]
 
 
 def routes(*paths: str) -> list[RouteModel]:
@@ -27,7 +32,7 @@ def routes(*paths: str) -> list[RouteModel]:
 
 
 def failures(**props: object) -> list[tuple[str, str]]:
-    news = {"domain_name": DOMAIN, "functions": FUNCTIONS, **props}
+    news = {"domain_name": DOMAIN, "functions": FUNCTIONS, "triggers": TRIGGERS, **props}
     result = CustomDomainProvider().check({}, news)
     return [(f.property, f.reason) for f in result.failures]
 
@@ -69,6 +74,29 @@ def test_methods_narrow_a_route() -> None:
 def test_bad_input_fails_at_preview_naming_the_property_and_rule(props: dict, prop: str, rule: str) -> None:
     found = failures(**props)
     assert any(p == prop and rule in r for p, r in found), found
+
+
+def test_a_route_needs_an_http_trigger_of_its_function_for_its_qualifier() -> None:
+    one = {"route_config": {"routes": [{"path": "/x/*", "function_name": "a", "qualifier": "prod"}]}}
+    found = failures(**one)
+    assert found and found[0][0] == "route_config", found
+    assert ("route /x/* -> a (prod): the function has no HTTP trigger for qualifier prod in triggers=" in found[0][1]
+            and 'fc.Trigger(trigger_type="http", qualifier="prod")' in found[0][1]), found
+    assert "no HTTP trigger for qualifier LATEST" in failures(triggers=[], route_config={"routes": [
+        {"path": "/*", "function_name": "a"}]})[0][1]
+    timer = [{"function_name": "a", "trigger_name": "tick", "trigger_type": "timer"}]
+    assert failures(triggers=timer, route_config={"routes": [{"path": "/*", "function_name": "a"}]})  # not HTTP
+    two = TRIGGERS + [{"function_name": "a", "trigger_name": "web2", "trigger_type": "http"}]
+    found = failures(triggers=two, route_config={"routes": [{"path": "/*", "function_name": "a"}]})
+    assert "several HTTP triggers for qualifier LATEST (web, web2); name one in the route's trigger_name" in \
+        found[0][1], found
+    assert failures(triggers=two, route_config={"routes": [{"path": "/*", "function_name": "a",
+                                                            "trigger_name": "web2"}]}) == []
+    found = failures(route_config={"routes": [{"path": "/*", "function_name": "a", "trigger_name": "nope"}]})
+    assert "names trigger_name nope, which is not an HTTP trigger of a in triggers= (known: web)" in found[0][1]
+    # at a first preview the Trigger resources' outputs may be unknown: the rule waits for them
+    unknown = [{"function_name": "a", "trigger_name": UNKNOWN, "trigger_type": "http"}]
+    assert failures(triggers=unknown, **one) == []
 
 
 def test_no_edge_host_is_a_preview_error_naming_the_selector_and_the_hosts() -> None:
@@ -120,7 +148,7 @@ def test_typed_args_give_the_same_props_as_dicts() -> None:
 
 def model(**extra: object) -> CustomDomainModel:
     return CustomDomainModel.model_validate({
-        "domain_name": DOMAIN, "invoke_api": True, "functions": FUNCTIONS,
+        "domain_name": DOMAIN, "invoke_api": True, "functions": FUNCTIONS, "triggers": TRIGGERS,
         "route_config": {"routes": [{"path": "/*", "function_name": "a"},
                                     {"path": "/b/*", "function_name": "b", "qualifier": "prod"},
                                     {"path": "/b/exact", "function_name": "a", "methods": ["GET", "POST"]}]},
@@ -136,7 +164,10 @@ def test_rendered_configuration_routes_in_match_order_and_never_rewrites_host_or
     assert [r.split()[1] for r in rules] == ["fn_a", "fn_b", *[f"rt_{fd.domain_id(DOMAIN)}_r{i}" for i in range(3)]]
     assert "{ path -m str /b/exact } { method GET POST }" in rules[2]
     assert "{ path_beg /b/ }" in rules[3] and "{ path_beg / }" in rules[4]
-    assert "http-request set-query qualifier=prod" in config  # the route's qualifier, as FC's ?qualifier=
+    # each route goes to its function's HTTP trigger for the route's qualifier, the client's path after its prefix
+    assert f"http-request set-path /_fd/{url_label('b', 'web-prod')}%[path]" in config
+    assert f"http-request set-path /_fd/{url_label('a', 'web')}%[path]" in config
+    assert "set-query" not in config and "set-method" not in config  # method and query as the client sent them
     assert "option forwardfor" in config
     assert "server lab-2 10.0.0.12:9000 check" in config and "track fn_a/lab-2" in config
     assert "timeout server 15s" in config  # a's 10 s plus the margin

@@ -23,16 +23,20 @@ import pytest
 from _agent import deploy, install, wait_for
 from _certs import Authority
 from _frontdoor import (
+    BODY,
     CAPTURE_SERVER,
     SLOW_FUNCTION,
     Edge,
     echo_function,
+    gone,
     headers_of,
     https_post,
+    listens,
     server_status,
     stats,
 )
 
+from fc_common.triggers import url_label
 from fc_lab import Lab
 from fc_lab import _host as lab_host
 from fc_provider._model import frontdoor as fd
@@ -43,10 +47,18 @@ ALL = ["lab-1", "lab-2", "lab-3"]
 FUNCTIONS = [{"function_name": "echo", "hosts": ALL, "timeout": 3},
              {"function_name": "upper", "hosts": ALL, "timeout": 3},
              {"function_name": "slow", "hosts": ALL, "timeout": 20}]
-API = {"domain_name": "api.example.test", "invoke_api": True, "functions": FUNCTIONS, "route_config": {"routes": [
-    {"path": "/*", "function_name": "echo"}, {"path": "/up/*", "function_name": "upper"},
-    {"path": "/up/exact", "function_name": "echo"}, {"path": "/slow", "function_name": "slow"}]}}
-UPPER = "def handler(event, context):\n    return event.decode().upper()\n"
+ANONYMOUS = {"authType": "anonymous", "methods": ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]}
+SIGNED = {**ANONYMOUS, "authType": "function"}
+# Every routed function's HTTP trigger (a route goes through it); echo has a second one that needs a signature.
+TRIGGERS = [{"function_name": n, "trigger_name": "web", "trigger_type": "http"} for n in ("echo", "upper", "slow")]
+TRIGGERS.append({"function_name": "echo", "trigger_name": "signed", "trigger_type": "http"})
+API = {"domain_name": "api.example.test", "invoke_api": True, "functions": FUNCTIONS, "triggers": TRIGGERS,
+       "route_config": {"routes": [
+           {"path": "/*", "function_name": "echo", "trigger_name": "web"}, {"path": "/up/*", "function_name": "upper"},
+           {"path": "/up/exact", "function_name": "echo", "trigger_name": "web"},
+           {"path": "/slow", "function_name": "slow"},
+           {"path": "/private/*", "function_name": "echo", "trigger_name": "signed"}]}}
+UPPER = BODY + "def handler(event, context):\n    return body_of(event)[1].upper()\n"
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +70,11 @@ def agents(lab: Lab, lab_fleet: dict, tmp_path_factory: pytest.TempPathFactory) 
         deploy(conn, work / "echo", "echo", echo_function(f"host-{index + 1}"))
         deploy(conn, work / "upper", "upper", UPPER)
         deploy(conn, work / "slow", "slow", SLOW_FUNCTION, timeout=20)
+        for trigger in TRIGGERS:
+            with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+                agent.put_trigger(trigger["function_name"], trigger["trigger_name"], {
+                    "trigger_type": "http", "trigger_config": SIGNED if trigger["trigger_name"] == "signed"
+                    else ANONYMOUS})
         conns.append(conn)
     yield conns
     for conn in conns:  # later modules expect hosts without these functions
@@ -96,13 +113,6 @@ def _listening(address: str, port: int) -> bool:
         return False
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
 def test_haproxy_from_setup_is_seen_by_every_lab_host(lab: Lab, lab_fleet: dict) -> None:
     for host in lab_fleet["hosts"]:
         out = lab.run(host["name"], ["haproxy", "-v"], capture_output=True, text=True, check=True).stdout
@@ -130,10 +140,31 @@ def test_routes_reach_the_routed_function_exact_first_then_longest_prefix(edge: 
     assert set(tags) == {b"host-1", b"host-2", b"host-3"}, tags  # every host that runs echo serves it
 
 
+def test_public_traffic_reaches_an_anonymous_trigger_and_a_function_trigger_needs_a_signature(edge: Edge) -> None:
+    domain = API["domain_name"]
+    # a browser-like client: curl, the domain resolved to the edge host, no signature, GET
+    out = subprocess.run(["curl", "-s", "-i", "--max-time", "30", "--resolve", f"{domain}:80:{edge.address}",
+                          f"http://{domain}/shop/item%20one?color=red&size=2"], capture_output=True, text=True,
+                         check=True).stdout
+    head, _, body = out.partition("\n\n")  # text mode reads CRLF as a newline
+    lines = {k.lower(): v for k, _, v in (line.partition(": ") for line in head.splitlines()[1:])}
+    assert head.startswith("HTTP/1.1 200") and body.startswith("host-"), out
+    # the function sees the path the client sent to the domain, and its query
+    assert lines["x-path"] == "/shop/item%20one" and json.loads(lines["x-query"]) == {"color": "red", "size": "2"}
+    assert edge.get(domain, "/up/x", b"abc")[2] == b"ABC"  # unsigned POST, another function
+    # a route to a trigger whose authType is function: refused unsigned, served when signed as sent to the domain
+    status, _h, body = edge.get(domain, "/private/x", b"p")
+    assert status in (400, 401) and json.loads(body)["Code"] == "MissingRequiredHeader", body
+    status, headers, body = edge.get(domain, "/private/x", b"p", signed=True)
+    assert status == 200 and body.endswith(b":p") and headers["x-path"] == "/private/x", (status, body)
+
+
 def test_host_path_and_signed_headers_pass_through_and_the_route_qualifier_is_sent(
         edge: Edge, capture: dict, lab_fleet: dict) -> None:
     probe = {"domain_name": "probe.example.test", "invoke_api": True,
              "functions": [{"function_name": "probe", "hosts": ["lab-3"], "timeout": 3}],
+             "triggers": [{"function_name": "probe", "trigger_name": "hook", "trigger_type": "http",
+                           "qualifier": "prod"}],
              "route_config": {"routes": [{"path": "/hook/*", "function_name": "probe", "qualifier": "prod"}]}}
     assert edge.serve(probe, invoke_port=9100) == "reloaded"
     signed = {"x-acs-date": "2026-12-01T09:00:00Z", "x-acs-signature-nonce": "n-1",
@@ -153,11 +184,13 @@ def test_host_path_and_signed_headers_pass_through_and_the_route_qualifier_is_se
     gateway = lab_fleet["hosts"][0]["address"].rsplit(".", 1)[0] + ".1"  # the machine, as the lab hosts see it
     assert ", ".join(got["x-forwarded-for"]) == f"203.0.113.7, {gateway}", got["x-forwarded-for"]
     assert got["x-fc-request-id"][0]
-    # a custom-domain route: the function's invoke path with the route's qualifier, Host kept
-    status, _h, body = edge.get("probe.example.test", "/hook/a/b?x=1", b"evt")
+    # a custom-domain route: the HTTP trigger of the route's qualifier, the client's method, path and query after
+    # the trigger's front-door prefix, Host and signed headers kept
+    status, _h, body = edge.get("probe.example.test", "/hook/a/b?x=1", b"evt", signed)
     seen = json.loads(body)
-    assert seen["target"] == "/2023-03-30/functions/probe/invocations?qualifier=prod", seen
-    assert headers_of(body)["host"] == ["probe.example.test"]
+    assert seen["target"] == f"/_fd/{url_label('probe', 'hook')}/hook/a/b?x=1" and seen["method"] == "POST", seen
+    got = headers_of(body)
+    assert got["host"] == ["probe.example.test"] and got["authorization"] == [signed["authorization"]]
     assert edge.apply_raw("probe.example.test", None) == "reloaded"
 
 
@@ -192,11 +225,11 @@ def test_https_with_a_test_ca_and_a_minimum_tls_version(edge: Edge, tmp_path: Pa
     leaf = ca.issue("secure.example.test")
     secure = {"domain_name": "secure.example.test", "protocol": "HTTPS",
               "cert_config": {"cert_name": "secure", "certificate": leaf.certificate, "private_key": leaf.private_key},
-              "tls_config": {"min_version": "TLSv1.3"}, "functions": FUNCTIONS[:1],
+              "tls_config": {"min_version": "TLSv1.3"}, "functions": FUNCTIONS[:1], "triggers": TRIGGERS[:1],
               "route_config": {"routes": [{"path": "/*", "function_name": "echo"}]}}
     assert edge.serve(secure) == "reloaded"
     ca_file = ca.write(tmp_path / "ca.pem")
-    status, body, version = https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi", routed_to="echo")
+    status, body, version = https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi")
     assert (status, version) == (200, "TLSv1.3") and body.endswith(b":hi"), (status, body, version)
     with pytest.raises(ssl.SSLError):
         https_post(edge.address, "secure.example.test", "/x", ca_file, b"hi", max_version=ssl.TLSVersion.TLSv1_2)
@@ -261,11 +294,40 @@ def test_a_reload_keeps_a_long_running_request_and_refuses_no_connection(edge: E
     assert edge.get(domain, "/new", b"n")[2] == b"N"
 
 
+def test_a_host_known_down_stays_down_across_a_reload(edge: Edge, lab: Lab) -> None:
+    """lab-3's invoke port stops answering (its packets dropped: each check waits out its timeout, so a new worker
+    that did not know would take two failed checks, seconds, to mark it down, and send it requests meanwhile); once
+    HAProxy marks it down, a route change reloads, and the new worker starts with it down (the state saved before
+    the reload) and sends it nothing."""
+    domain, victim = API["domain_name"], "lab-3"
+    drop = ["INPUT", "-i", "eth0", "-p", "tcp", "--dport", "9000", "-j", "DROP"]
+    lab.run(victim, ["iptables", "-I", *drop[:1], "1", *drop[1:]], check=True)
+    try:
+        wait_for(lambda: server_status(edge)[("fn_echo", victim)].startswith("DOWN"), "HAProxy to mark lab-3 down")
+        changed = {**API, "route_config": {"routes": [*API["route_config"]["routes"],
+                                                      {"path": "/newer", "function_name": "upper"}]}}
+        assert edge.serve(changed) == "reloaded"
+        saved = edge.run(["cat", f"{fd.STATE_DIR}/server-state"])
+        assert any(line.split()[1:4:2] == ["fn_echo", victim] and line.split()[5] == "0"  # srv_op_state 0: down
+                   for line in saved.splitlines()[2:]), saved
+        rows = stats(edge)  # the new worker's, right after the reload
+        assert rows[("fn_echo", victim)]["status"].startswith("DOWN"), rows[("fn_echo", victim)]
+        statuses = Counter(edge.get(domain, f"/x{i}", b"")[0] for i in range(30))
+        rows = stats(edge)
+        sent = {k: (r["stot"], r["econ"]) for k, r in rows.items() if k[1] == victim and k[0].startswith("rt_")}
+        assert statuses == {200: 30}, statuses
+        assert all(v == ("0", "0") for v in sent.values()), sent  # no request, no connection attempt
+    finally:
+        lab.run(victim, ["iptables", "-D", *drop], check=True)
+    wait_for(lambda: server_status(edge)[("fn_echo", victim)] == "UP", "lab-3 to be up again")
+
+
 def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab: Lab, lab_fleet: dict,
                                                                  agents: list) -> None:
     """A steady stream (40 requests a second, 320 in all) through the front door while lab-3's agent is killed
     (SIGKILL) and then its network cut: only the requests in flight at the kill may fail, counted per second."""
     domain, victim = API["domain_name"], "lab-3"
+    edge.serve(API)  # as the earlier tests left it, or on its own
     for _ in range(12):
         assert edge.get(domain, "/warm", b"")[0] == 200  # an instance on every host
     total, rate, kill_at, cut_at = 320, 40.0, 80, 160
@@ -287,7 +349,11 @@ def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab
             with lock:  # no request starts while the agent dies (its sockets live until the process is gone)
                 marks["in_flight_at_kill"] = in_flight[0]
                 os.kill(agent_pid, 9)
-                wait_for(lambda: _gone(agent_pid), "the killed agent to be gone", timeout=30)
+                wait_for(lambda: gone(agent_pid), "the killed agent to be gone", timeout=30)
+                # and its listening socket: a dying process's threads can hold it open for a moment after the
+                # process shows as a zombie, and the kernel still accepts connections into it, to reset them when
+                # it closes. A request that lands there is in flight at the crash (see the allowance below).
+                wait_for(lambda: not listens(lab, victim), "the killed agent's socket to be closed", timeout=30)
         if index == cut_at:
             lab.run(victim, ["iptables", "-I", "INPUT", "1", "-i", "eth0", "-j", "DROP"], check=True)
             lab.run(victim, ["iptables", "-I", "OUTPUT", "1", "-o", "eth0", "-j", "DROP"], check=True)
@@ -301,7 +367,12 @@ def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab
     try:
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(one, range(total)))
-        states = server_status(edge)
+        rows = stats(edge)
+        states = {k: r["status"] for k, r in rows.items() if k[1] not in ("FRONTEND", "BACKEND")}
+        print("failover: the victim's counters", {k[0]: {c: r[c] for c in ("stot", "econ", "eresp", "wretr",
+                                                                             "wredis", "connect", "reuse",
+                                                                             "srv_abrt")}
+                                                  for k, r in rows.items() if k[1] == victim and r["stot"] != "0"})
     finally:
         lab.run(victim, ["iptables", "-D", "INPUT", "-i", "eth0", "-j", "DROP"])
         lab.run(victim, ["iptables", "-D", "OUTPUT", "-o", "eth0", "-j", "DROP"])
@@ -311,9 +382,11 @@ def test_failover_when_an_agent_dies_and_then_its_network_is_cut(edge: Edge, lab
     per_second = {s: (sum(1 for t, _ in results if t == s), errors.get(s, 0)) for s in sorted({t for t, _ in results})}
     print("failover: second -> (requests, errors):", per_second, "in flight at the kill:", marks)
     assert len(results) == total
-    # A POST that HAProxy had already written on a kept-alive connection to the host as it died is not sent again
-    # (a POST is never sent twice): at most one such request, in the second of the kill, beyond those in flight.
+    # Only requests in flight at the kill may fail: a POST that had reached the host is never sent again. Nothing
+    # else: every request is a new client connection, and http-reuse safe never sends a first request on an idle
+    # server connection (the victim's counters show reuse 0), so none was written to a connection of the dead
+    # agent; a connection to it once its socket is closed is refused and retried on another host.
     kill_second = int(kill_at / rate)
     assert sum(n for s, n in errors.items() if s != kill_second) == 0, (per_second, marks)
-    assert errors.get(kill_second, 0) <= marks["in_flight_at_kill"] + 1, (per_second, marks)
+    assert errors.get(kill_second, 0) <= marks["in_flight_at_kill"], (per_second, marks)
     assert states[("fn_echo", victim)].startswith("DOWN"), states

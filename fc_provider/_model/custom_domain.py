@@ -12,6 +12,8 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fc_common.triggers import TRIGGER_NAME
+
 from .certs import certificate_problems
 from .validation import DOMAIN, FUNCTION_NAME
 
@@ -54,6 +56,7 @@ class RouteModel(_Strict):
     function_name: str = Field(pattern=FUNCTION_NAME.pattern)
     qualifier: str = Field(default="LATEST", pattern=QUALIFIER.pattern)
     methods: list[Literal["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"]] = Field(default_factory=list)
+    trigger_name: Optional[str] = Field(default=None, pattern=TRIGGER_NAME.pattern)
 
     @field_validator("path")
     @classmethod
@@ -137,6 +140,15 @@ class RoutedFunctionModel(_Strict):
     timeout: float = 3
 
 
+class RoutedTriggerModel(_Strict):
+    """What the front door needs of an fc.Trigger: which function and qualifier it invokes, and its name (the
+    trigger's URL label is ``url_label(function_name, trigger_name)``)."""
+    function_name: str
+    trigger_name: str
+    trigger_type: str = "http"
+    qualifier: str = "LATEST"
+
+
 class CustomDomainModel(_Strict):
     domain_name: str = Field(max_length=253)
     protocol: Literal["HTTP", "HTTPS", "HTTP,HTTPS"] = "HTTP"
@@ -146,6 +158,9 @@ class CustomDomainModel(_Strict):
     front_door: FrontDoorModel = Field(default_factory=FrontDoorModel)
     invoke_api: bool = False
     functions: list[RoutedFunctionModel] = Field(default_factory=list)
+    # None: not known yet (a first preview); the routes' triggers are checked once they are. The resource always
+    # passes a list (empty without triggers=).
+    triggers: Optional[list[RoutedTriggerModel]] = None
 
     @field_validator("domain_name")
     @classmethod
@@ -171,7 +186,39 @@ class CustomDomainModel(_Strict):
             raise ValueError(f"route_config: route(s) to function(s) {', '.join(unknown)} that this domain does not "
                              "know; pass the Function resources in functions= (known: "
                              f"{', '.join(sorted(known)) or 'none'})")
+        if self.triggers is not None:
+            problems = [p for p in (trigger_problem(r, self.triggers) for r in self.route_config.routes) if p]
+            if problems:
+                raise ValueError("route_config: " + "; ".join(problems))
         return self
+
+
+def route_trigger(route: RouteModel, triggers: Sequence[RoutedTriggerModel]) -> Optional[RoutedTriggerModel]:
+    """The HTTP trigger a route's requests go through: the one the route names, else the function's HTTP trigger
+    for the route's qualifier (FC: a custom domain reaches only functions with an HTTP trigger, and the trigger's
+    auth type applies). None when there is none, or several and the route names none."""
+    found = [t for t in triggers if t.function_name == route.function_name and t.trigger_type == "http"
+             and (t.trigger_name == route.trigger_name if route.trigger_name else t.qualifier == route.qualifier)]
+    return found[0] if len(found) == 1 else None
+
+
+def trigger_problem(route: RouteModel, triggers: Sequence[RoutedTriggerModel]) -> Optional[str]:
+    if route_trigger(route, triggers) is not None:
+        return None
+    mine = [t for t in triggers if t.function_name == route.function_name and t.trigger_type == "http"]
+    where = f"route {route.path} -> {route.function_name} ({route.qualifier})"
+    if route.trigger_name:
+        named = next((t for t in mine if t.trigger_name == route.trigger_name), None)
+        if named is None:
+            return (f"{where} names trigger_name {route.trigger_name}, which is not an HTTP trigger of "
+                    f"{route.function_name} in triggers= (known: {', '.join(t.trigger_name for t in mine) or 'none'})")
+    same = [t.trigger_name for t in mine if t.qualifier == route.qualifier]
+    if len(same) > 1:
+        return (f"{where}: the function has several HTTP triggers for qualifier {route.qualifier} "
+                f"({', '.join(sorted(same))}); name one in the route's trigger_name")
+    return (f"{where}: the function has no HTTP trigger for qualifier {route.qualifier} in triggers=; a custom "
+            "domain reaches a function only through its HTTP trigger (whose authType applies): declare an "
+            f"fc.Trigger(trigger_type=\"http\", qualifier=\"{route.qualifier}\") and pass it in triggers=")
 
 
 def ordered_routes(routes: Sequence[RouteModel]) -> list[RouteModel]:

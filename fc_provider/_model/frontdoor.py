@@ -6,8 +6,9 @@ it, so several domains (of one stack or of several) share ports 80 and 443. Rend
 fragments give the same bytes, which is how a no-change ``up`` leaves HAProxy alone and how refresh sees a
 configuration edited by hand.
 
-What passes through unchanged, whatever the route: ``Host``, every ``x-acs-*`` header and, for the invoke API
-(``/2023-03-30/functions/NAME/...``), the path and query, so request signatures still verify behind the front door.
+What passes through unchanged, whatever the route: the method, ``Host``, every ``x-acs-*`` header, the query and
+the path (a route puts its trigger's ``/_fd/<label>`` before it, which the agent strips), so request signatures
+still verify behind the front door, on routes and on the invoke API (``/2023-03-30/functions/NAME/...``) alike.
 The client's address is appended to ``X-Forwarded-For``; ``x-fc-request-id`` is kept, or set once here so that a
 request retried on another host keeps one id."""
 
@@ -21,7 +22,17 @@ from typing import Any, Mapping, Optional, Sequence
 
 import jinja2
 
-from .custom_domain import TLS12_CIPHERS, TLS13_CIPHERS, CustomDomainModel, TlsConfigModel, ordered_routes
+from fc_common.triggers import front_door_prefix, url_label
+
+from .custom_domain import (
+    TLS12_CIPHERS,
+    TLS13_CIPHERS,
+    CustomDomainModel,
+    TlsConfigModel,
+    ordered_routes,
+    route_trigger,
+    trigger_problem,
+)
 
 CONFIG_DIR = "/etc/fc-agent/frontdoor"  # the fleet's own folder on the host: per host in the lab too
 STATE_DIR = "/var/lib/fc-agent/frontdoor"
@@ -30,7 +41,7 @@ DOMAINS_DIR = f"{CONFIG_DIR}/domains"
 CERTS_DIR = f"{CONFIG_DIR}/certs"
 INVOKE_PREFIX = "/2023-03-30/functions/"
 TIMEOUT_MARGIN_S = 5  # beyond the function's timeout: the agent answers a timed-out invocation itself
-FRAGMENT_VERSION = 1
+FRAGMENT_VERSION = 2  # 2: routes go to HTTP triggers
 
 _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -39,18 +50,22 @@ _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__
 
 @dataclass(frozen=True)
 class RouteTarget:
-    """Where a route's requests go on a function's hosts. The one place that decides it: HTTP triggers (their own
-    URL scheme on each host) plug in here."""
+    """Where a route's requests go on a function's hosts: the function's HTTP trigger, as FC's custom domains do
+    (the trigger's authType applies: anonymous is public, function needs a signature, jwt a token). HAProxy puts
+    ``path_prefix`` before the request's path and keeps the method, the query, ``Host`` and every header, so the
+    function sees the path the client sent to the domain."""
 
-    method: Optional[str]  # None keeps the client's
-    path: str
-    query: str
+    trigger_name: str
+    label: str
+    path_prefix: str
 
 
-def route_target(function_name: str, qualifier: str) -> RouteTarget:
-    """For now every route invokes the function through the invoke API (which takes POST), with the route's
-    qualifier as FC's ``?qualifier=``."""
-    return RouteTarget("POST", f"{INVOKE_PREFIX}{function_name}/invocations", f"qualifier={qualifier}")
+def route_target(function_name: str, trigger_name: str) -> RouteTarget:
+    """The one place that decides where a route goes: ``/_fd/<label>`` + the domain's path on the function's hosts
+    (fc_common.triggers.FRONT_DOOR_PREFIX: the agent strips the prefix, verifies a signature against the path the
+    client signed, and leaves redirects as the function wrote them)."""
+    label = url_label(function_name, trigger_name)
+    return RouteTarget(trigger_name, label, front_door_prefix(label))
 
 
 def domain_id(domain: str) -> str:
@@ -76,7 +91,10 @@ def fragment(model: CustomDomainModel, hosts: Mapping[str, Mapping[str, Any]], i
         functions[fn.function_name] = {"servers": servers, "timeout_s": int(math.ceil(fn.timeout))}
     routes = []
     for index, route in enumerate(ordered_routes(model.route_config.routes)):
-        target = route_target(route.function_name, route.qualifier)
+        trigger = route_trigger(route, model.triggers or [])
+        if trigger is None:  # the model refuses it; a fragment is only made from a checked model
+            raise ValueError(trigger_problem(route, model.triggers or []))
+        target = route_target(route.function_name, trigger.trigger_name)
         routes.append({"id": f"{domain_id(model.domain_name)}_r{index}", "path": route.path,
                        "match": "prefix" if route.is_prefix else "exact", "prefix": route.prefix,
                        "methods": list(route.methods), "function": route.function_name,

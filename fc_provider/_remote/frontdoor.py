@@ -20,6 +20,7 @@ from .ssh import SSHSession
 PIDFILE = f"{fd.STATE_DIR}/haproxy.pid"
 STARTUP_LOG = f"{fd.STATE_DIR}/haproxy.out"
 CANDIDATE = f"{fd.CONFIG}.candidate"
+SERVER_STATE = f"{fd.STATE_DIR}/server-state"  # the file haproxy.cfg's server-state-file names: none at a start
 _Q = shlex.quote
 
 
@@ -82,14 +83,44 @@ def validate(path: str) -> list[str]:
 
 def start() -> list[str]:
     """Master-worker, daemonized; a configuration or bind error is reported on stderr with a non-zero exit."""
-    script = (f"haproxy -W -D -p {PIDFILE} -f {fd.CONFIG} </dev/null >{STARTUP_LOG} 2>&1 || "
+    script = (f"rm -f {SERVER_STATE}; haproxy -W -D -p {PIDFILE} -f {fd.CONFIG} </dev/null >{STARTUP_LOG} 2>&1 || "
               f"{{ cat {STARTUP_LOG} >&2; exit 1; }}")
     return ["sh", "-c", script]
 
 
+# The running worker's view of every server (show servers state on its admin socket), written where the next worker
+# loads it (load-server-state-from-file). Without a worker to ask, the old file is removed rather than trusted.
+_SAVE_SERVER_STATE = f"""
+import os, socket
+try:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect({fd.STATE_DIR + "/admin.sock"!r})
+    s.sendall(b"show servers state\\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    if not data.startswith(b"1\\n"):  # the format version; anything else is an error message
+        raise OSError(data[:200])
+    with open({SERVER_STATE + ".new"!r}, "wb") as f:
+        f.write(data)
+    os.replace({SERVER_STATE + ".new"!r}, {SERVER_STATE!r})
+except OSError:
+    try:
+        os.remove({SERVER_STATE!r})
+    except OSError:
+        pass
+"""
+
+
 def reload(wait_s: int = 20) -> list[str]:
-    """SIGUSR2 to the master, then waits for a worker that was not there before (the new configuration loaded)."""
-    script = (f"m=$(cat {PIDFILE}) && old=\" $(ps -o pid= --ppid $m | tr '\\n' ' ') \" && kill -USR2 $m && "
+    """Saves the servers' state, sends SIGUSR2 to the master, then waits for a worker that was not there before
+    (the new configuration loaded, with the saved state)."""
+    script = (f"python3 -c {_Q(_SAVE_SERVER_STATE)}; "
+              f"m=$(cat {PIDFILE}) && old=\" $(ps -o pid= --ppid $m | tr '\\n' ' ') \" && kill -USR2 $m && "
               f"for i in $(seq {wait_s * 10}); do for p in $(ps -o pid= --ppid $m); do "
               "case \"$old\" in *\" $p \"*) ;; *) exit 0;; esac; done; sleep 0.1; done; "
               "echo 'haproxy did not start a worker with the new configuration' >&2; exit 1")

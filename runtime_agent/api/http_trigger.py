@@ -11,6 +11,9 @@ owns the whole path space: its root-relative links, redirects and cookie paths w
   at all. The prefix is stripped before the function sees the request, and a ``Location`` that starts with ``/``
   gets it back, so redirects stay inside the trigger. ``disableURLInternet: true`` closes the host-name form (403)
   and leaves this one.
+- **through a custom domain**: ``/_fd/<label>/<path>``, what the front door (HAProxy) sends a domain's route to
+  (``fc_common.triggers.FRONT_DOOR_PREFIX``): stripped like the path form, but the client's URL is ``<path>``, so a
+  signature is verified against it and a ``Location`` is not rewritten.
 
 The request reaches the function as FC passes it: web and custom-container functions get the method, path, query,
 headers (plus ``x-fc-request-id``, ``x-fc-function-name``, ``x-fc-qualifier``, ``x-fc-trigger-name``) and body as
@@ -27,6 +30,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode
+
+from fc_common.triggers import FRONT_DOOR_PREFIX
 
 from ..errors import AgentError, BadRequest, error_body
 from ..events import http_event
@@ -71,14 +76,17 @@ class HttpTriggerRouter:
         by_label = self.agent.triggers.by_label
         if not by_label:
             return None
-        if target.startswith(PATH_PREFIX):
-            rest = target[len(PATH_PREFIX):]
-            cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-            record = by_label.get(rest[:cut])
-            if record is not None:
-                forwarded = rest[cut:]
-                forwarded = forwarded if forwarded.startswith("/") else "/" + forwarded
-                return self._route(record), forwarded, PATH_PREFIX + rest[:cut], False
+        for form in (PATH_PREFIX, FRONT_DOOR_PREFIX):
+            if target.startswith(form):
+                rest = target[len(form):]
+                cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+                record = by_label.get(rest[:cut])
+                if record is not None:
+                    forwarded = rest[cut:]
+                    forwarded = forwarded if forwarded.startswith("/") else "/" + forwarded
+                    # through a custom domain the client's URL is the forwarded one (fc_common.triggers)
+                    prefix = form + rest[:cut] if form == PATH_PREFIX else ""
+                    return self._route(record), forwarded, prefix, False
         label, dot, _ = host.partition(".")
         record = by_label.get(label.lower()) if dot else None
         return (self._route(record), target, "", True) if record is not None else None
