@@ -24,7 +24,7 @@ from .events.provision import ProvisionScalers
 from .events.provision_metrics import ProvisionMetrics
 from .events.runner import TaskCall
 from .events.timer import TimerScheduler
-from .events.triggers import Triggers
+from .events.triggers import Triggers, log_failed_invocation
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
 from .instances.driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
@@ -417,13 +417,17 @@ class Agent:
 
     def _fire_timer(self, trigger: Any, event: bytes) -> None:
         """A timer tick this host won (events/timer.py); the invocation runs on the scheduler's tick thread."""
-        self.invoke(trigger.function, event, request_id=new_request_id(), log_tail=False,
-                    qualifier=trigger.spec.get("qualifier") or LATEST)
+        request_id = new_request_id()
+        result = self.invoke(trigger.function, event, request_id=request_id, log_tail=False,
+                             qualifier=trigger.spec.get("qualifier") or LATEST)
+        log_failed_invocation(trigger, request_id, result.headers, result.body)
 
     def _fire_oss(self, trigger: Any, event: dict[str, Any]) -> None:
         """An object event an OSS trigger delivers (events/oss.py), on its own thread."""
-        self.invoke(trigger.function, json.dumps(event).encode(), request_id=new_request_id(), log_tail=False,
-                    qualifier=trigger.spec.get("qualifier") or "LATEST")
+        request_id = new_request_id()
+        result = self.invoke(trigger.function, json.dumps(event).encode(), request_id=request_id, log_tail=False,
+                             qualifier=trigger.spec.get("qualifier") or "LATEST")
+        log_failed_invocation(trigger, request_id, result.headers, result.body)
 
     def enqueue_async(self, name: str, payload: bytes, *, qualifier: str = "LATEST", task_id: str | None = None,
                       request_id: str | None = None) -> tuple[str, str]:

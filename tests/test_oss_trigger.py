@@ -26,6 +26,8 @@ def handler(event, context):
     started = time.time()
     for e in json.loads(event)["events"]:
         print("FIRED " + json.dumps({**e, "started": started}))
+        if "boom" in e["oss"]["object"]["key"]:
+            raise RuntimeError("boom: " + e["oss"]["object"]["key"])
     return "ok"
 '''
 HOST = 1  # lab-2
@@ -107,6 +109,19 @@ def test_a_delete_invokes_with_the_remove_event(setup: dict) -> None:
     assert sorted(names) == ["ObjectCreated:PutObject", "ObjectRemoved:DeleteObject"], names
 
 
+def test_a_failed_invocation_is_logged_by_the_agent(setup: dict, lab: Lab) -> None:
+    """Nobody else sees an object event's answer: a function that fails is named in the agent's log at warning."""
+    setup["s3"].put_object(Bucket="uploads", Key="in/boom.txt", Body=b"x")
+    name = setup["conn"].hosts[0].name
+
+    def logged() -> str:
+        text = lab.run(name, ["cat", "/var/lib/fc-agent/agent.log"], capture_output=True, text=True).stdout
+        return next((line for line in text.splitlines() if "in/boom.txt" in line or "boom:" in line), "")
+
+    line = wait_for(logged, "the failure in the agent's log", 30)
+    assert "WARNING" in line and "objects:watch" in line and "RuntimeError: boom: in/boom.txt" in line, line
+
+
 def test_objects_put_while_the_agent_is_down_arrive_once_after_it_returns(setup: dict, lab: Lab,
                                                                          lab_fleet: dict) -> None:
     name = setup["conn"].hosts[0].name
@@ -148,7 +163,6 @@ def test_the_webhook_refuses_an_unknown_token(setup: dict) -> None:
     assert status == 401 and json.loads(body)["Code"] == "Unauthorized"
 
 
-@pytest.mark.xfail(strict=True, reason="known defect after the merge of issues 9-14: OSS events are not delivered by the bucket listing (push delivery works); found at integration (the listing itself works: the agent-down test passes), not yet diagnosed, named in the session note (issue 10 stays open)")
 def test_the_object_pipeline_example_writes_derived_objects(lab: Lab, fleet_file: Path, tmp_path: Path) -> None:
     """examples/object_pipeline with the real CLI: the server starts without a webhook (the listing delivers),
     then again with the trigger's webhook URL (push delivers)."""
