@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _agent import SERVER_BASE, TEST_KEY, deploy, http_trigger, install
+from _agent import SERVER_BASE, TEST_KEY, async_config, deploy, http_trigger, install, wait_task
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -165,6 +165,40 @@ def test_event_function_gets_fc_http_event_and_its_answer_becomes_the_response(c
     assert "boom at /raise" in json.loads(body)["errorMessage"]
     status, _, body = http_trigger(conn, label, "GET", "/bad")
     assert status == 500 and json.loads(body)["Code"] == "FunctionResponseMalformed"
+
+
+def test_async_invocation_type_queues_the_event_and_answers_202(conn: ops.FleetConnection, tmp_path: Path) -> None:
+    """X-Fc-Invocation-Type: Async: 202 at once with x-fc-request-id, FC's HTTP event lands in the async queue and
+    runs there (a task record); a task function also answers x-fc-async-task-id and takes the caller's task id."""
+    label = put_trigger(conn, "ev", "later", {"authType": "anonymous", "methods": ["POST"]})["url_label"]
+    status, headers, body = http_trigger(conn, label, "POST", "/echo?n=1", b"queued body",
+                                         {"X-Fc-Invocation-Type": "Async", "Content-Type": "text/plain"})
+    assert status == 202 and body == b"" and "x-fc-async-task-id" not in dict(headers), (status, body)
+    request_id = dict(headers)["x-fc-request-id"]
+    done = wait_task(conn, "ev", request_id, "Succeeded", "Failed")  # no task mode: the task id is the request id
+    event = json.loads(done["taskPayload"])
+    assert done["status"] == "Succeeded" and event["version"] == "v1" and event["rawPath"] == "/echo"
+    assert event["body"] == "queued body" and event["queryParameters"] == {"n": "1"}
+    assert event["requestContext"]["requestId"] == request_id and done["requestId"] == request_id
+    assert json.loads(json.loads(done["returnPayload"])["body"])["body"] == "queued body"  # the function ran it
+
+    deploy(conn, tmp_path / "evtask", "evtask", EVENT_HANDLER)
+    async_config(conn, "evtask", async_task=True)
+    label = put_trigger(conn, "evtask", "jobs", {"authType": "anonymous", "methods": ["POST"]})["url_label"]
+    status, headers, _ = http_trigger(conn, label, "POST", "/echo", b"job",
+                                      {"X-Fc-Invocation-Type": "Async", "X-Fc-Async-Task-Id": "job-1"})
+    assert status == 202 and dict(headers)["x-fc-async-task-id"] == "job-1"
+    assert wait_task(conn, "evtask", "job-1", "Succeeded", "Failed")["status"] == "Succeeded"
+    status, _, body = http_trigger(conn, label, "POST", "/echo", b"job",
+                                   {"X-Fc-Invocation-Type": "Async", "X-Fc-Async-Task-Id": "job-1"})
+    assert status == 409 and json.loads(body)["Code"] == "TaskAlreadyExists", body  # FC's dedupe of task ids
+    status, _, body = http_trigger(conn, label, "POST", "/echo", b"x" * (129 * 1024),
+                                   {"X-Fc-Invocation-Type": "Async"})
+    assert status == 400 and "128 KB" in json.loads(body)["Message"], body
+
+    label = put_trigger(conn, "web", "webasync", {"authType": "anonymous", "methods": ["POST"]})["url_label"]
+    status, _, body = http_trigger(conn, label, "POST", "/", b"x", {"X-Fc-Invocation-Type": "Async"})
+    assert status == 400 and json.loads(body)["Code"] == "AsyncNotSupported", body
 
 
 def _b64(data: bytes) -> str:

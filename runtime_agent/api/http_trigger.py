@@ -17,7 +17,10 @@ headers (plus ``x-fc-request-id``, ``x-fc-function-name``, ``x-fc-qualifier``, `
 is, and their answer returns as is (status, every header with its repeats, the body's bytes). Functions on built-in
 runtimes get FC's HTTP trigger event (events/http_event.py). A method outside the trigger's ``methods`` is 405
 ``MethodNotAllowed``; an instance that times out or crashes is 502 with FC's error JSON and ``x-fc-error-type``.
-``X-Fc-Invocation-Type: Async`` is answered 400 until async invocation exists (``enqueue_async`` is the hook).
+``X-Fc-Invocation-Type: Async`` on an event function's trigger queues FC's HTTP trigger event in the agent's
+durable async queue (``enqueue_async``) and answers 202 at once, as FC does; the task then gets FC's retries, async
+config destinations and task record. A web or custom-container function's trigger answers 400 to it: the queue
+carries an event, not the HTTP request such a function expects.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class HttpTriggerRouter:
     def __init__(self, agent: Any, verifier: SignatureVerifier | None = None) -> None:
         self.agent = agent
         self.verifier: SignatureVerifier = verifier or NoSignatureVerifier()
-        self.enqueue_async: Callable[..., Any] | None = None  # set once async invocation exists
+        self.enqueue_async: Callable[..., Any] = agent.enqueue_async  # (function, payload, qualifier=, ...)
         self._routes: dict[str, Route] = {}
 
     def match(self, host: str, target: str) -> tuple[Route, str, str, bool] | None:
@@ -124,17 +127,19 @@ class HttpTriggerRouter:
             claims = route.jwt.verify(route.jwt.find_token(headers, query, request.body))
             pairs, query = _pass_claims(route.jwt, claims, pairs, query)
             target = path + ("?" + query if query else "")
-        if headers.get("x-fc-invocation-type", "").lower() == "async":
-            if self.enqueue_async is None:
-                raise BadRequest("X-Fc-Invocation-Type: Async is not available yet on this agent (no async "
-                                 "invocation queue); send the request without it")
-            return self.enqueue_async(record, method, target, pairs, request.body, request_id)
+        asynchronous = headers.get("x-fc-invocation-type", "").lower() == "async"
         pool = self.agent.pool_of(record.function)
         if specs.is_web(pool.record.spec):
+            if asynchronous:
+                raise BadRequest(f"X-Fc-Invocation-Type: Async is not supported on the HTTP trigger of web function "
+                                 f"{record.function}: the async queue carries events, not HTTP requests; invoke "
+                                 "it synchronously, or use an event function", code="AsyncNotSupported")
             return self._forward(pool, record, method, target, prefix, pairs, request.body, request_id)
         event = http_event.build_event(method=method, raw_path=path, query=query, header_pairs=pairs,
                                        body=request.body, source_ip=client_ip, request_id=request_id,
                                        domain=headers.get("host", ""), label=record.spec["url_label"])
+        if asynchronous:
+            return self._enqueue(record, event, headers.get("x-fc-async-task-id") or None, request_id)
         result = self.agent.invoke(record.function, event, request_id=request_id, log_tail=False,
                                    qualifier=record.spec.get("qualifier") or "LATEST")
         if "x-fc-error-type" in result.headers:
@@ -145,6 +150,16 @@ class HttpTriggerRouter:
         except http_event.MalformedAnswer as exc:
             raise AgentError(f"function {record.function} answered its HTTP trigger with a malformed response: "
                              f"{exc}", code="FunctionResponseMalformed") from exc
+
+    def _enqueue(self, record: TriggerRecord, event: bytes, task_id: str | None, request_id: str
+                 ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """202 once the event is durable (FC's errors otherwise: 128 KB, a bad or repeated task id). The task id
+        is answered when the function is a task function (async_task), as the invoke API's 202."""
+        qualifier = record.spec.get("qualifier") or "LATEST"
+        _, task = self.enqueue_async(record.function, event, qualifier=qualifier, task_id=task_id,
+                                     request_id=request_id)
+        tasks = self.agent.async_invoker.config(record.function, qualifier).async_task
+        return 202, [("x-fc-async-task-id", task)] if tasks else [], b""
 
     def _forward(self, pool: Any, record: TriggerRecord, method: str, target: str, prefix: str,
                  pairs: list[tuple[str, str]], body: bytes, request_id: str
