@@ -18,13 +18,14 @@ from fc_common.gpu import GpuNeed, parse_host_gpus
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound, Throttled
 from .events.asyncinvoke import AsyncInvoker
+from .events.firings import TriggerFirings
 from .events.oss import OssTriggers
 from .events.poolrunner import PoolRunner
 from .events.provision import ProvisionScalers
 from .events.provision_metrics import ProvisionMetrics
 from .events.runner import TaskCall
 from .events.timer import TimerScheduler
-from .events.triggers import Triggers, log_failed_invocation
+from .events.triggers import Triggers
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
 from .instances.driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
@@ -94,10 +95,12 @@ class Agent:
         self._networks: set[str] = set()
         self._making_room: dict[str, float] = {}  # function -> when room was last made for its min_instances
         self.triggers = Triggers(TriggerStore(config.database), lambda name: name in self._pools, config.host_name)
-        self.timers = TimerScheduler(self.triggers.store, config.host_name, self._fire_timer)
-        self.oss = OssTriggers(OssIndex(config.database), config.host_name, self._fire_oss)
+        # Timer ticks and object events are asynchronous invocations, as in FC: they go into the async queue.
+        self.firings = TriggerFirings(lambda *a, **k: self.async_invoker.enqueue(*a, **k), new_request_id)
+        self.timers = TimerScheduler(self.triggers.store, config.host_name, self.firings.timer)
+        self.oss = OssTriggers(OssIndex(config.database), config.host_name, self.firings.oss)
         # Asynchronous invocation: a durable queue whose workers invoke through the same pools as requests.
-        runner = PoolRunner(self._all_pools, self._pools.get, self.invoke)
+        runner = PoolRunner(self._all_pools, self._pools.get, self.firings.watched(self.invoke))
         self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", runner, workers=config.async_workers,
                                           registry=self.metrics.registry)
         # Provisioned instances (fc.ProvisionConfig): this host's share of each function's target, kept started.
@@ -414,20 +417,6 @@ class Agent:
         if log_tail and "x-fc-log-result" in reply.headers:
             headers["x-fc-log-result"] = reply.headers["x-fc-log-result"]
         return InvokeResult(200, headers, reply.body)
-
-    def _fire_timer(self, trigger: Any, event: bytes) -> None:
-        """A timer tick this host won (events/timer.py); the invocation runs on the scheduler's tick thread."""
-        request_id = new_request_id()
-        result = self.invoke(trigger.function, event, request_id=request_id, log_tail=False,
-                             qualifier=trigger.spec.get("qualifier") or LATEST)
-        log_failed_invocation(trigger, request_id, result.headers, result.body)
-
-    def _fire_oss(self, trigger: Any, event: dict[str, Any]) -> None:
-        """An object event an OSS trigger delivers (events/oss.py), on its own thread."""
-        request_id = new_request_id()
-        result = self.invoke(trigger.function, json.dumps(event).encode(), request_id=request_id, log_tail=False,
-                             qualifier=trigger.spec.get("qualifier") or "LATEST")
-        log_failed_invocation(trigger, request_id, result.headers, result.body)
 
     def enqueue_async(self, name: str, payload: bytes, *, qualifier: str = "LATEST", task_id: str | None = None,
                       request_id: str | None = None) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from _s3 import S3Server
 from fc_lab import Lab
 from fc_provider._errors import AgentAPIError
 from fc_provider._remote import fleetops as ops
-from tests._agent import deploy, install, post, wait_for
+from tests._agent import async_config, deploy, install, post, wait_for, wait_task
 
 HANDLER = '''
 import json, time
@@ -109,17 +109,26 @@ def test_a_delete_invokes_with_the_remove_event(setup: dict) -> None:
     assert sorted(names) == ["ObjectCreated:PutObject", "ObjectRemoved:DeleteObject"], names
 
 
-def test_a_failed_invocation_is_logged_by_the_agent(setup: dict, lab: Lab) -> None:
-    """Nobody else sees an object event's answer: a function that fails is named in the agent's log at warning."""
+def test_events_are_async_tasks_retried_and_failures_logged(setup: dict, lab: Lab) -> None:
+    """FC invokes OSS triggers asynchronously: each event is a task of the async queue (a task record, FC's retry
+    policy); nobody else sees its answer, so each failed attempt is named in the agent's log at warning."""
+    conn = setup["conn"]
+    async_config(conn, "objects", max_async_retry_attempts=1)
     setup["s3"].put_object(Bucket="uploads", Key="in/boom.txt", Body=b"x")
-    name = setup["conn"].hosts[0].name
+    name = conn.hosts[0].name
 
-    def logged() -> str:
+    def logged() -> list[str]:
         text = lab.run(name, ["cat", "/var/lib/fc-agent/agent.log"], capture_output=True, text=True).stdout
-        return next((line for line in text.splitlines() if "in/boom.txt" in line or "boom:" in line), "")
+        lines = [line for line in text.splitlines() if "RuntimeError: boom: in/boom.txt" in line]
+        return lines if len(lines) == 2 else []
 
-    line = wait_for(logged, "the failure in the agent's log", 30)
-    assert "WARNING" in line and "objects:watch" in line and "RuntimeError: boom: in/boom.txt" in line, line
+    lines = wait_for(logged, "both attempts' failures in the agent's log", 30)
+    assert all("WARNING" in line and "oss trigger objects:watch" in line for line in lines), lines
+    request_id = lines[0].split("invocation ")[1].split()[0]
+    failed = wait_task(conn, "objects", request_id, "Failed")
+    assert failed["alreadyRetriedTimes"] == 1 and json.loads(failed["taskPayload"])["events"][0]["oss"]["object"][
+        "key"] == "in/boom.txt"
+    async_config(conn, "objects", max_async_retry_attempts=3)
 
 
 def test_objects_put_while_the_agent_is_down_arrive_once_after_it_returns(setup: dict, lab: Lab,
@@ -137,7 +146,8 @@ def test_objects_put_while_the_agent_is_down_arrive_once_after_it_returns(setup:
     wait_for(lambda: all(of_key(setup, k) for k in keys) and of_key(setup, "in/marker.txt"),
              "the listing to deliver what the webhook missed", 30)
     time.sleep(2.5)
-    counts = Counter((e["oss"]["object"]["key"], e["eventName"]) for e in events(setup))
+    counts = Counter((e["oss"]["object"]["key"], e["eventName"]) for e in events(setup)
+                     if "boom" not in e["oss"]["object"]["key"])  # a failing object's retries are meant
     assert all(counts[(k, "ObjectCreated:PutObject")] == 1 for k in keys), counts
     assert counts[("in/marker.txt", "ObjectRemoved:DeleteObject")] == 1, counts
     assert all(n == 1 for n in counts.values()), counts

@@ -6,10 +6,8 @@ does one dict lookup per request."""
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from fc_common import cron
 from fc_common import triggers as rules
@@ -18,8 +16,6 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..state.triggers import TriggerRecord, TriggerStore
 from .http_auth import AuthConfigError, JwtAuth
 from .oss import SourceUnreachable, check_source
-
-log = logging.getLogger("fc-agent")
 
 SPEC_KEYS = ("trigger_type", "qualifier", "description", "trigger_config", "url_label", "peers", "peer_key", "source")
 
@@ -84,22 +80,6 @@ def _validate_oss(config: dict[str, Any], source: Any) -> None:
         check_source(source)
     except SourceUnreachable as exc:
         raise Conflict(str(exc), code="SourceUnreachable") from exc
-
-
-def log_failed_invocation(trigger: TriggerRecord, request_id: str, headers: Mapping[str, str], body: bytes) -> bool:
-    """A trigger's invocation that the function failed is logged at warning (nobody else sees its answer: a timer
-    or an object event has no caller); True when it failed."""
-    error_type = headers.get("x-fc-error-type")
-    if not error_type:
-        return False
-    try:
-        answer = json.loads(body)
-        message = f"{answer.get('errorType', '')}: {answer.get('errorMessage', '')}"
-    except (ValueError, AttributeError):
-        message = body[:300].decode(errors="replace")
-    log.warning("%s trigger %s: invocation %s of function %s failed (%s): %s", trigger.type, trigger.id, request_id,
-                trigger.function, error_type, message[:500])
-    return True
 
 
 class Triggers:
