@@ -201,6 +201,44 @@ def test_async_invocation_type_queues_the_event_and_answers_202(conn: ops.FleetC
     assert status == 400 and json.loads(body)["Code"] == "AsyncNotSupported", body
 
 
+def test_cors_config_answers_preflight_and_marks_answers_to_allowed_origins(conn: ops.FleetConnection) -> None:
+    """FC's corsConfig: the agent answers a preflight itself (before auth: browsers send no credentials on it, and
+    the trigger's methods need not list OPTIONS) and puts its CORS headers on answers to allowed origins; without
+    corsConfig a preflight is an OPTIONS request like another and reaches the function."""
+    cors = {"allowOrigins": ["https://app.example.com"], "allowHeaders": ["Content-Type", "X-Token"],
+            "exposeHeaders": ["X-Sha256"], "allowCredentials": True, "maxAge": 600}
+    label = put_trigger(conn, "web", "browser", {"authType": "function", "methods": ["GET", "POST"],
+                                                 "corsConfig": cors})["url_label"]
+    ask = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "content-type"}
+    status, headers, body = http_trigger(conn, label, "OPTIONS", "/upload", headers=ask)
+    found = dict(headers)
+    assert status == 204 and body == b"", (status, body)
+    assert found["access-control-allow-origin"] == "https://app.example.com"
+    assert found["access-control-allow-methods"] == "GET, POST" and found["access-control-max-age"] == "600"
+    assert found["access-control-allow-headers"] == "Content-Type, X-Token"
+    assert found["access-control-allow-credentials"] == "true" and found["vary"] == "Origin"
+    status, headers, _ = http_trigger(conn, label, "OPTIONS", "/", headers={**ask, "Origin": "https://evil.example"})
+    assert status == 204 and "access-control-allow-origin" not in dict(headers)  # the browser stops there
+    status, headers, body = http_trigger(conn, label, "GET", "/", headers={"Origin": "https://app.example.com"})
+    assert status == 400 and dict(headers)["access-control-allow-origin"] == "https://app.example.com", body
+    status, headers, _ = http_trigger(conn, label, "GET", "/", headers={
+        "Origin": "https://app.example.com", **sign(TEST_KEY, "GET", "http://x/")})
+    assert status == 200 and dict(headers)["access-control-expose-headers"] == "X-Sha256"
+    status, headers, _ = http_trigger(conn, label, "GET", "/", headers={
+        "Origin": "https://evil.example", **sign(TEST_KEY, "GET", "http://x/")})
+    assert status == 200 and not [k for k, _ in headers if k.startswith("access-control-")]
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent), pytest.raises(AgentAPIError) as err:
+        agent.put_trigger("web", "badcors", {"trigger_type": "http", "trigger_config": {
+            "methods": ["GET"], "corsConfig": {"allowOrigins": ["*"], "allowCredentials": True}}})
+    assert err.value.status == 400 and "corsConfig.allowCredentials" in str(err.value), err.value
+
+    plain = put_trigger(conn, "web", "nocors", {"authType": "anonymous", "methods": ALL})["url_label"]
+    status, headers, body = http_trigger(conn, plain, "OPTIONS", "/", headers=ask)
+    assert status == 200 and json.loads(body)["method"] == "OPTIONS"  # the function's own business
+    assert not [k for k, _ in headers if k.startswith("access-control-")]
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

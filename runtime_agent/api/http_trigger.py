@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlencode
 from ..errors import AgentError, BadRequest, error_body
 from ..events import http_event
 from ..events.http_auth import AuthFailed, JwtAuth, NoSignatureVerifier, SignatureVerifier
+from ..events.http_cors import Cors
 from ..instances import spec as specs
 from ..instances.lifecycle import InitializerFailed, InstanceBroken, InvocationTimeout
 from ..state.triggers import TriggerRecord
@@ -52,6 +53,7 @@ class Route:
     jwt: JwtAuth | None
     internet_disabled: bool
     modified: float
+    cors: Cors | None
 
     @classmethod
     def of(cls, record: TriggerRecord) -> "Route":
@@ -59,7 +61,8 @@ class Route:
         auth = config.get("authType", "function")
         return cls(record, frozenset(config.get("methods") or ()), auth,
                    JwtAuth.from_config(config.get("authConfig")) if auth == "jwt" else None,
-                   bool(config.get("disableURLInternet")), record.last_modified_time)
+                   bool(config.get("disableURLInternet")), record.last_modified_time,
+                   Cors.from_config(config.get("corsConfig")))
 
 
 class HttpTriggerRouter:
@@ -102,6 +105,8 @@ class HttpTriggerRouter:
                 AgentError(exc.message, code=exc.code), request_id)
         except AgentError as exc:
             status, pairs, body = exc.status, [("content-type", "application/json")], error_body(exc, request_id)
+        if route.cors is not None and not Cors.is_preflight(request.start[0], request.headers):
+            pairs = route.cors.answer(request.headers.get("origin"), pairs)
         pairs.append(("x-fc-request-id", request_id))
         if request.start[0] == "HEAD":
             return response_head_pairs(status, pairs, None, close=close)
@@ -114,6 +119,8 @@ class HttpTriggerRouter:
         if by_host and route.internet_disabled:
             raise AuthFailed(f"the host-name URL of trigger {record.name} is disabled (disableURLInternet); use "
                              "its intranet URL", 403, "AccessDenied")
+        if route.cors is not None and Cors.is_preflight(method, request.headers):
+            return 204, route.cors.preflight(request.headers, route.methods), b""  # before auth, as browsers ask
         if method not in route.methods:
             return 405, [("allow", ", ".join(sorted(route.methods))), ("content-type", "application/json")], \
                 error_body(AgentError(f"method {method} is not allowed by trigger {record.name} (methods: "
