@@ -53,6 +53,7 @@ from .gpu_pool import GpuPool, GpuPoolArgs
 from .layer import LayerVersion, LayerVersionArgs
 from .provision_config import ProvisionConfig, ProvisionConfigArgs, ScheduledActionArgs, TargetTrackingPolicyArgs
 from .trigger import (
+    CorsConfigArgs,
     HttpTriggerConfigArgs,
     JwtAuthConfigArgs,
     OssKeyFilterArgs,
@@ -75,6 +76,7 @@ __all__ = [
     "AsyncInvokeConfigArgs",
     "AuthenticationFailed",
     "CertConfigArgs",
+    "CorsConfigArgs",
     "CustomContainerConfigArgs",
     "CustomDnsArgs",
     "CustomDomain",

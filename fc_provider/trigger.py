@@ -53,6 +53,31 @@ class JwtAuthConfigArgs(InputArgs):
 
 
 @dataclasses.dataclass(kw_only=True)
+class CorsConfigArgs(InputArgs):
+    """FC's ``corsConfig`` of an HTTP trigger: the agent answers browsers' preflight requests itself and adds the
+    CORS headers to every answer to an allowed origin (replacing the function's own). Without it, CORS is the
+    function's business (a preflight reaches it when methods lists OPTIONS).
+
+    :param allow_origins: Origins allowed ("https://app.example.com", scheme, host and optional port), or ["*"]
+           for any. Required.
+    :param allow_methods: Methods a preflight allows, from FC's list or "*". Default: the trigger's methods.
+    :param allow_headers: Request headers a preflight allows, or ["*"] for whatever the browser asks. Default
+           none (only the headers browsers always allow).
+    :param expose_headers: Response headers scripts may read. Default none.
+    :param allow_credentials: Let browsers send cookies and read the answer; not with allow_origins ["*"].
+           Default False.
+    :param max_age: Seconds a browser may cache a preflight answer, 0-86400. Default None (the browser's own).
+    """
+
+    allow_origins: Sequence[str]
+    allow_methods: Optional[Sequence[str]] = None
+    allow_headers: Optional[Sequence[str]] = None
+    expose_headers: Optional[Sequence[str]] = None
+    allow_credentials: bool = False
+    max_age: Optional[int] = None
+
+
+@dataclasses.dataclass(kw_only=True)
 class HttpTriggerConfigArgs(InputArgs):
     """FC's ``HTTPTriggerConfig``.
 
@@ -63,12 +88,14 @@ class HttpTriggerConfigArgs(InputArgs):
     :param disable_url_internet: Close the host-name URL (url_internet answers 403); the path URL stays. Default
            False.
     :param auth_config: For auth_type "jwt" (required there). Default none.
+    :param cors_config: FC's CORS configuration, answered by the agent. Default none (the function's business).
     """
 
     auth_type: str = "function"
     methods: Sequence[str] = dataclasses.field(default_factory=lambda: ["GET", "POST"])
     disable_url_internet: bool = False
     auth_config: Optional[JwtAuthConfigArgs] = None
+    cors_config: Optional[CorsConfigArgs] = None
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -7,7 +7,6 @@ The HTTP layer (``api``) calls into ``Agent``; ``Agent`` never sees HTTP and nev
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -19,6 +18,7 @@ from fc_common.gpu import GpuNeed, parse_host_gpus
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound
 from .events.asyncinvoke import AsyncInvoker
+from .events.firings import TriggerFirings
 from .events.oss import OssTriggers
 from .events.poolrunner import PoolRunner
 from .events.provision import ProvisionScalers
@@ -44,7 +44,7 @@ from .state.oss_index import OssIndex
 from .state.provisionstore import ProvisionStore
 from .state.store import FunctionRecord, InstanceRecord, Store
 from .state.triggers import TriggerStore
-from .state.versions import LATEST, QualifierResolver, Versions
+from .state.versions import QualifierResolver, Versions
 from .tending import PoolTender
 
 log = logging.getLogger("fc-agent")
@@ -81,14 +81,16 @@ class Agent:
         self.function_logs = FunctionLogs(config.state_dir / "logs")
         self._networks: set[str] = set()
         self.triggers = Triggers(TriggerStore(config.database), lambda name: name in self._pools, config.host_name)
-        self.timers = TimerScheduler(self.triggers.store, config.host_name, self._fire_timer)
-        self.oss = OssTriggers(OssIndex(config.database), config.host_name, self._fire_oss)
+        # Timer ticks and object events are asynchronous invocations, as in FC: they go into the async queue.
+        self.firings = TriggerFirings(lambda *a, **k: self.async_invoker.enqueue(*a, **k), new_request_id)
+        self.timers = TimerScheduler(self.triggers.store, config.host_name, self.firings.timer)
+        self.oss = OssTriggers(OssIndex(config.database), config.host_name, self.firings.oss)
         # Asynchronous invocation: a durable queue whose workers invoke through the same pools as requests.
         self.invocations = Invocations(config.host_name, self._pools.get, self.qualifiers, self.metrics,
                                        self.request_log, self.function_logs, lambda: self.async_invoker)
         self.invoke = self.invocations.invoke  # the invoke API's, the triggers' and the async workers' one path
         self.enqueue_async = self.invocations.enqueue_async
-        runner = PoolRunner(self._all_pools, self._pools.get, self.invoke)
+        runner = PoolRunner(self._all_pools, self._pools.get, self.firings.watched(self.invoke))
         self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", runner, workers=config.async_workers,
                                           registry=self.metrics.registry)
         # Provisioned instances (fc.ProvisionConfig): this host's share of each function's target, kept started.
@@ -330,12 +332,3 @@ class Agent:
             raise NotFound(f"function {name} does not exist on host {self.config.host_name}")
         return pool
 
-    def _fire_timer(self, trigger: Any, event: bytes) -> None:
-        """A timer tick this host won (events/timer.py); the invocation runs on the scheduler's tick thread."""
-        self.invoke(trigger.function, event, request_id=new_request_id(), log_tail=False,
-                    qualifier=trigger.spec.get("qualifier") or LATEST)
-
-    def _fire_oss(self, trigger: Any, event: dict[str, Any]) -> None:
-        """An object event an OSS trigger delivers (events/oss.py), on its own thread."""
-        self.invoke(trigger.function, json.dumps(event).encode(), request_id=new_request_id(), log_tail=False,
-                    qualifier=trigger.spec.get("qualifier") or "LATEST")

@@ -155,3 +155,16 @@ def test_a_deleted_layer_version_keeps_serving_its_users(conn: ops.FleetConnecti
         assert json.loads(body)["greet"] == "kept"
     with pytest.raises(AgentAPIError, match="layer layer-gone version 1 does not exist"):
         deploy(conn, tmp_path / "late", "latecomer", PROBE, layers=[arn])
+
+
+def test_a_functions_own_search_path_is_kept_before_the_layers(conn: ops.FleetConnection, layers: dict,
+                                                              tmp_path: Path) -> None:
+    """environment_variables PYTHONPATH=/code/vendor (boto3 vendored, as examples/object_pipeline does) stays on
+    the path, ahead of /code and the layers' /opt/python: it used to be replaced, and the import failed."""
+    code = _files(tmp_path / "own", {"vendor/vendored.py": "WHO = 'vendored'\n"})
+    url = deploy(conn, code, "own-path", "import os, greet, vendored\n\ndef handler(event, context):\n"
+                 "    return vendored.WHO + ' ' + greet.hello() + ' ' + os.environ['PYTHONPATH']\n",
+                 layers=[layers["a"]], environment_variables={"PYTHONPATH": "/code/vendor"})
+    status, headers, body = post(url)
+    assert status == 200 and "x-fc-error-type" not in headers, body
+    assert body.decode().startswith("vendored hello from A /code/vendor:/code:/opt/python"), body

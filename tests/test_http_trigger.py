@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _agent import SERVER_BASE, TEST_KEY, deploy, http_trigger, install
+from _agent import SERVER_BASE, TEST_KEY, async_config, deploy, http_trigger, install, wait_task
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -165,6 +165,78 @@ def test_event_function_gets_fc_http_event_and_its_answer_becomes_the_response(c
     assert "boom at /raise" in json.loads(body)["errorMessage"]
     status, _, body = http_trigger(conn, label, "GET", "/bad")
     assert status == 500 and json.loads(body)["Code"] == "FunctionResponseMalformed"
+
+
+def test_async_invocation_type_queues_the_event_and_answers_202(conn: ops.FleetConnection, tmp_path: Path) -> None:
+    """X-Fc-Invocation-Type: Async: 202 at once with x-fc-request-id, FC's HTTP event lands in the async queue and
+    runs there (a task record); a task function also answers x-fc-async-task-id and takes the caller's task id."""
+    label = put_trigger(conn, "ev", "later", {"authType": "anonymous", "methods": ["POST"]})["url_label"]
+    status, headers, body = http_trigger(conn, label, "POST", "/echo?n=1", b"queued body",
+                                         {"X-Fc-Invocation-Type": "Async", "Content-Type": "text/plain"})
+    assert status == 202 and body == b"" and "x-fc-async-task-id" not in dict(headers), (status, body)
+    request_id = dict(headers)["x-fc-request-id"]
+    done = wait_task(conn, "ev", request_id, "Succeeded", "Failed")  # no task mode: the task id is the request id
+    event = json.loads(done["taskPayload"])
+    assert done["status"] == "Succeeded" and event["version"] == "v1" and event["rawPath"] == "/echo"
+    assert event["body"] == "queued body" and event["queryParameters"] == {"n": "1"}
+    assert event["requestContext"]["requestId"] == request_id and done["requestId"] == request_id
+    assert json.loads(json.loads(done["returnPayload"])["body"])["body"] == "queued body"  # the function ran it
+
+    deploy(conn, tmp_path / "evtask", "evtask", EVENT_HANDLER)
+    async_config(conn, "evtask", async_task=True)
+    label = put_trigger(conn, "evtask", "jobs", {"authType": "anonymous", "methods": ["POST"]})["url_label"]
+    status, headers, _ = http_trigger(conn, label, "POST", "/echo", b"job",
+                                      {"X-Fc-Invocation-Type": "Async", "X-Fc-Async-Task-Id": "job-1"})
+    assert status == 202 and dict(headers)["x-fc-async-task-id"] == "job-1"
+    assert wait_task(conn, "evtask", "job-1", "Succeeded", "Failed")["status"] == "Succeeded"
+    status, _, body = http_trigger(conn, label, "POST", "/echo", b"job",
+                                   {"X-Fc-Invocation-Type": "Async", "X-Fc-Async-Task-Id": "job-1"})
+    assert status == 409 and json.loads(body)["Code"] == "TaskAlreadyExists", body  # FC's dedupe of task ids
+    status, _, body = http_trigger(conn, label, "POST", "/echo", b"x" * (129 * 1024),
+                                   {"X-Fc-Invocation-Type": "Async"})
+    assert status == 400 and "128 KB" in json.loads(body)["Message"], body
+
+    label = put_trigger(conn, "web", "webasync", {"authType": "anonymous", "methods": ["POST"]})["url_label"]
+    status, _, body = http_trigger(conn, label, "POST", "/", b"x", {"X-Fc-Invocation-Type": "Async"})
+    assert status == 400 and json.loads(body)["Code"] == "AsyncNotSupported", body
+
+
+def test_cors_config_answers_preflight_and_marks_answers_to_allowed_origins(conn: ops.FleetConnection) -> None:
+    """FC's corsConfig: the agent answers a preflight itself (before auth: browsers send no credentials on it, and
+    the trigger's methods need not list OPTIONS) and puts its CORS headers on answers to allowed origins; without
+    corsConfig a preflight is an OPTIONS request like another and reaches the function."""
+    cors = {"allowOrigins": ["https://app.example.com"], "allowHeaders": ["Content-Type", "X-Token"],
+            "exposeHeaders": ["X-Sha256"], "allowCredentials": True, "maxAge": 600}
+    label = put_trigger(conn, "web", "browser", {"authType": "function", "methods": ["GET", "POST"],
+                                                 "corsConfig": cors})["url_label"]
+    ask = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "content-type"}
+    status, headers, body = http_trigger(conn, label, "OPTIONS", "/upload", headers=ask)
+    found = dict(headers)
+    assert status == 204 and body == b"", (status, body)
+    assert found["access-control-allow-origin"] == "https://app.example.com"
+    assert found["access-control-allow-methods"] == "GET, POST" and found["access-control-max-age"] == "600"
+    assert found["access-control-allow-headers"] == "Content-Type, X-Token"
+    assert found["access-control-allow-credentials"] == "true" and found["vary"] == "Origin"
+    status, headers, _ = http_trigger(conn, label, "OPTIONS", "/", headers={**ask, "Origin": "https://evil.example"})
+    assert status == 204 and "access-control-allow-origin" not in dict(headers)  # the browser stops there
+    status, headers, body = http_trigger(conn, label, "GET", "/", headers={"Origin": "https://app.example.com"})
+    assert status == 400 and dict(headers)["access-control-allow-origin"] == "https://app.example.com", body
+    status, headers, _ = http_trigger(conn, label, "GET", "/", headers={
+        "Origin": "https://app.example.com", **sign(TEST_KEY, "GET", "http://x/")})
+    assert status == 200 and dict(headers)["access-control-expose-headers"] == "X-Sha256"
+    status, headers, _ = http_trigger(conn, label, "GET", "/", headers={
+        "Origin": "https://evil.example", **sign(TEST_KEY, "GET", "http://x/")})
+    assert status == 200 and not [k for k, _ in headers if k.startswith("access-control-")]
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent), pytest.raises(AgentAPIError) as err:
+        agent.put_trigger("web", "badcors", {"trigger_type": "http", "trigger_config": {
+            "methods": ["GET"], "corsConfig": {"allowOrigins": ["*"], "allowCredentials": True}}})
+    assert err.value.status == 400 and "corsConfig.allowCredentials" in str(err.value), err.value
+
+    plain = put_trigger(conn, "web", "nocors", {"authType": "anonymous", "methods": ALL})["url_label"]
+    status, headers, body = http_trigger(conn, plain, "OPTIONS", "/", headers=ask)
+    assert status == 200 and json.loads(body)["method"] == "OPTIONS"  # the function's own business
+    assert not [k for k, _ in headers if k.startswith("access-control-")]
 
 
 def _b64(data: bytes) -> str:

@@ -18,7 +18,7 @@ from _s3 import S3Server
 from fc_lab import Lab
 from fc_provider._errors import AgentAPIError
 from fc_provider._remote import fleetops as ops
-from tests._agent import deploy, install, post, wait_for
+from tests._agent import async_config, deploy, install, post, wait_for, wait_task
 
 HANDLER = '''
 import json, time
@@ -26,6 +26,8 @@ def handler(event, context):
     started = time.time()
     for e in json.loads(event)["events"]:
         print("FIRED " + json.dumps({**e, "started": started}))
+        if "boom" in e["oss"]["object"]["key"]:
+            raise RuntimeError("boom: " + e["oss"]["object"]["key"])
     return "ok"
 '''
 HOST = 1  # lab-2
@@ -107,6 +109,28 @@ def test_a_delete_invokes_with_the_remove_event(setup: dict) -> None:
     assert sorted(names) == ["ObjectCreated:PutObject", "ObjectRemoved:DeleteObject"], names
 
 
+def test_events_are_async_tasks_retried_and_failures_logged(setup: dict, lab: Lab) -> None:
+    """FC invokes OSS triggers asynchronously: each event is a task of the async queue (a task record, FC's retry
+    policy); nobody else sees its answer, so each failed attempt is named in the agent's log at warning."""
+    conn = setup["conn"]
+    async_config(conn, "objects", max_async_retry_attempts=1)
+    setup["s3"].put_object(Bucket="uploads", Key="in/boom.txt", Body=b"x")
+    name = conn.hosts[0].name
+
+    def logged() -> list[str]:
+        text = lab.run(name, ["cat", "/var/lib/fc-agent/agent.log"], capture_output=True, text=True).stdout
+        lines = [line for line in text.splitlines() if "RuntimeError: boom: in/boom.txt" in line]
+        return lines if len(lines) == 2 else []
+
+    lines = wait_for(logged, "both attempts' failures in the agent's log", 30)
+    assert all("WARNING" in line and "oss trigger objects:watch" in line for line in lines), lines
+    request_id = lines[0].split("invocation ")[1].split()[0]
+    failed = wait_task(conn, "objects", request_id, "Failed")
+    assert failed["alreadyRetriedTimes"] == 1 and json.loads(failed["taskPayload"])["events"][0]["oss"]["object"][
+        "key"] == "in/boom.txt"
+    async_config(conn, "objects", max_async_retry_attempts=3)
+
+
 def test_objects_put_while_the_agent_is_down_arrive_once_after_it_returns(setup: dict, lab: Lab,
                                                                          lab_fleet: dict) -> None:
     name = setup["conn"].hosts[0].name
@@ -122,7 +146,8 @@ def test_objects_put_while_the_agent_is_down_arrive_once_after_it_returns(setup:
     wait_for(lambda: all(of_key(setup, k) for k in keys) and of_key(setup, "in/marker.txt"),
              "the listing to deliver what the webhook missed", 30)
     time.sleep(2.5)
-    counts = Counter((e["oss"]["object"]["key"], e["eventName"]) for e in events(setup))
+    counts = Counter((e["oss"]["object"]["key"], e["eventName"]) for e in events(setup)
+                     if "boom" not in e["oss"]["object"]["key"])  # a failing object's retries are meant
     assert all(counts[(k, "ObjectCreated:PutObject")] == 1 for k in keys), counts
     assert counts[("in/marker.txt", "ObjectRemoved:DeleteObject")] == 1, counts
     assert all(n == 1 for n in counts.values()), counts
@@ -148,7 +173,6 @@ def test_the_webhook_refuses_an_unknown_token(setup: dict) -> None:
     assert status == 401 and json.loads(body)["Code"] == "Unauthorized"
 
 
-@pytest.mark.xfail(strict=True, reason="known defect after the merge of issues 9-14: OSS events are not delivered by the bucket listing (push delivery works); found at integration (the listing itself works: the agent-down test passes), not yet diagnosed, named in the session note (issue 10 stays open)")
 def test_the_object_pipeline_example_writes_derived_objects(lab: Lab, fleet_file: Path, tmp_path: Path) -> None:
     """examples/object_pipeline with the real CLI: the server starts without a webhook (the listing delivers),
     then again with the trigger's webhook URL (push delivers)."""

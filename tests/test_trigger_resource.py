@@ -168,6 +168,8 @@ def named(fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Stack:
     ("http", {"methods": ["GET", "FETCH"]}, "trigger_config: methods.1: Input should be"),
     ("http", {"authType": "jwt", "authConfig": {"jwks": "{not json"}}, "authConfig.jwks: is not valid JSON"),
     ("http", {"authType": "jwt", "authConfig": {"jwks": {"keys": [{"kty": "EC"}]}}}, "has no usable key"),
+    ("http", {"corsConfig": {"allowOrigins": ["*"], "allowCredentials": True}},
+     "corsConfig: allowCredentials: cannot be true with allowOrigins '*'"),
     ("queue", {}, "trigger_type: Input should be"),
 ])
 def test_bad_trigger_config_fails_at_preview_naming_the_property(named: Stack, trigger_type: str, config: dict,

@@ -12,7 +12,7 @@ from typing import Any, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fc_common import cron
+from fc_common import cors, cron
 from fc_common import triggers as rules
 from fc_common.jwks import AuthConfigError, get_key, parse_keys
 
@@ -24,7 +24,10 @@ OUTPUT_KEYS = ("trigger_id", "http_trigger", "create_time", "last_modified_time"
                "oss_webhook_url")
 HTTP_DOMAIN = "fc.local"  # the agent routes on the first label only: any domain with a wildcard record works
 _CAMEL = {"auth_type": "authType", "auth_config": "authConfig", "disable_url_internet": "disableURLInternet",
-          "cron_expression": "cronExpression", "token_lookup": "tokenLookup", "claim_pass_by": "claimPassBy"}
+          "cron_expression": "cronExpression", "token_lookup": "tokenLookup", "claim_pass_by": "claimPassBy",
+          "cors_config": "corsConfig"}
+_CORS_CAMEL = {"allow_origins": "allowOrigins", "allow_methods": "allowMethods", "allow_headers": "allowHeaders",
+               "expose_headers": "exposeHeaders", "allow_credentials": "allowCredentials", "max_age": "maxAge"}
 _LOOKUP = r"^\s*(header|cookie|query|form):[^:,]+(:[^,]*)?(\s*,\s*(header|cookie|query|form):[^:,]+(:[^,]*)?)*\s*$"
 
 
@@ -62,6 +65,16 @@ class HttpConfigModel(_Config):
         default_factory=lambda: ["GET", "POST"], min_length=1)
     disableURLInternet: bool = False
     authConfig: Optional[JwtAuthModel] = None
+    corsConfig: Optional[dict[str, Any]] = None
+
+    @field_validator("corsConfig")
+    @classmethod
+    def _cors(cls, v: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        wrong = cors.problems(v) if v is not None else []
+        if wrong:
+            field, rule = wrong[0]
+            raise ValueError(f"{field.removeprefix('corsConfig.')}: {rule}" if "." in field else rule)
+        return v
 
     @model_validator(mode="after")
     def _jwt_needs_keys(self) -> "HttpConfigModel":
@@ -173,6 +186,8 @@ def normalize_config(value: Any) -> Any:
         key = _CAMEL.get(key, key)
         if key == "authConfig":
             item = _auth_config(item)
+        elif key == "corsConfig" and isinstance(item, Mapping):
+            item = {_CORS_CAMEL.get(k, k): v for k, v in item.items()}
         out[key] = item
     return out
 

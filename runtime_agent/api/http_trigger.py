@@ -20,7 +20,10 @@ headers (plus ``x-fc-request-id``, ``x-fc-function-name``, ``x-fc-qualifier``, `
 is, and their answer returns as is (status, every header with its repeats, the body's bytes). Functions on built-in
 runtimes get FC's HTTP trigger event (events/http_event.py). A method outside the trigger's ``methods`` is 405
 ``MethodNotAllowed``; an instance that times out or crashes is 502 with FC's error JSON and ``x-fc-error-type``.
-``X-Fc-Invocation-Type: Async`` is answered 400 until async invocation exists (``enqueue_async`` is the hook).
+``X-Fc-Invocation-Type: Async`` on an event function's trigger queues FC's HTTP trigger event in the agent's
+durable async queue (``enqueue_async``) and answers 202 at once, as FC does; the task then gets FC's retries, async
+config destinations and task record. A web or custom-container function's trigger answers 400 to it: the queue
+carries an event, not the HTTP request such a function expects.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from fc_common.triggers import FRONT_DOOR_PREFIX
 from ..errors import AgentError, BadRequest, error_body
 from ..events import http_event
 from ..events.http_auth import AuthFailed, JwtAuth, NoSignatureVerifier, SignatureVerifier
+from ..events.http_cors import Cors
 from ..instances import spec as specs
 from ..instances.lifecycle import InitializerFailed, InstanceBroken, InvocationTimeout
 from ..state.triggers import TriggerRecord
@@ -54,6 +58,7 @@ class Route:
     jwt: JwtAuth | None
     internet_disabled: bool
     modified: float
+    cors: Cors | None
 
     @classmethod
     def of(cls, record: TriggerRecord) -> "Route":
@@ -61,14 +66,15 @@ class Route:
         auth = config.get("authType", "function")
         return cls(record, frozenset(config.get("methods") or ()), auth,
                    JwtAuth.from_config(config.get("authConfig")) if auth == "jwt" else None,
-                   bool(config.get("disableURLInternet")), record.last_modified_time)
+                   bool(config.get("disableURLInternet")), record.last_modified_time,
+                   Cors.from_config(config.get("corsConfig")))
 
 
 class HttpTriggerRouter:
     def __init__(self, agent: Any, verifier: SignatureVerifier | None = None) -> None:
         self.agent = agent
         self.verifier: SignatureVerifier = verifier or NoSignatureVerifier()
-        self.enqueue_async: Callable[..., Any] | None = None  # set once async invocation exists
+        self.enqueue_async: Callable[..., Any] = agent.enqueue_async  # (function, payload, qualifier=, ...)
         self._routes: dict[str, Route] = {}
 
     def match(self, host: str, target: str) -> tuple[Route, str, str, bool] | None:
@@ -107,6 +113,8 @@ class HttpTriggerRouter:
                 AgentError(exc.message, code=exc.code), request_id)
         except AgentError as exc:
             status, pairs, body = exc.status, [("content-type", "application/json")], error_body(exc, request_id)
+        if route.cors is not None and not Cors.is_preflight(request.start[0], request.headers):
+            pairs = route.cors.answer(request.headers.get("origin"), pairs)
         pairs.append(("x-fc-request-id", request_id))
         if request.start[0] == "HEAD":
             return response_head_pairs(status, pairs, None, close=close)
@@ -119,6 +127,8 @@ class HttpTriggerRouter:
         if by_host and route.internet_disabled:
             raise AuthFailed(f"the host-name URL of trigger {record.name} is disabled (disableURLInternet); use "
                              "its intranet URL", 403, "AccessDenied")
+        if route.cors is not None and Cors.is_preflight(method, request.headers):
+            return 204, route.cors.preflight(request.headers, route.methods), b""  # before auth, as browsers ask
         if method not in route.methods:
             return 405, [("allow", ", ".join(sorted(route.methods))), ("content-type", "application/json")], \
                 error_body(AgentError(f"method {method} is not allowed by trigger {record.name} (methods: "
@@ -132,17 +142,19 @@ class HttpTriggerRouter:
             claims = route.jwt.verify(route.jwt.find_token(headers, query, request.body))
             pairs, query = _pass_claims(route.jwt, claims, pairs, query)
             target = path + ("?" + query if query else "")
-        if headers.get("x-fc-invocation-type", "").lower() == "async":
-            if self.enqueue_async is None:
-                raise BadRequest("X-Fc-Invocation-Type: Async is not available yet on this agent (no async "
-                                 "invocation queue); send the request without it")
-            return self.enqueue_async(record, method, target, pairs, request.body, request_id)
+        asynchronous = headers.get("x-fc-invocation-type", "").lower() == "async"
         pool = self.agent.pool_of(record.function)
         if specs.is_web(pool.record.spec):
+            if asynchronous:
+                raise BadRequest(f"X-Fc-Invocation-Type: Async is not supported on the HTTP trigger of web function "
+                                 f"{record.function}: the async queue carries events, not HTTP requests; invoke "
+                                 "it synchronously, or use an event function", code="AsyncNotSupported")
             return self._forward(pool, record, method, target, prefix, pairs, request.body, request_id)
         event = http_event.build_event(method=method, raw_path=path, query=query, header_pairs=pairs,
                                        body=request.body, source_ip=client_ip, request_id=request_id,
                                        domain=headers.get("host", ""), label=record.spec["url_label"])
+        if asynchronous:
+            return self._enqueue(record, event, headers.get("x-fc-async-task-id") or None, request_id)
         result = self.agent.invoke(record.function, event, request_id=request_id, log_tail=False,
                                    qualifier=record.spec.get("qualifier") or "LATEST")
         if "x-fc-error-type" in result.headers:
@@ -153,6 +165,16 @@ class HttpTriggerRouter:
         except http_event.MalformedAnswer as exc:
             raise AgentError(f"function {record.function} answered its HTTP trigger with a malformed response: "
                              f"{exc}", code="FunctionResponseMalformed") from exc
+
+    def _enqueue(self, record: TriggerRecord, event: bytes, task_id: str | None, request_id: str
+                 ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """202 once the event is durable (FC's errors otherwise: 128 KB, a bad or repeated task id). The task id
+        is answered when the function is a task function (async_task), as the invoke API's 202."""
+        qualifier = record.spec.get("qualifier") or "LATEST"
+        _, task = self.enqueue_async(record.function, event, qualifier=qualifier, task_id=task_id,
+                                     request_id=request_id)
+        tasks = self.agent.async_invoker.config(record.function, qualifier).async_task
+        return 202, [("x-fc-async-task-id", task)] if tasks else [], b""
 
     def _forward(self, pool: Any, record: TriggerRecord, method: str, target: str, prefix: str,
                  pairs: list[tuple[str, str]], body: bytes, request_id: str

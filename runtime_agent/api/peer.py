@@ -3,6 +3,7 @@ authenticated by its own token instead of an access key's signature:
 
     POST /_fc/timer-claims          a peer agent claims a timer tick (events/timer.py)
     POST /_fc/s3-events/{token}     an S3 server's webhook posts event records (events/oss.py)
+    POST /_fc/oss-claims            a peer agent claims the delivery of an object event (events/oss_claims.py)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..errors import BadRequest, NotFound, Unauthorized
+from ..events.oss_claims import CLAIM_PATH as OSS_CLAIM_PATH
 from ..events.timer import CLAIM_PATH
 from ..invocation import InvokeResult
 
@@ -20,12 +22,14 @@ _JSON = {"content-type": "application/json"}
 
 
 def is_peer_path(path: str) -> bool:
-    return path == CLAIM_PATH or path.startswith(S3_EVENTS_PATH)
+    return path in (CLAIM_PATH, OSS_CLAIM_PATH) or path.startswith(S3_EVENTS_PATH)
 
 
 def serve(agent: Any, path: str, body: bytes, request_id: str) -> InvokeResult:
     if path == CLAIM_PATH:
         answer: dict[str, Any] = {"holder": _timer_claim(agent, body)}
+    elif path == OSS_CLAIM_PATH:
+        answer = {"holder": _oss_claim(agent, body)}
     else:
         answer = {"delivered": _s3_events(agent, path[len(S3_EVENTS_PATH):], body)}
     return InvokeResult(200, {**_JSON, "x-fc-request-id": request_id}, json.dumps(answer).encode())
@@ -41,6 +45,20 @@ def _timer_claim(agent: Any, body: bytes) -> Any:
         raise Unauthorized(str(exc)) from exc
     if holder is None:
         raise NotFound("this host holds no such timer trigger", code="TriggerNotFound")
+    return holder
+
+
+def _oss_claim(agent: Any, body: bytes) -> Any:
+    """Answers the holder of the object event a peer claims."""
+    try:
+        request = json.loads(body)
+        holder = agent.oss.claims.grant(request, agent.oss.get(str(request["trigger_id"])))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadRequest(f"malformed OSS event claim: {exc}") from exc
+    except PermissionError as exc:
+        raise Unauthorized(str(exc)) from exc
+    if holder is None:
+        raise NotFound("this host holds no such OSS trigger", code="TriggerNotFound")
     return holder
 
 

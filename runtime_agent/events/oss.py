@@ -8,17 +8,21 @@ Push is lossy (no retry, no order), so every trigger also lists its bucket with 
 prefix, every ``source.reconcile_seconds``) against the objects it knows (state/oss_index.py): a key it does not
 know, or whose ETag changed, is an ``ObjectCreated:PutObject``; a known key no longer listed is an
 ``ObjectRemoved:DeleteObject``. An event is delivered once per (trigger, key, ETag, created|removed), whichever path
-sees it first; it is recorded before the function is invoked (at most once: a failed invocation is not retried
-until async invocation exists). The first listing of a new trigger records what is there and fires nothing.
+sees it first; it is recorded, then put in the async queue (events/firings.py: FC invokes OSS triggers
+asynchronously), which retries a failed invocation by FC's policy. The first listing of a new trigger records
+what is there and fires nothing.
 
-A trigger is handled by its owner, the first of its hosts by name (``peers``): the webhook should point there
-(the Trigger resource outputs ``oss_webhook_url``). When the owner is down, nothing is delivered; once it is back,
-its next listing delivers what changed meanwhile, each once.
+Every host of a trigger (its ``peers``) lists the bucket and takes the webhook; which one delivers an event is
+claimed across them as timer ticks are (events/oss_claims.py). The owner, the first host by name, delivers at
+once (the webhook URL points there: the Trigger resource outputs ``oss_webhook_url``); the host of rank r acts on
+a change it lists only after r listing periods, when no host before it claimed it. So when the owner is down the
+next host delivers, from its listing, one period late; the owner back finds those events claimed and skips them.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hmac
 import logging
 import threading
 import time
@@ -28,6 +32,7 @@ from typing import Any, Callable
 
 from ..state.oss_index import OssIndex
 from ..state.triggers import TriggerRecord
+from .oss_claims import EventClaims, event_id
 
 log = logging.getLogger("fc-agent")
 
@@ -98,7 +103,10 @@ class OssTriggers:
         self._index = index
         self._me = host_name
         self._fire = fire
-        self._owned: dict[str, TriggerRecord] = {}
+        self.claims = EventClaims(index, host_name)
+        self._handled: dict[str, TriggerRecord] = {}
+        self._rank: dict[str, int] = {}
+        self._pending: dict[tuple[str, str], float] = {}  # (trigger id, event id) -> first listed (monotonic)
         self._next_listing: dict[str, float] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="oss-listing", daemon=True)
@@ -110,21 +118,25 @@ class OssTriggers:
         self._stopping.set()
 
     def update(self, records: list[TriggerRecord]) -> None:
-        owned = {}
+        """Every host of a trigger handles it; its rank (place among the peers by name) says how long it lets a
+        change it lists wait for the hosts before it (docs/triggers.md, failover)."""
+        handled, ranks = {}, {}
         for record in records:
             if record.type != "oss":
                 continue
-            peers = sorted(p["name"] for p in record.spec.get("peers") or []) or [self._me]
-            if peers[0] == self._me:
-                owned[record.id] = record
-        for gone in set(self._owned) - set(owned):
+            peers = sorted({p["name"] for p in record.spec.get("peers") or []} | {self._me})
+            handled[record.id], ranks[record.id] = record, peers.index(self._me)
+        for gone in set(self._handled) - set(handled):
             self._index.forget(gone)
-        self._owned = owned
+        self._handled, self._rank = handled, ranks
+
+    def get(self, trigger_id: str) -> TriggerRecord | None:
+        return self._handled.get(trigger_id)
 
     def accepts(self, token: str) -> bool:
-        """The webhook's path token is the peer key of one of the triggers this host owns."""
-        import hmac
-        return any(hmac.compare_digest(token, r.spec.get("peer_key") or "\0") for r in self._owned.values())
+        """The webhook's path token is the peer key of one of this host's OSS triggers (any of its hosts takes
+        the webhook: a proxy in front of them may post to whichever is up)."""
+        return any(hmac.compare_digest(token, r.spec.get("peer_key") or "\0") for r in self._handled.values())
 
     # push -----------------------------------------------------------------------------------------------------
     def on_records(self, records: list[dict[str, Any]]) -> int:
@@ -136,7 +148,7 @@ class OssTriggers:
             key = obj.get("key")
             if not bucket or not key or name is None:
                 continue
-            for trigger in list(self._owned.values()):
+            for trigger in list(self._handled.values()):
                 if trigger.spec["source"]["bucket"] != bucket:
                     continue
                 removed = name.startswith("ObjectRemoved")
@@ -150,6 +162,7 @@ class OssTriggers:
 
     def _deliver(self, trigger: TriggerRecord, name: str, key: str, etag: str, size: int, *, removed: bool,
                  when: str, **extra: Any) -> int:
+        kind = "removed" if removed else "created"
         with self._index.lock:
             known = self._index.known(trigger.id, key)
             if removed:
@@ -158,24 +171,21 @@ class OssTriggers:
                 self._index.drop_object(trigger.id, key)
             else:
                 self._index.set_object(trigger.id, key, etag, size)
-            if not self._index.first_time(trigger.id, key, etag, "removed" if removed else "created"):
+            if not self._index.first_time(trigger.id, key, etag, kind):
                 return 0
-        if not matches(trigger, name, key):
-            return 0
+        if not matches(trigger, name, key) or not self.claims.win(trigger, event_id(kind, etag, key)):
+            return 0  # another host of the trigger delivered it (or is delivering it)
         delta = None if removed or known is None else size - known[1]
         event = fc_event(trigger, name, key, etag, size, when=when, delta=delta, **extra)
-        threading.Thread(target=self._invoke, args=(trigger, event), name=f"oss-{trigger.id}", daemon=True).start()
+        self._fire(trigger, {"events": [event]})  # into the durable async queue: the delivery itself
         return 1
-
-    def _invoke(self, trigger: TriggerRecord, event: dict[str, Any]) -> None:
-        try:
-            self._fire(trigger, {"events": [event]})
-        except Exception:  # noqa: BLE001 - logged; the event was recorded (at most once)
-            log.exception("OSS trigger %s: invocation failed", trigger.id)
 
     # listing --------------------------------------------------------------------------------------------------
     def reconcile(self, trigger: TriggerRecord) -> int:
-        """Lists the bucket once; delivers what changed since the last look. Returns the events delivered."""
+        """Lists the bucket once; delivers what changed since the last look. Returns the events delivered.
+
+        The host of rank r acts on a change once it has listed it for r listing periods: the owner (rank 0) at
+        once, the next host only when the owner did not claim it meanwhile (down), and so on."""
         source = trigger.spec["source"]
         prefix = ((trigger.config.get("filter") or {}).get("key") or {}).get("prefix") or ""
         listed: dict[str, tuple[str, int, datetime]] = {}
@@ -187,25 +197,41 @@ class OssTriggers:
         if not self._index.primed(trigger.id):
             self._index.prime(trigger.id, {k: (e, s) for k, (e, s, _) in listed.items()})
             return 0
-        delivered = 0
         known = self._index.objects(trigger.id)
-        for key, (etag, size, modified) in sorted(listed.items()):
-            if known.get(key, ("",))[0] != etag:
+        changes = [(key, "created", etag, size, modified) for key, (etag, size, modified) in sorted(listed.items())
+                   if known.get(key, ("",))[0] != etag]
+        changes += [(key, "removed", known[key][0], known[key][1], None) for key in sorted(set(known) - set(listed))]
+        wait = self._rank.get(trigger.id, 0) * self._period(trigger) - 0.05
+        now, due, still = time.monotonic(), [], set()
+        for change in changes:
+            pending = (trigger.id, event_id(change[1], change[2], change[0]))
+            still.add(pending)
+            if now - self._pending.setdefault(pending, now) >= wait:
+                due.append(change)
+                self._pending.pop(pending, None)
+        for pending in [p for p in self._pending if p[0] == trigger.id and p not in still]:
+            del self._pending[pending]  # changed again, or delivered by the webhook here meanwhile
+        delivered = 0
+        for key, kind, etag, size, modified in due:
+            if kind == "created":
                 delivered += self._deliver(trigger, "ObjectCreated:PutObject", key, etag, size, removed=False,
                                            when=_iso(modified))
-        for key in sorted(set(known) - set(listed)):
-            delivered += self._deliver(trigger, "ObjectRemoved:DeleteObject", key, known[key][0], known[key][1],
-                                       removed=True, when=_iso(datetime.now(timezone.utc)))
+            else:
+                delivered += self._deliver(trigger, "ObjectRemoved:DeleteObject", key, etag, size, removed=True,
+                                           when=_iso(datetime.now(timezone.utc)))
         return delivered
+
+    @staticmethod
+    def _period(trigger: TriggerRecord) -> float:
+        return float(trigger.spec["source"].get("reconcile_seconds") or DEFAULT_RECONCILE)
 
     def _loop(self) -> None:
         while not self._stopping.wait(0.2):
             now = time.monotonic()
-            for trigger in list(self._owned.values()):
+            for trigger in list(self._handled.values()):
                 if self._next_listing.get(trigger.id, 0.0) > now:
                     continue
-                self._next_listing[trigger.id] = now + float(trigger.spec["source"].get("reconcile_seconds")
-                                                             or DEFAULT_RECONCILE)
+                self._next_listing[trigger.id] = now + self._period(trigger)
                 try:
                     self.reconcile(trigger)
                 except Exception as exc:  # noqa: BLE001 - the server may be down: the next listing tries again

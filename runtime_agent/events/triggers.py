@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from fc_common import cron
+from fc_common import cors, cron
 from fc_common import triggers as rules
 
 from ..errors import BadRequest, Conflict, NotFound
@@ -51,6 +51,8 @@ def validate(function: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
                 JwtAuth.from_config(config.get("authConfig"))
             except AuthConfigError as exc:
                 raise BadRequest(f"trigger_config.{exc}") from exc
+        if config.get("corsConfig") is not None and (wrong := cors.problems(config["corsConfig"])):
+            raise BadRequest("; ".join(f"trigger_config.{field}: {rule}" for field, rule in wrong))
         spec["url_label"] = rules.url_label(function, name)
     elif kind == "timer":
         try:

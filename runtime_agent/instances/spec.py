@@ -163,6 +163,12 @@ def layer_paths(runtime: str) -> dict[str, str]:
     return paths
 
 
+def with_layer_paths(env: dict[str, str], runtime: str) -> dict[str, str]:
+    """The runtime's search paths, after the function's own value of the same variable (its environment_variables
+    ``PYTHONPATH=/code/vendor``, say): replacing that value made a function's vendored packages unimportable."""
+    return {name: f"{env[name]}:{value}" if env.get(name) else value for name, value in layer_paths(runtime).items()}
+
+
 def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_name: str, image: str,
                    code_dir: Path | None, network: str, qualifier: str = "LATEST",
                    opt_dir: Path | None = None) -> ContainerSpec:
@@ -200,7 +206,7 @@ def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_na
             env["FC_SERVER_PORT"] = str(port(spec))
             command = [*config["command"], *(config.get("args") or [])]
         else:
-            env.update(layer_paths(spec["runtime"]))
+            env.update(with_layer_paths(env, spec["runtime"]))
             command = (["node", "/opt/fc-runtime/runtime.js"] if spec["runtime"] in NODE_RUNTIMES
                        else ["python3", "-u", "/opt/fc-runtime/runtime.py"])
     return ContainerSpec(

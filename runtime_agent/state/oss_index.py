@@ -4,7 +4,9 @@
   reconciles against (a StartAfter cursor could not see deletes or overwrites of keys already passed);
 - ``oss_seen``: (trigger, key, ETag, kind) of every event delivered, kind "created" or "removed": a webhook record
   and the listing that finds the same change meet here, whichever comes first;
-- ``oss_primed``: triggers whose bucket was listed once (objects there before the trigger fire nothing).
+- ``oss_primed``: triggers whose bucket was listed once (objects there before the trigger fire nothing);
+- ``oss_claims``: which host of the trigger's peers delivers an event (events/oss_claims.py), the first to record
+  itself here or on a peer; kept a week.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ CREATE TABLE IF NOT EXISTS oss_objects (trigger_id TEXT NOT NULL, key TEXT NOT N
 CREATE TABLE IF NOT EXISTS oss_seen (trigger_id TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
     kind TEXT NOT NULL, recorded REAL NOT NULL, PRIMARY KEY (trigger_id, key, etag, kind));
 CREATE TABLE IF NOT EXISTS oss_primed (trigger_id TEXT PRIMARY KEY, primed REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS oss_claims (trigger_id TEXT NOT NULL, event TEXT NOT NULL, holder TEXT NOT NULL,
+    claimed REAL NOT NULL, PRIMARY KEY (trigger_id, event));
 """
 
 
@@ -77,7 +81,19 @@ class OssIndex:
                                  [(trigger_id, k, e, s) for k, (e, s) in objects.items()])
             self._db.execute("INSERT OR REPLACE INTO oss_primed VALUES (?,?)", (trigger_id, time.time()))
 
+    def claim(self, trigger_id: str, event: str, holder: str) -> str:
+        """Records ``holder`` for the event unless one is recorded already; returns the event's holder."""
+        with self.lock:
+            self._db.execute("INSERT OR IGNORE INTO oss_claims VALUES (?,?,?,?)",
+                             (trigger_id, event, holder, time.time()))
+            return self._db.execute("SELECT holder FROM oss_claims WHERE trigger_id=? AND event=?",
+                                    (trigger_id, event)).fetchone()[0]
+
+    def forget_claims_before(self, before: float) -> None:
+        with self.lock:
+            self._db.execute("DELETE FROM oss_claims WHERE claimed < ?", (before,))
+
     def forget(self, trigger_id: str) -> None:
         with self.lock:
-            for table in ("oss_objects", "oss_seen", "oss_primed"):
+            for table in ("oss_objects", "oss_seen", "oss_primed", "oss_claims"):
                 self._db.execute(f"DELETE FROM {table} WHERE trigger_id=?", (trigger_id,))
