@@ -95,6 +95,8 @@ class HostRoom:
         self._pools = pools
         self._host_name = host_name
         self.cards = cards  # GPU cards are reserved like cpu and memory: whole cards per instance
+        # Asked before any instance is evicted (stem cells): (runtime of the pool that needs room, fits) -> evicted
+        self.reclaimers: list[Callable[[str | None, Callable[[], bool]], bool]] = []
 
     def reserve(self, pool: FunctionPool, inst: Instance) -> bool:
         if not self.capacity.try_reserve(inst.id, pool.size):
@@ -116,12 +118,26 @@ class HostRoom:
         if self.cards is not None and self.cards.release(inst.id):
             released = True
         if released:
-            for pool in self._pools():  # waiters of any function may fit now
-                pool.wake()
+            self.wake_all()
+
+    def wake_all(self) -> None:
+        for pool in self._pools():  # waiters of any function may fit now
+            pool.wake()
+
+    def waiting(self) -> bool:
+        """Whether any request waits for room or a slot (stem cells are not refilled meanwhile)."""
+        return any(pool.waiting for pool in self._pools())
 
     def make_room(self, pool: FunctionPool) -> bool:
         """Evicts idle instances of other functions beyond their min_instances, least recently used first
-        (OpenWhisk's container pool does the same), until ``pool``'s instance fits. True if any went."""
+        (OpenWhisk's container pool does the same), until ``pool``'s instance fits. True if any went. Idle stem
+        cells go first (``reclaimers``): they hold room no function uses yet."""
+        evicted = False
+        if pool.gpus is None:  # cells hold no cards
+            for reclaim in self.reclaimers:
+                evicted = reclaim(pool.record.spec.get("runtime"), lambda: self._fits(pool)) or evicted
+            if evicted and self._fits(pool):
+                return True
         candidates: list[tuple[float, FunctionPool, Instance]] = []
         # Short of cards only: evicting instances that hold none of that type would free nothing it needs.
         cards_only = pool.gpus is not None and self.capacity.fits(pool.size)
@@ -133,7 +149,6 @@ class HostRoom:
                            and not i.in_flight), key=lambda i: i.last_used)
             spare = len(live) - int(other.record.spec.get("min_instances") or 0)
             candidates += [(i.last_used, other, i) for i in idle[:max(0, spare)]]
-        evicted = False
         for _, other, inst in sorted(candidates, key=lambda c: c[0]):
             if self._fits(pool):
                 break
