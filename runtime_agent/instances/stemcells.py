@@ -20,9 +20,11 @@ import http.client
 import json
 import logging
 import os
+import statistics
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -43,6 +45,7 @@ log = logging.getLogger("fc-agent")
 CELL_LABEL = "fc.cell"
 CELL_RUNTIME_LABEL = "fc.cell.runtime"
 REFILL_PERIOD = 0.5
+HAND_OVER_STEPS = ("thaw", "limits", "mount", "assign")  # timed per take (info()'s hand_over_ms)
 READY_TIMEOUT = 30.0
 
 
@@ -77,6 +80,7 @@ class StemCells:
         self._deployed, self._waiting = deployed, waiting
         self._idle: dict[str, list[Cell]] = {}
         self._assigned: dict[str, Cell] = {}  # container id -> cell that became an instance
+        self._timings: deque[dict[str, float]] = deque(maxlen=100)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -173,22 +177,28 @@ class StemCells:
         """Makes the taken cell ``spec``'s container. Returns it, and whether its CPU limit is final already
         (``boost``: the start keeps STARTUP_CPU for the initializer, as a fresh container does). A cell that cannot
         be given the function is removed and a container of the function's own started instead."""
+        marks = [time.perf_counter()]
         try:
             try:
                 Freezer.for_pid(cell.container.pid).thaw()
             except FreezerError as exc:
                 raise CellError(str(exc)) from exc
+            marks.append(time.perf_counter())
             limits = CgroupLimits.for_pid(cell.container.pid)
             limits.set_memory(spec.memory_mb)
             limits.set_cpu(max(spec.cpu, STARTUP_CPU) if boost else spec.cpu)
+            marks.append(time.perf_counter())
             code_dir = Path(next(src for src, dst in spec.read_only_binds.items() if dst == "/code"))
             mounts.bind(self._views_dir / "code" / code_dir.relative_to(self._code_root), cell.folder / "code")
+            marks.append(time.perf_counter())
             self._assign(cell, spec.environment)
+            marks.append(time.perf_counter())
         except (CellError, CgroupError, mounts.MountError, OSError, ValueError) as exc:
             log.warning("stem cell %s could not take %s (%s); starting a container of its own", cell.id,
                         spec.name, exc)
             self._retire(cell)
             return fallback(spec), False
+        self._timings.append({step: (b - a) * 1000 for step, a, b in zip(HAND_OVER_STEPS, marks, marks[1:])})
         threading.Thread(target=self._record_limits, args=(cell.container.id, spec.memory_mb, spec.cpu),
                          name=f"cell-limits-{cell.id}", daemon=True).start()
         return cell.container, not boost
@@ -248,7 +258,10 @@ class StemCells:
             runtimes = sorted(set(self._idle) | deployed)
             idle = {r: len(self._idle.get(r, [])) for r in runtimes}
             assigned = len(self._assigned)
-        return {"enabled": True, "assigned": assigned,
+        timings = list(self._timings)
+        hand_over = {step: round(statistics.median(t[step] for t in timings), 3) for step in HAND_OVER_STEPS} \
+            if timings else {}
+        return {"enabled": True, "assigned": assigned, "hand_over_ms": hand_over,
                 "runtimes": {r: {"idle": idle[r], "target": self.policy.target(r, r in deployed),
                                  "recent_cold_starts": self.policy.recent(r)} for r in runtimes}}
 
