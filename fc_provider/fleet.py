@@ -21,7 +21,7 @@ from pulumi.dynamic import (
 )
 
 from ._errors import FcProviderError, brief_errors
-from ._inputs import HostCapacityArgs, HostGpusArgs, nested
+from ._inputs import HostCapacityArgs, HostGpusArgs, StemCellsArgs, nested
 from ._model.bundle import agent_version
 from ._model.images import described, project_tarballs
 from ._model.validation import FleetModel, check
@@ -29,7 +29,7 @@ from ._remote import commands as cmd
 from ._remote import fleetops as ops
 from ._remote.lock import DEFAULT_TIMEOUT_SECONDS
 
-_SETTINGS = ("runtime_images", "idle_timeout_seconds")
+_SETTINGS = ("runtime_images", "idle_timeout_seconds", "stem_cells")
 _OUTPUT_ONLY = {"__provider", "token", "connection", "agent_versions"}
 _NOT_DIFFED = _OUTPUT_ONLY | {"stack", "fleet_name"}  # who deploys is recorded, not configured
 
@@ -75,7 +75,8 @@ class FleetArgs:
                  control_port: int = 7701, invoke_port: int = 9000,
                  runtime_images: Optional[Mapping[str, str]] = None, idle_timeout_seconds: float = 300,
                  lock_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
-                 image_tarballs: Optional[Mapping[str, str]] = None) -> None:
+                 image_tarballs: Optional[Mapping[str, str]] = None,
+                 stem_cells: Union[StemCellsArgs, Mapping[str, Any], None] = None) -> None:
         """
         :param hosts: The hosts. At least one.
         :param ssh_private_key: The private key SSH logs in with (OpenSSH or PEM, unencrypted). Always stored as a
@@ -94,6 +95,8 @@ class FleetArgs:
                so hosts need no registry. Default: each image the fleet's runtimes use that the project built on
                this machine (``fc-lab images``: ``$FC_CACHE_DIR/images/fc-runtime-<name>.tar`` as
                ``fc-runtime/<name>:latest``); {} ships nothing.
+        :param stem_cells: ``fc.StemCellsArgs`` or the same as a dict: keep started, code-less runtime containers
+               that cold starts take (tens of milliseconds instead of a container start). Default off.
         """
         self.hosts = list(hosts)
         self.ssh_private_key = ssh_private_key
@@ -101,6 +104,7 @@ class FleetArgs:
         self.runtime_images = dict(runtime_images or {})
         self.idle_timeout_seconds = idle_timeout_seconds
         self.lock_timeout_seconds = lock_timeout_seconds
+        self.stem_cells = nested("stem_cells", stem_cells, StemCellsArgs)
         self.image_tarballs = dict(project_tarballs(runtime_images) if image_tarballs is None else image_tarballs)
 
     @classmethod
@@ -263,6 +267,7 @@ class Fleet(pulumi.dynamic.Resource):
             "runtime_images": args.runtime_images,
             "idle_timeout_seconds": args.idle_timeout_seconds,
             "lock_timeout_seconds": args.lock_timeout_seconds,
+            "stem_cells": args.stem_cells,
             "images": described(args.image_tarballs),
             "agent_version": agent_version(),
             "stack": f"{pulumi.get_project()}/{pulumi.get_stack()}",

@@ -117,24 +117,31 @@ def test_a_function_from_a_stem_cell_sees_only_its_own_code_environment_and_limi
     assert seen["cell-a"] != seen["cell-b"]
 
 
-def test_the_runtime_of_a_cell_runs_nothing_before_its_one_assignment(tmp_path: Path) -> None:
-    """The built-in Python runtime as a cell, run here as a process: it refuses invocations until the agent's
-    assignment (with the cell's token) arrives, imports the code only then, and refuses a second assignment."""
+@pytest.mark.parametrize("runtime", ["runtime.py", "runtime.js"])
+def test_the_runtime_of_a_cell_runs_nothing_before_its_one_assignment(tmp_path: Path, runtime: str) -> None:
+    """Each built-in runtime as a cell, run here as a process: it refuses invocations until the agent's
+    assignment (with the cell's token) arrives, loads the code only then, and refuses a second assignment."""
     import http.client
     import os
+    import shutil
     import socket
     import subprocess
     import sys
 
     from runtime_agent.instances.spec import BOOTSTRAP_DIR
 
-    (tmp_path / "index.py").write_text("import os\n\ndef handler(event, context):\n    return os.environ['WHO']\n")
+    if runtime == "runtime.py":
+        (tmp_path / "index.py").write_text("import os\n\ndef handler(event, context):\n    return os.environ['WHO']\n")
+        command = [sys.executable]
+    else:
+        (tmp_path / "index.js").write_text("exports.handler = async () => process.env.WHO;\n")
+        command = [shutil.which("node") or "node"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {"PATH": os.environ["PATH"], "FC_STEM_CELL_TOKEN": "secret", "FC_FUNC_CODE_PATH": str(tmp_path),
            "FC_RUNTIME_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, str(BOOTSTRAP_DIR / "runtime.py")], env=env, cwd="/")
+    proc = subprocess.Popen([*command, str(BOOTSTRAP_DIR / runtime)], env=env, cwd="/")
 
     def call(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -164,6 +171,21 @@ def _answers(call) -> bool:
         return call("GET", "/")[0] == 200
     except OSError:
         return False
+
+
+def test_a_nodejs_function_starts_from_a_stem_cell_with_its_own_code_and_environment(
+        cells_conn: ops.FleetConnection, lab: Lab, tmp_path: Path) -> None:
+    lab.ensure_runtime_images(["nodejs20"], hosts=[cells_conn.hosts[0].name])
+    source = ("const fs = require('fs');\nexports.handler = async () => JSON.stringify({who: process.env.WHO, "
+              "token: 'FC_STEM_CELL_TOKEN' in process.env, cwd: process.cwd(), code: fs.readdirSync('/code').sort()});\n")
+    url = deploy(cells_conn, tmp_path, "cell-node", source, filename="index.js", runtime="nodejs20",
+                 environment_variables={"WHO": "node"})
+    wait_for(lambda: _cells(cells_conn, "nodejs20")["idle"] >= 2, "idle nodejs20 cells", timeout=120)
+    idle = set(_cell_containers(lab, cells_conn))
+    status, headers, body = post(url)
+    assert status == 200 and "x-fc-error-type" not in headers, body
+    assert json.loads(body) == {"who": "node", "token": False, "cwd": "/code", "code": ["index.js"]}
+    assert _container_of(cells_conn, "cell-node", headers["x-fc-instance-id"]) in idle
 
 
 def test_a_used_cell_is_never_reused_and_the_pool_refills(cells_conn: ops.FleetConnection, lab: Lab,

@@ -51,6 +51,32 @@ class HostModel(_Strict):
         return v
 
 
+class StemCellsModel(_Strict):
+    """The agent's ``stem_cells`` (runtime_agent/instances/cellpolicy.CellSettings checks the same on the host)."""
+
+    enabled: bool = False
+    min_per_runtime: int = Field(default=1, ge=0, le=64)
+    max_per_runtime: int = Field(default=4, ge=0, le=64)
+    window_seconds: float = Field(default=300, gt=0)
+    runtimes: list[str] | None = None
+    memory_mb: int = Field(default=128, ge=64)
+
+    @field_validator("runtimes")
+    @classmethod
+    def _builtin(cls, v: list[str] | None) -> list[str] | None:
+        wrong = [r for r in v or [] if r not in runtimes.BUILTIN]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: not built-in runtimes (stem cells exist for "
+                             f"{', '.join(runtimes.BUILTIN)})")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "StemCellsModel":
+        if self.min_per_runtime > self.max_per_runtime:
+            raise ValueError("min_per_runtime must not exceed max_per_runtime")
+        return self
+
+
 class FleetModel(_Strict):
     hosts: list[HostModel] = Field(min_length=1)
     ssh_private_key: str = Field(min_length=1)
@@ -59,6 +85,7 @@ class FleetModel(_Strict):
     runtime_images: dict[str, str] = Field(default_factory=dict)
     idle_timeout_seconds: float = Field(default=300, gt=0)
     lock_timeout_seconds: float = Field(default=120, ge=0, le=86400)
+    stem_cells: StemCellsModel | None = None
     images: dict[str, dict[str, Any]] = Field(default_factory=dict)  # ref -> {path, sha256}: checked by the Fleet
 
     @field_validator("hosts")
