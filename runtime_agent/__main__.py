@@ -13,8 +13,7 @@ from pathlib import Path
 from .api.control import make_servers
 from .config import AgentConfig
 from .instances.driver import DockerDriver, DriverError
-from .instances.mounts import MountError
-from .instances.stemcells import purge_mounts
+from .instances.mounts import MountError, purge_mounts
 from .service import Agent
 
 

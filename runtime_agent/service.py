@@ -114,11 +114,9 @@ class Agent:
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
         self.cards.refresh()
-        if self.cells is not None:
-            self.cells.prepare()
+        self.cells.prepare()
         self.reconcile()
-        if self.cells is not None:
-            self.cells.start()
+        self.cells.start()
         self.async_invoker.start()  # after reconcile: instances interrupted mid-task are known by then
         self._reaper.start()
         self.triggers.subscribe(self.timers.update)
@@ -128,8 +126,7 @@ class Agent:
 
     def close(self) -> None:
         self._stopping.set()
-        if self.cells is not None:
-            self.cells.close()
+        self.cells.close()
         self.timers.stop()
         self.oss.stop()
         self.triggers.store.close()
@@ -145,7 +142,7 @@ class Agent:
             self.open_pool(fn)
         adopted: set[str] = set()
         owned = self.driver.list_owned(self.config.host_name)
-        idle_cells = self.cells.reconcile(owned) if self.cells is not None else set()
+        idle_cells = self.cells.reconcile(owned)
         by_container = {r.container_id: r for r in records.values()}  # an instance born a stem cell has its labels
         for container in owned:
             if container.id in idle_cells:
@@ -158,8 +155,7 @@ class Agent:
             ):
                 log.info("reconcile: removing unaccounted container %s", container.id[:12])
                 self.driver.destroy(container.id)
-                if self.cells is not None:
-                    self.cells.retired(container.id)
+                self.cells.retired(container.id)
                 continue
             inst = self._new_instance(pool, pool.record, rec.id)
             inst.adopt(self.driver.inspect(container.id))  # inspect: the pid locates its freezer
@@ -314,7 +310,7 @@ class Agent:
         inst.persisted_state = durable
         if durable is InstanceState.STOPPED:
             self.store.delete_instance(inst.id)
-            if self.cells is not None and inst.container is not None:
+            if inst.container is not None:
                 self.cells.retired(inst.container.id)  # a stem cell's mounts go with its container
         elif durable in (InstanceState.READY, InstanceState.DRAINING, InstanceState.FROZEN) and inst.container:
             self.store.put_instance(InstanceRecord(
@@ -348,7 +344,7 @@ class Agent:
 
     def _start_instance(self, inst: Instance, record: FunctionRecord, reserve: bool) -> None:
         spec = self._container_spec(inst, record)
-        cell = self.cells.take(record.spec, inst.id) if self.cells is not None else None
+        cell = self.cells.take(record.spec, inst.id)
         if cell is not None:  # the container runs already: no start slot
             return inst.start(spec, self.config.start_timeout_seconds, reserve=reserve,
                               launch=lambda s: self.cells.launch(cell, s, boost=bool(inst.hooks.initializer),

@@ -75,6 +75,27 @@ class CellSettings:
         return settings
 
 
+class NoStemCells:
+    """What the agent holds when stem cells are off: every cold start starts its own container."""
+
+    def prepare(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def reconcile(self, owned: list[Any]) -> set[str]:
+        return set()
+
+    def take(self, spec: dict[str, Any], instance_id: str) -> None:
+        return None
+
+    def retired(self, container_id: str) -> None: ...
+
+    def info(self) -> dict[str, Any]:
+        return {"enabled": False}
+
+
 class CellPolicy:
     """How many idle cells each runtime keeps: its cold starts in the window, bounded."""
 

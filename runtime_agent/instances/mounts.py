@@ -96,3 +96,21 @@ def detach(target: Path) -> None:
 
 def is_mounted(target: Path) -> bool:
     return str(target) in mount_points()
+
+
+def remove_cell_folder(folder: Path) -> None:
+    """A cell's folder once its container is gone: its code mount, then the folder."""
+    detach(folder / "code")
+    for path in (folder / "code", folder):
+        if path.exists():
+            os.rmdir(path)
+
+
+def purge_mounts(run_dir: Path) -> None:
+    """When uninstalling (after every container went): the cells' code mounts and the read-only views."""
+    cells = run_dir / "cells"
+    for folder in cells.iterdir() if cells.is_dir() else ():
+        remove_cell_folder(folder)
+    for path in (run_dir / "views" / "code", cells):
+        if is_mounted(path):
+            detach(path)

@@ -19,7 +19,7 @@ import hmac
 import http.client
 import json
 import logging
-import os
+import queue
 import statistics
 import threading
 import time
@@ -33,7 +33,7 @@ from fc_common.sizing import Size
 
 from . import mounts
 from .capacity import Capacity, HostRoom
-from .cellpolicy import CELL_DISK_MB, CellPolicy, CellSettings, fallback_reason
+from .cellpolicy import CELL_DISK_MB, CellPolicy, CellSettings, NoStemCells, fallback_reason
 from .cgroups import CgroupError, CgroupLimits
 from .driver import AGENT_LABEL, ContainerDriver, ContainerInfo, ContainerSpec, DriverError
 from .freezer import Freezer, FreezerError
@@ -45,6 +45,7 @@ log = logging.getLogger("fc-agent")
 CELL_LABEL = "fc.cell"
 CELL_RUNTIME_LABEL = "fc.cell.runtime"
 REFILL_PERIOD = 0.5
+REFILL_DELAY = 1.0  # no cell starts within this long of a take: container starts would slow a burst's hand-overs
 HAND_OVER_STEPS = ("thaw", "limits", "mount", "assign")  # timed per take (info()'s hand_over_ms)
 READY_TIMEOUT = 30.0
 
@@ -83,18 +84,21 @@ class StemCells:
         self._timings: deque[dict[str, float]] = deque(maxlen=100)
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._last_take = 0.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._refill_loop, name="stem-cells", daemon=True)
+        self._to_record: queue.SimpleQueue[tuple[str, int, float]] = queue.SimpleQueue()
+        self._recorder = threading.Thread(target=self._record_limits, name="stem-cell-limits", daemon=True)
         self.size = Size(0.0, settings.memory_mb)  # frozen: no CPU; memory at the cell's limit
 
     @classmethod
     def for_host(cls, settings: CellSettings, config: Any, driver: ContainerDriver, room: "HostRoom",
-                 store: CellStore, pools: Callable[[], list[Any]]) -> "StemCells | None":
-        """The agent's stem cells (None when the config leaves them off), their eviction registered with the
+                 store: CellStore, pools: Callable[[], list[Any]]) -> "StemCells | NoStemCells":
+        """The agent's stem cells (none when the config leaves them off), their eviction registered with the
         host's room. ``config``: the AgentConfig; ``pools``: the agent's function pools."""
         if not settings.enabled:
             store.close()
-            return None
+            return NoStemCells()
         cells = cls(settings, driver=driver, store=store, capacity=room.capacity, released=room.wake_all,
                     host_name=config.host_name, secret=config.token, images=config.runtime_images,
                     run_dir=config.run_dir, code_root=config.code_dir, waiting=room.waiting,
@@ -144,6 +148,7 @@ class StemCells:
 
     def start(self) -> None:
         self._thread.start()
+        self._recorder.start()
 
     def close(self) -> None:
         self._stopping.set()
@@ -157,7 +162,7 @@ class StemCells:
             return None
         runtime = spec["runtime"]
         self.policy.cold_start(runtime)
-        self._wake.set()  # refill, or grow the pool towards the demand
+        self._last_take = time.monotonic()  # refill once the cold starts settle (REFILL_DELAY)
         while True:
             with self._lock:
                 idle = self._idle.get(runtime)
@@ -199,8 +204,7 @@ class StemCells:
             self._retire(cell)
             return fallback(spec), False
         self._timings.append({step: (b - a) * 1000 for step, a, b in zip(HAND_OVER_STEPS, marks, marks[1:])})
-        threading.Thread(target=self._record_limits, args=(cell.container.id, spec.memory_mb, spec.cpu),
-                         name=f"cell-limits-{cell.id}", daemon=True).start()
+        self._to_record.put((cell.container.id, spec.memory_mb, spec.cpu))
         return cell.container, not boost
 
     def _assign(self, cell: Cell, environment: dict[str, str]) -> None:
@@ -217,11 +221,15 @@ class StemCells:
         if reply.status != 200:
             raise CellError(f"the cell's runtime refused the assignment: {reply.status} {answer[:200]!r}")
 
-    def _record_limits(self, container_id: str, memory_mb: int, cpu: float) -> None:
-        try:
-            self._driver.update_limits(container_id, memory_mb, cpu)
-        except DriverError as exc:  # gone already (a one-request instance may stop first): nothing to record
-            log.info("stem cells: limits of %s not recorded: %s", container_id[:12], exc)
+    def _record_limits(self) -> None:
+        """One thread records the limits with the engine, one container after another: a burst of hand-overs
+        must not start a burst of runc processes competing with the functions' first requests for CPU."""
+        while True:
+            container_id, memory_mb, cpu = self._to_record.get()
+            try:
+                self._driver.update_limits(container_id, memory_mb, cpu)
+            except DriverError as exc:  # gone already (a one-request instance may stop first): nothing to record
+                log.info("stem cells: limits of %s not recorded: %s", container_id[:12], exc)
 
     def retired(self, container_id: str) -> None:
         """The instance a cell became has stopped (its container is gone): its mounts and folder go too."""
@@ -280,6 +288,8 @@ class StemCells:
                 log.exception("stem cells: refill failed")
 
     def _refill(self) -> None:
+        if time.monotonic() - self._last_take < REFILL_DELAY:
+            return
         deployed = {r for r in self._deployed() if self._images.get(r)}
         for runtime in sorted(deployed | set(self._idle)):
             target = self.policy.target(runtime, runtime in deployed)
@@ -375,19 +385,6 @@ class StemCells:
     @staticmethod
     def _clean_folder(folder: Path) -> None:
         try:
-            mounts.detach(folder / "code")
-            for path in (folder / "code", folder):
-                if path.exists():
-                    os.rmdir(path)
+            mounts.remove_cell_folder(folder)
         except (OSError, mounts.MountError) as exc:
             log.warning("stem cells: cannot clean %s: %s", folder, exc)
-
-
-def purge_mounts(run_dir: Path) -> None:
-    """When uninstalling (after every container went): the cells' code mounts and the read-only views."""
-    cells = run_dir / "cells"
-    for folder in cells.iterdir() if cells.is_dir() else ():
-        StemCells._clean_folder(folder)
-    for path in (run_dir / "views" / "code", cells):
-        if mounts.is_mounted(path):
-            mounts.detach(path)
