@@ -101,7 +101,7 @@ class StemCells:
             return NoStemCells()
         cells = cls(settings, driver=driver, store=store, capacity=room.capacity, released=room.wake_all,
                     host_name=config.host_name, secret=config.token, images=config.runtime_images,
-                    run_dir=config.run_dir, code_root=config.code_dir, waiting=room.waiting,
+                    run_dir=config.run_dir, code_root=config.code_dir, waiting=room.needs_room,
                     deployed=lambda: {p.record.spec["runtime"] for p in pools() if not fallback_reason(p.record.spec)})
         room.reclaimers.append(cells.reclaim)
         return cells
