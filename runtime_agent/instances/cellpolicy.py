@@ -3,8 +3,9 @@
 Sizing: per built-in runtime, the number of cold starts of functions that could take a cell in the last
 ``window_seconds`` (default 300), at least ``min_per_runtime`` (default 1) while a function of that runtime is
 deployed on the host, at most ``max_per_runtime`` (default 4). Cells are refilled only while the host's capacity
-holds one more without a waiting request (``StemCells``), and they are the first thing evicted when an instance
-needs room, so they never take room a function's instance could use.
+holds one more, no request waits and no pool was short of room in the last 10 s (``HostRoom.needs_room``), and a
+second after the last take at the earliest (a burst's hand-overs never compete with container starts); they are
+the first thing evicted when an instance needs room, so they never take room a function's instance could use.
 """
 
 from __future__ import annotations
