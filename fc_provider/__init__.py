@@ -33,6 +33,7 @@ from ._inputs import (
     LogConfigArgs,
     PlacementArgs,
     SimulatedGpuArgs,
+    StemCellsArgs,
 )
 from ._model.placement import PlacementError
 from .access_key import AccessKey, AccessKeyArgs, AccessKeyPolicyArgs
@@ -126,6 +127,7 @@ __all__ = [
     "RouteConfigArgs",
     "ScheduledActionArgs",
     "SimulatedGpuArgs",
+    "StemCellsArgs",
     "TargetTrackingPolicyArgs",
     "TimerTriggerConfigArgs",
     "TlsConfigArgs",

@@ -251,6 +251,28 @@ class InvokePortGuardsArgs(InputArgs):
 
 
 @dataclasses.dataclass(kw_only=True)
+class StemCellsArgs(InputArgs):
+    """Stem cells on every host of the fleet: started, frozen, code-less runtime containers that cold starts of
+    built-in-runtime functions take instead of starting a container (docs/architecture.md, "Stem cells").
+
+    :param enabled: Keep stem cells. Default False (an instance started from a cell carries the cell's container
+           labels, ``fc.cell``, not ``fc.function`` / ``fc.instance``).
+    :param min_per_runtime: Idle cells kept per built-in runtime a deployed function uses. Default 1.
+    :param max_per_runtime: At most this many idle cells per runtime, whatever the demand. Default 4 (at most 64).
+    :param window_seconds: Demand is the cold starts of the last this many seconds. Default 300.
+    :param runtimes: Only these built-in runtimes get cells. Default: every built-in runtime a function uses.
+    :param memory_mb: A cell's memory limit and reservation until a function takes it. Default 128 (at least 64).
+    """
+
+    enabled: Optional[bool] = None
+    min_per_runtime: Optional[int] = None
+    max_per_runtime: Optional[int] = None
+    window_seconds: Optional[float] = None
+    runtimes: Optional[Sequence[str]] = None
+    memory_mb: Optional[int] = None
+
+
+@dataclasses.dataclass(kw_only=True)
 class DestinationArgs(InputArgs):
     """Where an asynchronous invocation's outcome goes (FC's ``Destination``).
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from .api.control import make_servers
 from .config import AgentConfig
 from .instances.driver import DockerDriver, DriverError
+from .instances.mounts import MountError, purge_mounts
 from .service import Agent
 
 
@@ -23,7 +24,8 @@ def purge(config_path: Path) -> int:
         for container in driver.list_owned(config.host_name):
             driver.destroy(container.id)
         driver.remove_networks()
-    except (OSError, ValueError, DriverError) as exc:
+        purge_mounts(config.run_dir)  # stem cells' code mounts and views
+    except (OSError, ValueError, DriverError, MountError) as exc:
         logging.getLogger("fc-agent").error("purge failed: %s", exc)
         return 1
     return 0

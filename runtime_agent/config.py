@@ -41,6 +41,10 @@ class AgentConfig:
     async_workers: int = 16
     # The host's GPUs as the Fleet declares them (fc_common.gpu.parse_host_gpus); null: none.
     gpus: dict | None = None
+    # Stem cells (instances/cellpolicy.CellSettings): started, code-less runtime containers that cold starts take;
+    # null or {"enabled": false}: off. Their mounts live under run_dir (a tmpfs: gone at reboot, as the cells).
+    stem_cells: dict | None = None
+    run_dir: Path = Path("/run/fc-agent")
 
     @classmethod
     def load(cls, path: Path) -> "AgentConfig":
@@ -49,7 +53,7 @@ class AgentConfig:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}")
-        for name in ("state_dir", "access_keys_dir"):
+        for name in ("state_dir", "access_keys_dir", "run_dir"):
             if name in raw:
                 raw[name] = Path(raw[name])
         if "runtime_images" in raw:

@@ -27,16 +27,19 @@ from .events.timer import TimerScheduler
 from .events.triggers import Triggers
 from .instances import spec as specs
 from .instances.capacity import Capacity, HostRoom
+from .instances.cellpolicy import CellSettings
 from .instances.driver import INSTANCE_LABEL, ContainerDriver, ContainerSpec, DriverError
 from .instances.gpu import HostCards, inventory_for
 from .instances.lifecycle import Instance, InstanceState
 from .instances.pool import FunctionPool
+from .instances.stemcells import StemCells
 from .invocation import Invocations, new_request_id
 from .observe.functionlog import FunctionLogs
 from .observe.metrics import Metrics
 from .observe.requestlog import RequestLog
 from .releases import Releases
 from .state.cardstore import CardStore
+from .state.cellstore import CellStore
 from .state.codestore import CodeStore
 from .state.keys import KeyStore
 from .state.layers import Layers
@@ -69,6 +72,9 @@ class Agent:
                                driver.engine_info)
         self.room = HostRoom(Capacity(config.capacity_cpu, config.capacity_memory_mb), self._all_pools,
                              config.host_name, self.cards)
+        # Stem cells (off unless the config's stem_cells enables them): cold starts take a started runtime.
+        self.cells = StemCells.for_host(CellSettings.from_config(config.stem_cells), config, driver, self.room,
+                                        CellStore(config.database), self._all_pools)
         # One pool per function version (LATEST and each published one; keyed by FunctionRecord.pool_key),
         # holding its record: the warm path reads functions from memory, SQLite is written on changes and read at
         # start-up.
@@ -102,7 +108,9 @@ class Agent:
     # lifecycle of the agent ----------------------------------------------------------------------------------
     def start(self) -> None:
         self.cards.refresh()
+        self.cells.prepare()
         self.reconcile()
+        self.cells.start()
         self.async_invoker.start()  # after reconcile: instances interrupted mid-task are known by then
         self._tender.start()
         self.triggers.subscribe(self.timers.update)
@@ -112,6 +120,7 @@ class Agent:
 
     def close(self) -> None:
         self._tender.stop()
+        self.cells.close()
         self.timers.stop()
         self.oss.stop()
         self.triggers.store.close()
@@ -126,8 +135,13 @@ class Agent:
         for fn in self.store.list_functions() + [v.as_function() for v in self.versions.all()]:
             self.open_pool(fn)
         adopted: set[str] = set()
-        for container in self.driver.list_owned(self.config.host_name):
-            rec = records.get(container.labels.get(INSTANCE_LABEL, ""))
+        owned = self.driver.list_owned(self.config.host_name)
+        idle_cells = self.cells.reconcile(owned)
+        by_container = {r.container_id: r for r in records.values()}  # an instance born a stem cell has its labels
+        for container in owned:
+            if container.id in idle_cells:
+                continue
+            rec = records.get(container.labels.get(INSTANCE_LABEL, "")) or by_container.get(container.id)
             pool = self._pools.get(rec.function) if rec else None  # an instance record names its pool's key
             if (
                 rec is None or pool is None or not container.running
@@ -135,6 +149,7 @@ class Agent:
             ):
                 log.info("reconcile: removing unaccounted container %s", container.id[:12])
                 self.driver.destroy(container.id)
+                self.cells.retired(container.id)
                 continue
             inst = self._new_instance(pool, pool.record, rec.id)
             inst.adopt(self.driver.inspect(container.id))  # inspect: the pid locates its freezer
@@ -289,6 +304,8 @@ class Agent:
         inst.persisted_state = durable
         if durable is InstanceState.STOPPED:
             self.store.delete_instance(inst.id)
+            if inst.container is not None:
+                self.cells.retired(inst.container.id)  # a stem cell's mounts go with its container
         elif durable in (InstanceState.READY, InstanceState.DRAINING, InstanceState.FROZEN) and inst.container:
             self.store.put_instance(InstanceRecord(
                 inst.id, pool_key, inst.generation, inst.container.id, inst.container.address,
@@ -321,6 +338,11 @@ class Agent:
 
     def _start_instance(self, inst: Instance, record: FunctionRecord, reserve: bool) -> None:
         spec = self._container_spec(inst, record)
+        cell = self.cells.take(record.spec, inst.id)
+        if cell is not None:  # the container runs already: no start slot
+            return inst.start(spec, self.config.start_timeout_seconds, reserve=reserve,
+                              launch=lambda s: self.cells.launch(cell, s, boost=bool(inst.hooks.initializer),
+                                                                 fallback=self.driver.start))
         with self._start_slots:
             inst.start(spec, self.config.start_timeout_seconds, reserve=reserve)
 

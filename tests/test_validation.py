@@ -123,6 +123,19 @@ def test_the_invoke_port_guards_reach_each_hosts_agent_config() -> None:
                                      "max_connections": 64}
 
 
+def test_fleet_stem_cells_rules_name_the_field() -> None:
+    host = {"name": "a", "address": "10.0.0.1", "host_public_key": "ssh-ed25519 AAAA"}
+    base = {"hosts": [host], "ssh_private_key": "k"}
+    assert check(FleetModel, {**base, "stem_cells": {"enabled": True, "runtimes": ["python3.11"]}}) == []
+    for bad, words in (({"min_per_runtime": 5, "max_per_runtime": 2}, "exceed"), ({"memory_mb": 16}, "64"),
+                       ({"runtimes": ["custom"]}, "not built-in"), ({"max_per_runtime": 100}, "64")):
+        failures = check(FleetModel, {**base, "stem_cells": bad})
+        assert any(p.startswith("stem_cells") and words in r for p, r in failures), failures
+    args = fc_provider.FleetArgs(hosts=[], ssh_private_key="k",
+                                 stem_cells=fc_provider.StemCellsArgs(enabled=True, max_per_runtime=8))
+    assert args.stem_cells == {"enabled": True, "max_per_runtime": 8}  # the same dict the plain form gives
+
+
 def test_public_api_exports_are_complete_and_sorted() -> None:
     public = {n for n in dir(fc_provider) if not n.startswith("_") and n[0].isupper()}
     assert sorted(fc_provider.__all__) == fc_provider.__all__

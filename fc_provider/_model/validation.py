@@ -58,6 +58,32 @@ class InvokePortGuardsModel(_Strict):
     max_connections: int = Field(default=1024, ge=16, le=65536)
 
 
+class StemCellsModel(_Strict):
+    """The agent's ``stem_cells`` (runtime_agent/instances/cellpolicy.CellSettings checks the same on the host)."""
+
+    enabled: bool = False
+    min_per_runtime: int = Field(default=1, ge=0, le=64)
+    max_per_runtime: int = Field(default=4, ge=0, le=64)
+    window_seconds: float = Field(default=300, gt=0)
+    runtimes: list[str] | None = None
+    memory_mb: int = Field(default=128, ge=64)
+
+    @field_validator("runtimes")
+    @classmethod
+    def _builtin(cls, v: list[str] | None) -> list[str] | None:
+        wrong = [r for r in v or [] if r not in runtimes.BUILTIN]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: not built-in runtimes (stem cells exist for "
+                             f"{', '.join(runtimes.BUILTIN)})")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "StemCellsModel":
+        if self.min_per_runtime > self.max_per_runtime:
+            raise ValueError("min_per_runtime must not exceed max_per_runtime")
+        return self
+
+
 class FleetModel(_Strict):
     hosts: list[HostModel] = Field(min_length=1)
     ssh_private_key: str = Field(min_length=1)
@@ -67,6 +93,7 @@ class FleetModel(_Strict):
     idle_timeout_seconds: float = Field(default=300, gt=0)
     invoke_port_guards: InvokePortGuardsModel = Field(default_factory=InvokePortGuardsModel)
     lock_timeout_seconds: float = Field(default=120, ge=0, le=86400)
+    stem_cells: StemCellsModel | None = None
     images: dict[str, dict[str, Any]] = Field(default_factory=dict)  # ref -> {path, sha256}: checked by the Fleet
 
     @field_validator("hosts")

@@ -177,7 +177,8 @@ class ControlHandler(_Handler):
         if path == "/v1/info":
             return self._send_json(200, {"host_name": self.agent.config.host_name, "version": __version__,
                                          "invoke_port": self.agent.config.invoke_port, **self.agent.room.usage(),
-                                         "gpus": self.agent.cards.info(self.agent.room.committed_cards())})
+                                         "gpus": self.agent.cards.info(self.agent.room.committed_cards()),
+                                         "stem_cells": self.agent.cells.info()})
         if path == "/v1/functions":
             return self._send_json(200, {"functions": [f.to_json() for f in self.agent.list_functions()]})
         if path == "/metrics":

@@ -11,14 +11,22 @@
 // x-fc-error-type: UnhandledInvocationError and FC's error JSON {errorMessage, errorType, stackTrace}. The runtime
 // serves one request at a time, as FC's built-in runtimes do; x-fc-log-result carries the last 4 KB of what the
 // request wrote to stdout and stderr.
+//
+// As a stem cell (FC_STEM_CELL_TOKEN set; runtime_agent/instances/stemcells.py) it starts with no function: it
+// answers GET / and refuses everything else until the agent's POST /assign (carrying that token) gives it the
+// function's environment, handler included; only then does it look at /code, where the agent has mounted the code
+// by then. It is assigned once for its whole life.
 "use strict";
 
+const crypto = require("crypto");
 const http = require("http");
 const path = require("path");
 
 const CODE_DIR = process.env.FC_FUNC_CODE_PATH || "/code";
 const PORT = parseInt(process.env.FC_RUNTIME_PORT || "9000", 10);
 const LOG_TAIL_BYTES = 4096;
+const STEM_CELL_TOKEN = process.env.FC_STEM_CELL_TOKEN;
+let assigned = !STEM_CELL_TOKEN;
 
 let captured = null; // the current request's output, or null between requests
 for (const stream of [process.stdout, process.stderr]) {
@@ -145,7 +153,22 @@ async function serve(req, event) {
   return { headers, body };
 }
 
-process.chdir(CODE_DIR);
+if (assigned) process.chdir(CODE_DIR); // a stem cell changes directory once its function's code is mounted
+
+// The function's environment, once: the cell becomes that function's instance for good.
+function assign(req, body) {
+  const token = Buffer.from(String(req.headers["x-fc-cell-token"] || ""));
+  const expected = Buffer.from(STEM_CELL_TOKEN || "");
+  if (assigned || !STEM_CELL_TOKEN || token.length !== expected.length || !crypto.timingSafeEqual(token, expected)) {
+    return [409, "this runtime is not an unassigned stem cell"];
+  }
+  assigned = true;
+  const environment = JSON.parse(body.toString()).environment;
+  for (const key of Object.keys(process.env)) delete process.env[key]; // the cell's own variables go, its token too
+  Object.assign(process.env, environment);
+  process.chdir(environment.FC_FUNC_CODE_PATH || CODE_DIR); // the mounted code, not the folder it started in
+  return [200, "assigned"];
+}
 // A promise the handler forgot to await must not take the instance down: log it, as FC's runtime does.
 process.on("unhandledRejection", (err) => console.error("unhandled rejection:", err));
 
@@ -158,6 +181,13 @@ const server = http.createServer((req, res) => {
   const chunks = [];
   req.on("data", (c) => chunks.push(c));
   req.on("end", () => {
+    if (req.url.startsWith("/assign") || !assigned) {
+      const [status, text] = req.url.startsWith("/assign") ? assign(req, Buffer.concat(chunks))
+        : [503, "stem cell: no function assigned yet"];
+      res.writeHead(status, { "content-length": Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
     serve(req, Buffer.concat(chunks)).then(({ headers, body }) => {
       res.writeHead(200, { ...headers, "content-length": body.length });
       res.end(body);

@@ -5,11 +5,17 @@ endpoint for the agent on the host: POST /invoke calls ``handler(event, context)
 Python runtime does (event as bytes). A function's own exception is not an HTTP error: it comes back as 200 with
 ``x-fc-error-type: UnhandledInvocationError`` and FC's error JSON. The runtime serves one request at a time: the
 built-in runtime's instance concurrency is exactly 1, and the agent never sends more.
+
+As a stem cell (``FC_STEM_CELL_TOKEN`` set; runtime_agent/instances/stemcells.py) it starts with no function: it
+answers GET / and refuses everything else until the agent's ``POST /assign`` (carrying that token) gives it the
+function's environment, handler included; only then does it look at ``/code``, where the agent has mounted the
+code by then. It is assigned once for its whole life.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import importlib
 import io
 import json
@@ -21,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 CODE_DIR = os.environ.get("FC_FUNC_CODE_PATH", "/code")
 PORT = int(os.environ.get("FC_RUNTIME_PORT", "9000"))
 LOG_TAIL_BYTES = 4096
+STEM_CELL_TOKEN = os.environ.get("FC_STEM_CELL_TOKEN")
 
 
 class Credentials:
@@ -89,6 +96,7 @@ class RuntimeHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # an answer leaves in one write, but http.server's own errors do not
     handlers: dict[str, object] = {}
     initialized = False
+    assigned = STEM_CELL_TOKEN is None
     stdout_tee: _Tee
     stderr_tee: _Tee
 
@@ -102,6 +110,10 @@ class RuntimeHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length", "0"))
         event = self.rfile.read(length) if length else b""
         request_id = self.headers.get("x-fc-request-id", "")
+        if self.path.startswith("/assign"):
+            return self._assign(event)
+        if not RuntimeHandler.assigned:
+            return self._reply(503, b'{"errorMessage": "stem cell: no function assigned yet"}', {})
         if self.path.startswith("/initialize"):
             kind, spec = "initializer", self.headers.get("x-fc-initializer", "")
         elif self.path.startswith("/pre-stop"):
@@ -138,6 +150,23 @@ class RuntimeHandler(BaseHTTPRequestHandler):
             headers["x-fc-log-result"] = base64.b64encode(tail).decode()
         self._reply(200, body, headers)
 
+    def _assign(self, body: bytes) -> None:
+        """The function's environment, once: the cell becomes that function's instance for good."""
+        token = self.headers.get("x-fc-cell-token", "")
+        if RuntimeHandler.assigned or not STEM_CELL_TOKEN or not hmac.compare_digest(token, STEM_CELL_TOKEN):
+            return self._reply(409, b'{"errorMessage": "this runtime is not an unassigned stem cell"}', {})
+        RuntimeHandler.assigned = True
+        environment = json.loads(body)["environment"]
+        os.environ.clear()  # the cell's own variables (its token too) go; the function's alone remain
+        os.environ.update(environment)
+        code_dir = environment.get("FC_FUNC_CODE_PATH", CODE_DIR)
+        if code_dir not in sys.path:
+            sys.path.insert(0, code_dir)
+        os.chdir(code_dir)  # the mounted code, not the empty folder the process started in
+        importlib.invalidate_caches()  # the finders may have listed /code while it was still empty
+        sys.path_importer_cache.clear()
+        self._reply(200, b"assigned", {})
+
     def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
         for key, value in headers.items():
@@ -152,7 +181,8 @@ class RuntimeHandler(BaseHTTPRequestHandler):
 
 def main() -> None:
     sys.path.insert(0, CODE_DIR)
-    os.chdir(CODE_DIR)
+    if STEM_CELL_TOKEN is None:  # a stem cell changes directory once its function's code is mounted
+        os.chdir(CODE_DIR)
     RuntimeHandler.stdout_tee = sys.stdout = _Tee(sys.__stdout__)
     RuntimeHandler.stderr_tee = sys.stderr = _Tee(sys.__stderr__)
     server = HTTPServer(("0.0.0.0", PORT), RuntimeHandler)

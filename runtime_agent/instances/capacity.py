@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from .pool import FunctionPool
 
 log = logging.getLogger("fc-agent")
+
+ROOM_HOLD = 10.0  # seconds after a pool was short of room during which nothing optional (a stem cell) takes room
 
 
 def detected_memory_mb(meminfo: Path = Path("/proc/meminfo")) -> int:
@@ -95,6 +98,9 @@ class HostRoom:
         self._pools = pools
         self._host_name = host_name
         self.cards = cards  # GPU cards are reserved like cpu and memory: whole cards per instance
+        # Asked before any instance is evicted (stem cells): (runtime of the pool that needs room, fits) -> evicted
+        self.reclaimers: list[Callable[[str | None, Callable[[], bool]], bool]] = []
+        self._short_at = float("-inf")  # when a pool last needed room made
 
     def reserve(self, pool: FunctionPool, inst: Instance) -> bool:
         if not self.capacity.try_reserve(inst.id, pool.size):
@@ -116,12 +122,28 @@ class HostRoom:
         if self.cards is not None and self.cards.release(inst.id):
             released = True
         if released:
-            for pool in self._pools():  # waiters of any function may fit now
-                pool.wake()
+            self.wake_all()
+
+    def wake_all(self) -> None:
+        for pool in self._pools():  # waiters of any function may fit now
+            pool.wake()
+
+    def needs_room(self) -> bool:
+        """Whether a request waits, or a pool was short of room within ROOM_HOLD seconds: stem cells are not
+        refilled meanwhile, or they would take the room just made for a function's instance."""
+        return time.monotonic() - self._short_at < ROOM_HOLD or any(pool.waiting for pool in self._pools())
 
     def make_room(self, pool: FunctionPool) -> bool:
         """Evicts idle instances of other functions beyond their min_instances, least recently used first
-        (OpenWhisk's container pool does the same), until ``pool``'s instance fits. True if any went."""
+        (OpenWhisk's container pool does the same), until ``pool``'s instance fits. True if any went. Idle stem
+        cells go first (``reclaimers``): they hold room no function uses yet."""
+        self._short_at = time.monotonic()
+        evicted = False
+        if pool.gpus is None:  # cells hold no cards
+            for reclaim in self.reclaimers:
+                evicted = reclaim(pool.record.spec.get("runtime"), lambda: self._fits(pool)) or evicted
+            if evicted and self._fits(pool):
+                return True
         candidates: list[tuple[float, FunctionPool, Instance]] = []
         # Short of cards only: evicting instances that hold none of that type would free nothing it needs.
         cards_only = pool.gpus is not None and self.capacity.fits(pool.size)
@@ -133,7 +155,6 @@ class HostRoom:
                            and not i.in_flight), key=lambda i: i.last_used)
             spare = len(live) - int(other.record.spec.get("min_instances") or 0)
             candidates += [(i.last_used, other, i) for i in idle[:max(0, spare)]]
-        evicted = False
         for _, other, inst in sorted(candidates, key=lambda c: c[0]):
             if self._fits(pool):
                 break

@@ -67,6 +67,9 @@ class ContainerSpec:
     # GPU cards by explicit id (UUIDs, or CDI names), never a count; gpu_driver "nvidia" or "cdi". Empty: none.
     gpu_driver: str | None = None
     gpu_device_ids: tuple[str, ...] = ()
+    # host path -> container path, read-only and rslave: mounts the agent makes later under the host path appear
+    # in the container (a stem cell's code folder, instances/mounts.py).
+    propagated_binds: dict[str, str] = field(default_factory=dict)
 
     def device_requests(self) -> list[DeviceRequest] | None:
         if not self.gpu_device_ids:
@@ -95,6 +98,8 @@ class ContainerDriver(Protocol):
     def inspect(self, container_id: str) -> ContainerInfo: ...
 
     def set_cpu(self, container_id: str, cpu: float) -> None: ...
+
+    def update_limits(self, container_id: str, memory_mb: int, cpu: float) -> None: ...
 
     def has_image(self, image: str) -> bool: ...
 
@@ -131,6 +136,9 @@ class DockerDriver:
         mounts = [
             Mount(target=target, source=source, type="bind", read_only=True)
             for source, target in spec.read_only_binds.items()
+        ] + [
+            Mount(target=target, source=source, type="bind", read_only=True, propagation="rslave")
+            for source, target in spec.propagated_binds.items()
         ]
         try:
             container = self._client.containers.create(
@@ -238,6 +246,15 @@ class DockerDriver:
             self._client.api.update_container(container_id, cpu_period=CPU_PERIOD_US, cpu_quota=_quota(cpu))
         except docker.errors.DockerException as exc:
             raise DriverError(f"cannot set the CPU limit of {container_id[:12]}: {exc}") from exc
+
+    def update_limits(self, container_id: str, memory_mb: int, cpu: float) -> None:
+        """Records memory and CPU limits with the engine (``docker update``): what ``docker inspect`` shows."""
+        try:
+            self._client.api.update_container(container_id, mem_limit=f"{memory_mb}m",
+                                              memswap_limit=f"{memory_mb}m", cpu_period=CPU_PERIOD_US,
+                                              cpu_quota=_quota(cpu))
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot update the limits of {container_id[:12]}: {exc}") from exc
 
     def destroy(self, container_id: str) -> None:
         try:

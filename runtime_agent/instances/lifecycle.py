@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from ..errors import InstanceStartError
 from ..wire import PeerClosed, Wire, WireError, request_head
@@ -165,18 +166,25 @@ class Instance:
         except FreezerError:
             self.freezer = None  # hibernation unavailable for this instance; it simply stays active
 
-    def start(self, spec: ContainerSpec, timeout: float, *, reserve: bool = False) -> None:
+    def start(self, spec: ContainerSpec, timeout: float, *, reserve: bool = False,
+              launch: "Callable[[ContainerSpec], tuple[ContainerInfo, bool]] | None" = None) -> None:
         """Starts the container and waits until it answers. With ``reserve``, the first slot goes to the caller in
-        the same step that makes the instance visible as ready, so no waiter can take it first."""
+        the same step that makes the instance visible as ready, so no waiter can take it first. ``launch``: how
+        the container comes to be (a stem cell's hand-over, instances/stemcells.py) instead of the engine's start;
+        it returns the container and whether its CPU limit is already the instance's own."""
+        cpu_final = False
         try:
-            self.container = self._driver.start(spec)
+            if launch is None:
+                self.container = self._driver.start(spec)
+            else:
+                self.container, cpu_final = launch(spec)
         except DriverError as exc:
             self._move(InstanceState.STOPPED)
             raise InstanceStartError(str(exc)) from exc
         try:
             self._wait_ready(timeout)
             self._run_initializer()
-            if spec.startup_cpu and spec.startup_cpu != spec.cpu:
+            if spec.startup_cpu and spec.startup_cpu != spec.cpu and not cpu_final:
                 self._driver.set_cpu(self.container.id, spec.cpu)
         except InitializerFailed:
             self.stop()  # an instance whose initializer failed is discarded

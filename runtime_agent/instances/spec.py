@@ -169,6 +169,12 @@ def with_layer_paths(env: dict[str, str], runtime: str) -> dict[str, str]:
     return {name: f"{env[name]}:{value}" if env.get(name) else value for name, value in layer_paths(runtime).items()}
 
 
+def builtin_command(runtime: str) -> list[str]:
+    """What a built-in runtime's container runs: our runtime.js or runtime.py."""
+    return (["node", "/opt/fc-runtime/runtime.js"] if runtime in NODE_RUNTIMES
+            else ["python3", "-u", "/opt/fc-runtime/runtime.py"])
+
+
 def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_name: str, image: str,
                    code_dir: Path | None, network: str, qualifier: str = "LATEST",
                    opt_dir: Path | None = None) -> ContainerSpec:
@@ -207,8 +213,7 @@ def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_na
             command = [*config["command"], *(config.get("args") or [])]
         else:
             env.update(with_layer_paths(env, spec["runtime"]))
-            command = (["node", "/opt/fc-runtime/runtime.js"] if spec["runtime"] in NODE_RUNTIMES
-                       else ["python3", "-u", "/opt/fc-runtime/runtime.py"])
+            command = builtin_command(spec["runtime"])
     return ContainerSpec(
         name=f"fc-{instance_id}",
         image=image,

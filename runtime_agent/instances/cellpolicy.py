@@ -1,0 +1,127 @@
+"""Stem cells: their settings, which functions may take one, and how many each runtime keeps (the sizing policy).
+
+Sizing: per built-in runtime, the number of cold starts of functions that could take a cell in the last
+``window_seconds`` (default 300), at least ``min_per_runtime`` (default 1) while a function of that runtime is
+deployed on the host, at most ``max_per_runtime`` (default 4). Cells are refilled only while the host's capacity
+holds one more, no request waits and no pool was short of room in the last 10 s (``HostRoom.needs_room``), and a
+second after the last take at the earliest (a burst's hand-overs never compete with container starts); they are
+the first thing evicted when an instance needs room, so they never take room a function's instance could use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+from fc_common import runtimes
+
+CELL_DISK_MB = 512  # the /tmp tmpfs of every cell: FC's default disk_size; the size is fixed when a container starts
+
+# Why a function cannot take a stem cell: what a running container cannot be given (checked in this order).
+FALLBACKS: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
+    ("its runtime is not a built-in one (a custom runtime or container runs the user's own server or image)",
+     lambda s: s.get("runtime") not in runtimes.BUILTIN),
+    ("internet_access is false (a container's network namespace and routes are set when it starts)",
+     lambda s: s.get("internet_access") is False),
+    ("custom_dns is set (the engine writes resolv.conf when a container starts)",
+     lambda s: bool(s.get("custom_dns"))),
+    (f"disk_size is not {CELL_DISK_MB} MB (the /tmp tmpfs is sized when a container starts)",
+     lambda s: int(s.get("disk_size") or CELL_DISK_MB) != CELL_DISK_MB),
+    ("it uses GPU cards (device requests are made when a container starts)",
+     lambda s: bool(s.get("gpu_config") or s.get("gpu_memory_size"))),
+    ("it uses layers (not injected yet: /opt would have to be mounted over the runtime's own mount)",
+     lambda s: bool(s.get("layers") or s.get("layer_checksums"))),
+)
+
+
+def fallback_reason(spec: dict[str, Any]) -> str | None:
+    """None if a function of ``spec`` can start from a stem cell, else why it starts its own container."""
+    return next((reason for reason, applies in FALLBACKS if applies(spec)), None)
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """The agent config's ``stem_cells`` object. Off by default: an instance started from a cell keeps the cell's
+    container labels (Docker cannot change a container's labels), so anything that finds an instance's container
+    by ``fc.function`` / ``fc.instance`` finds only ``fc.cell`` on it."""
+
+    enabled: bool = False
+    min_per_runtime: int = 1
+    max_per_runtime: int = 4
+    window_seconds: float = 300.0
+    runtimes: tuple[str, ...] | None = None  # None: every built-in runtime a deployed function uses
+    memory_mb: int = 128  # a cell's memory limit and reservation until a function takes it
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any] | None) -> "CellSettings":
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict):
+            raise ValueError("stem_cells must be an object such as {\"enabled\": true}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"stem_cells: unknown keys {unknown} (known: {sorted(known)})")
+        settings = cls(**{**raw, **({"runtimes": tuple(raw["runtimes"])} if raw.get("runtimes") else {})})
+        if not 0 <= settings.min_per_runtime <= settings.max_per_runtime <= 64:
+            raise ValueError("stem_cells: need 0 <= min_per_runtime <= max_per_runtime <= 64")
+        if settings.window_seconds <= 0 or settings.memory_mb < 64:
+            raise ValueError("stem_cells: window_seconds must be > 0 and memory_mb >= 64")
+        for runtime in settings.runtimes or ():
+            if runtime not in runtimes.BUILTIN:
+                raise ValueError(f"stem_cells.runtimes: {runtime!r} is not a built-in runtime "
+                                 f"({', '.join(runtimes.BUILTIN)})")
+        return settings
+
+
+class NoStemCells:
+    """What the agent holds when stem cells are off: every cold start starts its own container."""
+
+    def prepare(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def reconcile(self, owned: list[Any]) -> set[str]:
+        return set()
+
+    def take(self, spec: dict[str, Any], instance_id: str) -> None:
+        return None
+
+    def retired(self, container_id: str) -> None: ...
+
+    def info(self) -> dict[str, Any]:
+        return {"enabled": False}
+
+
+class CellPolicy:
+    """How many idle cells each runtime keeps: its cold starts in the window, bounded."""
+
+    def __init__(self, settings: CellSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._starts: dict[str, deque[float]] = {}
+
+    def cold_start(self, runtime: str) -> None:
+        self._starts.setdefault(runtime, deque()).append(self._clock())
+
+    def recent(self, runtime: str) -> int:
+        starts = self._starts.get(runtime)
+        if not starts:
+            return 0
+        horizon = self._clock() - self.settings.window_seconds
+        while starts and starts[0] < horizon:
+            starts.popleft()
+        return len(starts)
+
+    def wants(self, runtime: str) -> bool:
+        return self.settings.runtimes is None or runtime in self.settings.runtimes
+
+    def target(self, runtime: str, deployed: bool) -> int:
+        if not self.wants(runtime):
+            return 0
+        floor = self.settings.min_per_runtime if deployed else 0
+        return min(self.settings.max_per_runtime, max(floor, self.recent(runtime)))
