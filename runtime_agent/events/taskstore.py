@@ -2,7 +2,8 @@
 
 Durability: WAL. Accepting commits with ``synchronous=FULL``, so an event's row and its first state are on disk
 (fsynced) before its 202 leaves, and it is a group commit: requests that arrive while a commit is in progress are
-written together in the next transaction, one fsync for all of them. The workers' transitions (claimed, running,
+written together in the next one: one statement and one fsync for all of them, on a connection of its own that
+is always FULL. The workers' transitions (claimed, running,
 retrying, ended, deliveries) commit with ``synchronous=NORMAL``: they survive a crash of the agent (``kill -9``)
 like every SQLite commit, and the next accepting commit's fsync makes them durable too; what an OS crash could
 take back is at most the last of them, and each only ever leads to a task being run again (at least once), never
