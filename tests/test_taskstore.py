@@ -144,3 +144,22 @@ def test_retry_policy_follows_fcs_rules() -> None:
     assert policy.decide(Outcome.SYSTEM_ERROR, function_errors=0, **near_deadline).step is Step.EXPIRE
     assert policy.decide(Outcome.GONE, function_errors=0, **args).step is Step.INVALID
     assert policy.decide(Outcome.SUCCESS, function_errors=0, **args).step is Step.SUCCEED
+
+
+def test_the_sqlite_store_implements_the_queue_interface_with_its_signatures(tmp_path: Path) -> None:
+    """Every backend implements taskqueue.TaskQueue; the SQLite store is checked method by method, parameter
+    names and kinds included, so the interface and the default backend cannot drift apart."""
+    import inspect
+
+    from runtime_agent.events.taskqueue import TaskQueue
+
+    store = TaskStore(tmp_path / "tasks.db", "boot-1")
+    try:
+        assert isinstance(store, TaskQueue)
+        for name, member in vars(TaskQueue).items():
+            if callable(member) and not name.startswith("_"):
+                wanted = [(p.name, p.kind) for p in inspect.signature(member).parameters.values()]
+                got = [(p.name, p.kind) for p in inspect.signature(getattr(TaskStore, name)).parameters.values()]
+                assert got == wanted, name
+    finally:
+        store.close()
