@@ -21,20 +21,24 @@ import time
 
 import _lab_agent
 
+from fc_common import acs3
 from fc_lab import Lab
 from fc_provider._remote import fleetops as ops
 
 ACCEPT = r'''
 import http.client, json, sys, threading, time
+BODY = b'{"n": 1}'
 host, port, path, clients, per_client, expect = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), \
     int(sys.argv[5]), int(sys.argv[6])
 start = threading.Barrier(clients + 1)
 bad = []
 def client():
     conn = http.client.HTTPConnection(host, port)
+    # Signed before the clock starts (a nonce each): what is timed is the agent's verification, not the signing.
+    heads = [{**signed("POST", path, BODY), "x-fc-invocation-type": "Async"} for _ in range(per_client)]
     start.wait()
-    for _ in range(per_client):
-        conn.request("POST", path, body=b'{"n": 1}', headers={"x-fc-invocation-type": "Async"})
+    for head in heads:
+        conn.request("POST", path, body=BODY, headers=head)
         r = conn.getresponse(); r.read()
         if r.status != expect:
             bad.append(r.status)
@@ -54,19 +58,20 @@ inv = f"/2023-03-30/functions/{fn}/invocations"
 out = {"async": [], "sync": []}
 for i in range(n):
     t0 = time.time()
-    conn.request("POST", inv, body=b"", headers={"x-fc-invocation-type": "Async"})
+    conn.request("POST", inv, body=b"", headers={**signed("POST", inv), "x-fc-invocation-type": "Async"})
     r = conn.getresponse(); r.read()
     assert r.status == 202, r.status
     task = r.getheader("x-fc-async-task-id")
     while True:
-        conn.request("GET", f"/2023-03-30/functions/{fn}/async-tasks/{task}")
+        get = f"/2023-03-30/functions/{fn}/async-tasks/{task}"
+        conn.request("GET", get, headers=signed("GET", get))
         g = conn.getresponse(); record = json.loads(g.read())
         if record["status"] == "Succeeded":
             break
         time.sleep(0.0005)
     out["async"].append(float(record["returnPayload"]) - t0)
     t0 = time.time()
-    conn.request("POST", inv, body=b"")
+    conn.request("POST", inv, body=b"", headers=signed("POST", inv))
     r = conn.getresponse(); started = float(r.read())
     out["sync"].append(started - t0)
 print(json.dumps(out))
@@ -96,12 +101,13 @@ HOLD = "import time\n\ndef handler(event, context):\n    time.sleep(300 if event
 STAMP = "import time\n\ndef handler(event, context):\n    return repr(time.time())\n"
 
 
-def _post(address: str, port: int, path: str, body: bytes) -> str:
-    """Submits one async event from this machine (the lab bridge reaches the host); returns its task id."""
+def _post(address: str, port: int, path: str, body: bytes, key) -> str:
+    """Submits one async event from this machine (the lab bridge reaches the host), signed; returns its task id."""
     import urllib.request
 
-    request = urllib.request.Request(f"http://{address}:{port}{path}", data=body, method="POST",
-                                     headers={"x-fc-invocation-type": "Async"})
+    headers = acs3.sign("POST", path, {}, {"x-fc-invocation-type": "Async"}, body, key.access_key_id,
+                        key.access_key_secret)
+    request = urllib.request.Request(f"http://{address}:{port}{path}", data=body, method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.headers["x-fc-async-task-id"]
 
@@ -151,17 +157,19 @@ def main() -> None:
     per_client = max(1, args.events // args.clients)
     accepted, running, ceiling = [], [], []
     with _lab_agent.function(conn, "bench-held", HOLD, max_instances=1, timeout=600) as held, \
-            _lab_agent.function(conn, "bench-async", STAMP, max_instances=4) as path:
+            _lab_agent.function(conn, "bench-async", STAMP, max_instances=4) as path, \
+            _lab_agent.bench_key(conn) as key:
+        signer = _lab_agent.signer_source(key)
         # One event holds bench-held's only slot, so the queue never claims the others: accepting alone.
-        hold = _post(address, port, held, b"hold")
+        hold = _post(address, port, held, b"hold", key)
         for _ in range(args.rounds):
-            a = run(lab, args.host, ACCEPT, address, port, held, args.clients, per_client, 202)
+            a = run(lab, args.host, signer + ACCEPT, address, port, held, args.clients, per_client, 202)
             assert a["bad_count"] == 0, a
             accepted.append(a["per_s"])
-            r = run(lab, args.host, ACCEPT, address, port, path, args.clients, per_client, 202)
+            r = run(lab, args.host, signer + ACCEPT, address, port, path, args.clients, per_client, 202)
             assert r["bad_count"] == 0, r
             running.append(r["per_s"])
-            c = run(lab, args.host, ACCEPT, address, port, "/2023-03-30/functions/bench-none/invocations",
+            c = run(lab, args.host, signer + ACCEPT, address, port, "/2023-03-30/functions/bench-none/invocations",
                     args.clients, per_client, 404)
             ceiling.append(c["per_s"])
         sqlite = run(lab, args.host, SQLITE_FLOOR, 2000)["per_s"]
@@ -171,7 +179,7 @@ def main() -> None:
             agent.delete_function("bench-held")  # its queued events end Invalid instead of running
         drained(conn, "bench-held")
         drained(conn, "bench-async")
-        lat = run(lab, args.host, LATENCY, address, port, "bench-async", args.latency_samples)
+        lat = run(lab, args.host, signer + LATENCY, address, port, "bench-async", args.latency_samples)
     acc, ceil = statistics.median(accepted), statistics.median(ceiling)
     print(json.dumps({
         "accepted_per_s": round(acc), "http_ceiling_per_s": round(ceil), "ratio_to_ceiling": round(acc / ceil, 2),

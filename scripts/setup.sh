@@ -5,9 +5,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$FC_REPO"
 
-# haproxy: the front door of CustomDomain (lab hosts share the machine's binaries, so one install serves them all)
+# haproxy: the front door of CustomDomain (lab hosts share the machine's binaries, so one install serves them all);
+# nats-server: the JetStream cluster of the fleet-wide task queue's tests (tests/test_nats_cluster.py)
 PACKAGES=(docker.io debootstrap openssh-server iproute2 procps psmisc curl util-linux tar gzip ca-certificates systemd sudo
-          haproxy)
+          haproxy nats-server)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -35,6 +35,32 @@ def test_concurrent_enqueues_share_commits_and_a_repeated_id_is_refused(tmp_path
         store.close()
 
 
+def test_a_reopened_store_goes_on_numbering_and_each_accepted_task_has_one_enqueued_event(tmp_path: Path) -> None:
+    """The committer hands out row ids itself (one multi-row INSERT per batch): after a restart it must go on
+    after the last one, and the trigger must give each accepted task, and no duplicate, its Enqueued event."""
+    first = TaskStore(tmp_path / "tasks.db", "boot-1")
+    try:
+        assert first.enqueue(_task("a")) and first.enqueue(_task("b"))
+    finally:
+        first.close()
+    second = TaskStore(tmp_path / "tasks.db", "boot-2")
+    try:
+        outcomes = {}
+        threads = [threading.Thread(target=lambda t=t: outcomes.__setitem__(t, second.enqueue(_task(t))))
+                   for t in ("a", "c", "d", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert outcomes == {"a": False, "b": False, "c": True, "d": True}
+        rows = [second.get("fn", t) for t in "abcd"]
+        assert len({r.id for r in rows}) == 4
+        for row in rows:
+            assert [e["status"] for e in second.events(row.id)] == ["Enqueued"]
+    finally:
+        second.close()
+
+
 def test_racing_workers_claim_each_task_once(tmp_path: Path) -> None:
     store = TaskStore(tmp_path / "tasks.db", "boot-1")
     try:
@@ -118,3 +144,22 @@ def test_retry_policy_follows_fcs_rules() -> None:
     assert policy.decide(Outcome.SYSTEM_ERROR, function_errors=0, **near_deadline).step is Step.EXPIRE
     assert policy.decide(Outcome.GONE, function_errors=0, **args).step is Step.INVALID
     assert policy.decide(Outcome.SUCCESS, function_errors=0, **args).step is Step.SUCCEED
+
+
+def test_the_sqlite_store_implements_the_queue_interface_with_its_signatures(tmp_path: Path) -> None:
+    """Every backend implements taskqueue.TaskQueue; the SQLite store is checked method by method, parameter
+    names and kinds included, so the interface and the default backend cannot drift apart."""
+    import inspect
+
+    from runtime_agent.events.taskqueue import TaskQueue
+
+    store = TaskStore(tmp_path / "tasks.db", "boot-1")
+    try:
+        assert isinstance(store, TaskQueue)
+        for name, member in vars(TaskQueue).items():
+            if callable(member) and not name.startswith("_"):
+                wanted = [(p.name, p.kind) for p in inspect.signature(member).parameters.values()]
+                got = [(p.name, p.kind) for p in inspect.signature(getattr(TaskStore, name)).parameters.values()]
+                assert got == wanted, name
+    finally:
+        store.close()

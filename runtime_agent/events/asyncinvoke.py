@@ -26,7 +26,9 @@ from .metrics import AsyncMetrics
 from .retry import RetryPolicy
 from .runner import Runner
 from .states import TERMINAL, TaskStatus
-from .taskstore import NewTask, Task, TaskStore
+from .taskqueue import TaskQueue
+from .taskrows import NewTask, Task
+from .taskstore import TaskStore
 from .workers import Workers
 
 log = logging.getLogger("fc-agent")
@@ -60,9 +62,11 @@ class AsyncConfig:
 
 class AsyncInvoker:
     def __init__(self, database: Path, runner: Runner, *, workers: int, registry: Any,
-                 clock_ms: Callable[[], int] = _now_ms) -> None:
+                 clock_ms: Callable[[], int] = _now_ms,
+                 queue: Callable[[Path, str], TaskQueue] = TaskStore) -> None:
+        """``queue(database, boot_id)`` makes the backend (taskqueue.py); the per-host SQLite store by default."""
         self.boot_id = uuid.uuid4().hex
-        self.store = TaskStore(database, self.boot_id)
+        self.store: TaskQueue = queue(database, self.boot_id)
         self._runner = runner
         self._clock_ms = clock_ms
         self._configs: dict[tuple[str, str], AsyncConfig] = {}

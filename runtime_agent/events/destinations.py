@@ -20,7 +20,8 @@ from typing import Callable
 from fc_common.asyncrules import destination_function
 
 from ..errors import AgentError
-from .taskstore import Delivery, Task, TaskStore
+from .taskqueue import TaskQueue
+from .taskrows import Delivery, Task
 
 log = logging.getLogger("fc-agent")
 
@@ -42,7 +43,7 @@ def destination_event(task: Task, *, function_arn: str, condition: str, status_c
 
 
 class Outbox:
-    def __init__(self, store: TaskStore, enqueue_to_function: Callable[[str, bytes], None],
+    def __init__(self, store: TaskQueue, enqueue_to_function: Callable[[str, bytes], None],
                  on_result: Callable[[str], None], clock_ms: Callable[[], int]) -> None:
         self._store = store
         self._enqueue_to_function = enqueue_to_function  # raises AgentError when the function cannot take it

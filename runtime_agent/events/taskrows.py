@@ -22,6 +22,11 @@ CREATE TABLE IF NOT EXISTS task_events (
     ts_ms INTEGER NOT NULL, detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS task_events_of ON task_events (task);
+-- A task's first event is written by SQLite in the INSERT that accepts it: a batch of accepted events is then one
+-- statement (see TaskStore._insert_batch).
+CREATE TRIGGER IF NOT EXISTS task_enqueued AFTER INSERT ON tasks BEGIN
+    INSERT INTO task_events (task, status, ts_ms, detail) VALUES (NEW.id, NEW.status, NEW.enqueued_ms, '');
+END;
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY, task INTEGER NOT NULL, destination TEXT NOT NULL, body BLOB NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, next_ms INTEGER NOT NULL, status TEXT NOT NULL, last_error TEXT

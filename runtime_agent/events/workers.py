@@ -20,7 +20,8 @@ from ..errors import AgentError, NotFound, Throttled
 from .retry import Outcome, RetryPolicy, Step
 from .runner import Runner, RunResult, TaskStopped
 from .states import TaskStatus
-from .taskstore import Task, TaskStore
+from .taskqueue import TaskQueue
+from .taskrows import Task
 
 log = logging.getLogger("fc-agent")
 
@@ -28,7 +29,7 @@ IDLE_WAIT_S = 1.0
 
 
 class Workers:
-    def __init__(self, store: TaskStore, runner: Runner, *, count: int, policy: RetryPolicy,
+    def __init__(self, store: TaskQueue, runner: Runner, *, count: int, policy: RetryPolicy,
                  on_end: Callable[[Task, TaskStatus, dict], None], on_retry: Callable[[Task, bool], None],
                  clock_ms: Callable[[], int]) -> None:
         self._store = store
