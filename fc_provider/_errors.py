@@ -15,6 +15,8 @@ boundary, so users never see a library's exception.
 from __future__ import annotations
 
 import functools
+import sys
+import traceback
 from typing import Any, Callable, TypeVar
 
 
@@ -86,7 +88,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def brief_errors(method: F) -> F:
     """For provider methods. Pulumi's dynamic provider prints the traceback of any error; ours are complete
-    messages, so they are raised afresh, without the frames below the provider method and without the chain."""
+    messages, so they are raised afresh, without the frames below the provider method and without the chain (and
+    reported as the message alone: ``_report_our_errors_briefly``)."""
 
     @functools.wraps(method)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -97,3 +100,31 @@ def brief_errors(method: F) -> F:
         raise brief.with_traceback(None) from None
 
     return run  # type: ignore[return-value]
+
+
+class _BriefTracebacks:
+    """Pulumi's dynamic provider host (``python -m pulumi.dynamic``) answers the engine with
+    ``traceback.format_exc()`` for every exception a provider method raises (its ``_abort_with_traceback``), so a
+    user would read "Traceback (most recent call last)" and the host's own frames above each of our messages. This
+    stands in for the ``traceback`` module in that host's namespace only: one of our errors is reported as its
+    message, anything else (a bug) keeps its whole traceback."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(traceback, name)
+
+    @staticmethod
+    def format_exc(*args: Any, **kwargs: Any) -> str:
+        error = sys.exc_info()[1]
+        if isinstance(error, FcProviderError):
+            return str(error)
+        return traceback.format_exc(*args, **kwargs)
+
+
+def _report_our_errors_briefly() -> None:
+    host = sys.modules.get("__main__")
+    spec = getattr(host, "__spec__", None)
+    if spec is not None and spec.name == "pulumi.dynamic.__main__" and hasattr(host, "traceback"):
+        host.traceback = _BriefTracebacks()  # type: ignore[union-attr]
+
+
+_report_our_errors_briefly()  # imported when the host unpickles one of our providers, before it runs a method
