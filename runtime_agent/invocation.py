@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import NotFound, Throttled
+from .events import http_replay
 from .events.asyncinvoke import AsyncInvoker
 from .events.runner import TaskCall
+from .instances import spec as specs
 from .instances.lifecycle import InitializerFailed, InstanceBroken, InvocationTimeout
 from .instances.pool import FunctionPool
 from .observe.functionlog import FunctionLogs
@@ -34,7 +36,7 @@ class InvokeResult:
 class Invocations:
     def __init__(self, host_name: str, pool: Callable[[str], FunctionPool | None], qualifiers: QualifierResolver,
                  metrics: Metrics, request_log: RequestLog, function_logs: FunctionLogs,
-                 async_invoker: Callable[[], AsyncInvoker]) -> None:
+                 async_invoker: Callable[[], AsyncInvoker], replay_key: str = "") -> None:
         self._host_name = host_name
         self._pool = pool  # by pool key: a function's name for LATEST, "name:version" for a published version
         self._qualifiers = qualifiers
@@ -42,6 +44,7 @@ class Invocations:
         self._request_log = request_log
         self._function_logs = function_logs
         self._async_invoker = async_invoker  # built after this object: its workers invoke through it
+        self._replay_key = replay_key  # seals the HTTP requests web functions' triggers queue (events/http_replay)
 
     def invoke(self, name: str, body: bytes, *, request_id: str, log_tail: bool, qualifier: str | None = None,
                task: TaskCall | None = None) -> InvokeResult:
@@ -92,7 +95,12 @@ class Invocations:
         headers = {**base, "x-fc-instance-id": inst.id}
         try:
             # The runtime learns the qualifier asked for (an alias, say); its pool's version is in FC_QUALIFIER.
-            reply = inst.call("/invoke", body, {**call_headers, "x-fc-qualifier": qualifier}, timeout)
+            kept = http_replay.unseal(self._replay_key, body) if task and specs.is_web(record.spec) else None
+            if kept is not None:  # an HTTP trigger's request, queued asynchronously: replayed as it came
+                head = kept.head[:-2] + f"x-fc-async-task-id: {task.task_id}\r\n\r\n".encode()  # type: ignore
+                reply = inst.call(kept.target, kept.body, {}, timeout, method=kept.method, head=head)
+            else:
+                reply = inst.call("/invoke", body, {**call_headers, "x-fc-qualifier": qualifier}, timeout)
         except InvocationTimeout:
             recycle = True
             return InvokeResult(200, {**headers, "x-fc-error-type": "UnhandledInvocationError"}, json.dumps({

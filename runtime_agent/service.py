@@ -93,7 +93,8 @@ class Agent:
         self.oss = OssTriggers(OssIndex(config.database), config.host_name, self.firings.oss)
         # Asynchronous invocation: a durable queue whose workers invoke through the same pools as requests.
         self.invocations = Invocations(config.host_name, self._pools.get, self.qualifiers, self.metrics,
-                                       self.request_log, self.function_logs, lambda: self.async_invoker)
+                                       self.request_log, self.function_logs, lambda: self.async_invoker,
+                                       replay_key=config.token)
         self.invoke = self.invocations.invoke  # the invoke API's, the triggers' and the async workers' one path
         self.enqueue_async = self.invocations.enqueue_async
         runner = PoolRunner(self._all_pools, self._pools.get, self.firings.watched(self.invoke))

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _agent import SERVER_BASE, TEST_KEY, async_config, deploy, http_trigger, install, wait_task
+from _agent import SERVER_BASE, TEST_KEY, async_config, deploy, http_trigger, install, invoke_url, post, wait_task
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -19,6 +19,7 @@ from fc_common.triggers import url_label
 from fc_provider._errors import AgentAPIError
 from fc_provider._remote import fleetops as ops
 from fc_provider._remote.signer import Credentials, sign
+from runtime_agent.events import http_replay
 
 EVENT_HANDLER = '''
 import base64, json
@@ -196,9 +197,32 @@ def test_async_invocation_type_queues_the_event_and_answers_202(conn: ops.FleetC
                                    {"X-Fc-Invocation-Type": "Async"})
     assert status == 400 and "128 KB" in json.loads(body)["Message"], body
 
-    label = put_trigger(conn, "web", "webasync", {"authType": "anonymous", "methods": ["POST"]})["url_label"]
-    status, _, body = http_trigger(conn, label, "POST", "/", b"x", {"X-Fc-Invocation-Type": "Async"})
-    assert status == 400 and json.loads(body)["Code"] == "AsyncNotSupported", body
+
+
+def test_a_web_functions_async_trigger_request_is_replayed_as_it_came(conn: ops.FleetConnection) -> None:
+    """A web function's trigger queues the request itself (sealed), and the worker replays it to an instance: the
+    method, path, query, headers and body the client sent, with the platform's x-fc-* headers. A payload sealed
+    with another key, sent through the invoke API, is an ordinary event (the function gets POST /invoke)."""
+    label = put_trigger(conn, "web", "webasync", {"authType": "anonymous", "methods": ["PUT"]})["url_label"]
+    status, headers, body = http_trigger(conn, label, "PUT", "/orders/7?express=1", b"queued web body",
+                                         {"X-Fc-Invocation-Type": "Async", "X-Custom": "yes",
+                                          "X-Fc-Function-Name": "spoofed"})
+    assert status == 202 and body == b"", (status, body)
+    request_id = dict(headers)["x-fc-request-id"]
+    done = wait_task(conn, "web", request_id, "Succeeded", "Failed")
+    seen = json.loads(done["returnPayload"])
+    assert done["status"] == "Succeeded", done
+    assert (seen["method"], seen["path"], seen["body"]) == ("PUT", "/orders/7?express=1", "queued web body")
+    assert seen["headers"]["X-Custom"] == "yes" and seen["headers"]["x-fc-request-id"] == request_id
+    assert seen["headers"]["x-fc-function-name"] == "web" and seen["headers"]["x-fc-trigger-name"] == "webasync"
+    assert seen["headers"]["x-fc-async-task-id"] == request_id  # no task mode: the task id is the request id
+
+    forged = http_replay.seal("not-this-fleets-key", b"DELETE /everything HTTP/1.1\r\ncontent-length: 0\r\n\r\n",
+                              b"")
+    status, headers, _ = post(invoke_url(conn, "web"), forged, {"x-fc-invocation-type": "Async"})
+    assert status == 202
+    done = wait_task(conn, "web", dict(headers)["x-fc-request-id"], "Succeeded", "Failed")
+    assert json.loads(done["returnPayload"])["path"] == "/invoke"  # delivered as an event, never replayed
 
 
 def test_cors_config_answers_preflight_and_marks_answers_to_allowed_origins(conn: ops.FleetConnection) -> None:

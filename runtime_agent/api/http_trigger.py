@@ -20,10 +20,10 @@ headers (plus ``x-fc-request-id``, ``x-fc-function-name``, ``x-fc-qualifier``, `
 is, and their answer returns as is (status, every header with its repeats, the body's bytes). Functions on built-in
 runtimes get FC's HTTP trigger event (events/http_event.py). A method outside the trigger's ``methods`` is 405
 ``MethodNotAllowed``; an instance that times out or crashes is 502 with FC's error JSON and ``x-fc-error-type``.
-``X-Fc-Invocation-Type: Async`` on an event function's trigger queues FC's HTTP trigger event in the agent's
-durable async queue (``enqueue_async``) and answers 202 at once, as FC does; the task then gets FC's retries, async
-config destinations and task record. A web or custom-container function's trigger answers 400 to it: the queue
-carries an event, not the HTTP request such a function expects.
+``X-Fc-Invocation-Type: Async`` queues the request in the agent's durable async queue (``enqueue_async``) and
+answers 202 at once, as FC does; the task then gets FC's retries, async config destinations and task record. An
+event function's task carries FC's HTTP trigger event; a web or custom-container function's task carries the
+request itself, sealed (events/http_replay.py), which the worker replays to an instance as it came.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from fc_common.triggers import FRONT_DOOR_PREFIX
 
-from ..errors import AgentError, BadRequest, error_body
-from ..events import http_event
+from ..errors import AgentError, error_body
+from ..events import http_event, http_replay
 from ..events.http_auth import AuthFailed, JwtAuth, NoSignatureVerifier, SignatureVerifier
 from ..events.http_cors import Cors
 from ..instances import spec as specs
@@ -145,11 +145,11 @@ class HttpTriggerRouter:
         asynchronous = headers.get("x-fc-invocation-type", "").lower() == "async"
         pool = self.agent.pool_of(record.function)
         if specs.is_web(pool.record.spec):
-            if asynchronous:
-                raise BadRequest(f"X-Fc-Invocation-Type: Async is not supported on the HTTP trigger of web function "
-                                 f"{record.function}: the async queue carries events, not HTTP requests; invoke "
-                                 "it synchronously, or use an event function", code="AsyncNotSupported")
-            return self._forward(pool, record, method, target, prefix, pairs, request.body, request_id)
+            head = _instance_head(record, method, target, pairs, request.body, request_id)
+            if asynchronous:  # the client's request itself is kept, sealed, and replayed by the async worker
+                kept = http_replay.seal(self.agent.config.token, head, request.body)
+                return self._enqueue(record, kept, headers.get("x-fc-async-task-id") or None, request_id)
+            return self._forward(pool, record, method, target, prefix, head, request.body)
         event = http_event.build_event(method=method, raw_path=path, query=query, header_pairs=pairs,
                                        body=request.body, source_ip=client_ip, request_id=request_id,
                                        domain=headers.get("host", ""), label=record.spec["url_label"])
@@ -176,19 +176,11 @@ class HttpTriggerRouter:
         tasks = self.agent.async_invoker.config(record.function, qualifier).async_task
         return 202, [("x-fc-async-task-id", task)] if tasks else [], b""
 
-    def _forward(self, pool: Any, record: TriggerRecord, method: str, target: str, prefix: str,
-                 pairs: list[tuple[str, str]], body: bytes, request_id: str
-                 ) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _forward(self, pool: Any, record: TriggerRecord, method: str, target: str, prefix: str, head: bytes,
+                 body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         """The client's request, as is, to an instance of a web function; its answer, as is, back."""
         spec = pool.record.spec
         timeout = float(spec.get("timeout", 3))
-        fc_headers = [("x-fc-request-id", request_id), ("x-fc-function-name", record.function),
-                      ("x-fc-qualifier", record.spec.get("qualifier") or "LATEST"),
-                      ("x-fc-trigger-name", record.name)]
-        lines = [f"{method} {target} HTTP/1.1", f"content-length: {len(body)}"]
-        lines += [f"{k}: {v}" for k, v in pairs if not k.lower().startswith("x-fc-")] + [f"{k}: {v}"
-                                                                                         for k, v in fc_headers]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         counters = self.agent.metrics.of(record.function)
         counters.invocations.inc()
         started = time.perf_counter()
@@ -218,6 +210,18 @@ class HttpTriggerRouter:
                     else v) for k, v in out]
         out.append(("x-fc-instance-id", inst.id))
         return reply.status, out, reply.body
+
+
+def _instance_head(record: TriggerRecord, method: str, target: str, pairs: list[tuple[str, str]], body: bytes,
+                   request_id: str) -> bytes:
+    """The request head a web function's instance gets: the client's headers but its x-fc-* ones, then the
+    platform's own (request id, function, qualifier, trigger)."""
+    fc_headers = [("x-fc-request-id", request_id), ("x-fc-function-name", record.function),
+                  ("x-fc-qualifier", record.spec.get("qualifier") or "LATEST"), ("x-fc-trigger-name", record.name)]
+    lines = [f"{method} {target} HTTP/1.1", f"content-length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in pairs if not k.lower().startswith("x-fc-")]
+    lines += [f"{k}: {v}" for k, v in fc_headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def _pairs(lines: list[str] | None) -> list[tuple[str, str]]:
