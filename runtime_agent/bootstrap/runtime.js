@@ -195,4 +195,14 @@ const server = http.createServer((req, res) => {
   });
 });
 server.keepAliveTimeout = 0; // the agent keeps its connection for the instance's life
-server.listen(PORT, "0.0.0.0");
+server.listen(PORT, "0.0.0.0", () => {
+  if (assigned) return;
+  // A stem cell runs its own serving code once before it is frozen: V8 compiles a function the first time it runs,
+  // and a function's first request would otherwise pay that under its own CPU limit. Nothing of /code is touched.
+  bodyOf(JSON.parse(JSON.stringify({ warm: context("warm-up").function.name })));
+  call(() => "ok", []).then(() => errorBody(new Error("warm-up")));
+  const probe = http.request({ host: "127.0.0.1", port: PORT, method: "POST", path: "/warm-up",
+    headers: { "content-length": 2 } }, (res) => res.resume());
+  probe.on("error", () => {});
+  probe.end("{}");
+});

@@ -13,9 +13,12 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Callable
 
 from fc_common import runtimes
+
+from . import mounts
 
 CELL_DISK_MB = 512  # the /tmp tmpfs of every cell: FC's default disk_size; the size is fixed when a container starts
 
@@ -77,7 +80,12 @@ class CellSettings:
 
 
 class NoStemCells:
-    """What the agent holds when stem cells are off: every cold start starts its own container."""
+    """What the agent holds when stem cells are off: every cold start starts its own container. Cells left by an
+    earlier run with them on are removed by the instance reconcile (no row accounts for them); their folders go
+    here once no container of theirs is left (an instance a cell became keeps its mount until it is gone)."""
+
+    def __init__(self, run_dir: Path | None = None) -> None:
+        self._cells_dir = run_dir / "cells" if run_dir else None
 
     def prepare(self) -> None: ...
 
@@ -86,6 +94,14 @@ class NoStemCells:
     def close(self) -> None: ...
 
     def reconcile(self, owned: list[Any]) -> set[str]:
+        if self._cells_dir is not None and self._cells_dir.is_dir():
+            alive = {c.labels.get("fc.cell") for c in owned if c.running}
+            for folder in self._cells_dir.iterdir():
+                if folder.name not in alive:
+                    try:
+                        mounts.remove_cell_folder(folder)
+                    except (OSError, mounts.MountError):
+                        pass  # tried again at the next start
         return set()
 
     def take(self, spec: dict[str, Any], instance_id: str) -> None:

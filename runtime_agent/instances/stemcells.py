@@ -98,7 +98,7 @@ class StemCells:
         host's room. ``config``: the AgentConfig; ``pools``: the agent's function pools."""
         if not settings.enabled:
             store.close()
-            return NoStemCells()
+            return NoStemCells(config.run_dir)
         cells = cls(settings, driver=driver, store=store, capacity=room.capacity, released=room.wake_all,
                     host_name=config.host_name, secret=config.token, images=config.runtime_images,
                     run_dir=config.run_dir, code_root=config.code_dir, waiting=room.needs_room,
