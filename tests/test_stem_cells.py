@@ -259,7 +259,7 @@ def test_after_kill_9_cells_are_re_adopted_or_removed_never_handed_out_twice(
     url = deploy(cells_conn, tmp_path / "kept", "cell-kept", NOOP)
     _idle(cells_conn, 2)
     _, served, _ = post(url)
-    instance_container = _container_of(cells_conn, "cell-kept", served["x-fc-instance-id"])
+    _container_of(cells_conn, "cell-kept", served["x-fc-instance-id"])  # the instance runs in its own container
     _idle(cells_conn, 2)
     host = cells_conn.hosts[0].name
     with ops.agent_session(cells_conn, cells_conn.hosts[0]) as (_ssh, agent):

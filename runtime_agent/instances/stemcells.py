@@ -38,7 +38,7 @@ from .cgroups import CgroupError, CgroupLimits
 from .driver import AGENT_LABEL, ContainerDriver, ContainerInfo, ContainerSpec, DriverError
 from .freezer import Freezer, FreezerError
 from .spec import BOOTSTRAP_DIR, RUNTIME_DIGEST, RUNTIME_PORT, STARTUP_CPU, builtin_command, layer_paths
-from ..state.cellstore import ASSIGNED, IDLE, CellStore
+from ..state.cellstore import ASSIGNED, CellStore
 
 log = logging.getLogger("fc-agent")
 
