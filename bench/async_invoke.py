@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import _lab_agent
@@ -169,16 +170,19 @@ def main() -> None:
             r = run(lab, args.host, signer + ACCEPT, address, port, path, args.clients, per_client, 202)
             assert r["bad_count"] == 0, r
             running.append(r["per_s"])
+            print(f"round: accepted {a['per_s']:.0f}/s, while running {r['per_s']:.0f}/s", file=sys.stderr)
             c = run(lab, args.host, signer + ACCEPT, address, port, "/2023-03-30/functions/bench-none/invocations",
                     args.clients, per_client, 404)
             ceiling.append(c["per_s"])
         sqlite = run(lab, args.host, SQLITE_FLOOR, 2000)["per_s"]
+        print("draining the queues", file=sys.stderr)
         batch = events_per_commit(conn)
         with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
             agent.stop_task("bench-held", hold)
             agent.delete_function("bench-held")  # its queued events end Invalid instead of running
         drained(conn, "bench-held")
         drained(conn, "bench-async")
+        print("latency", file=sys.stderr)
         lat = run(lab, args.host, signer + LATENCY, address, port, "bench-async", args.latency_samples)
     acc, ceil = statistics.median(accepted), statistics.median(ceiling)
     print(json.dumps({
