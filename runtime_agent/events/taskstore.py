@@ -54,7 +54,11 @@ class TaskStore:
     def __init__(self, path: Path, boot_id: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.boot_id = boot_id
+        # _lock guards the main connection (every read, and its own writes); _write_lock makes the two connections'
+        # writers take turns (taken before _lock). The committer takes only _write_lock, so a reader scanning the
+        # queue never holds up an accepting commit, nor the commit's fsync a read.
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # transitions; accepting has its own FULL connection
@@ -79,7 +83,7 @@ class TaskStore:
             self._closed = True
             self._pending_cond.notify_all()
         self._committer.join(timeout=5)
-        with self._lock:
+        with self._write_lock, self._lock:
             self._accept_db.close()
             self._db.close()
 
@@ -109,7 +113,7 @@ class TaskStore:
             for start in range(0, len(batch), ACCEPT_CHUNK):
                 chunk = batch[start:start + ACCEPT_CHUNK]
                 try:
-                    with self._lock:
+                    with self._write_lock:
                         self._insert_batch(chunk)
                     self.accept_commits += 1
                 except BaseException as exc:  # noqa: BLE001 - every waiter of the chunk hears of it
@@ -388,17 +392,25 @@ class TaskStore:
 
 
 class _Tx:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the store's lock; rolled back on error."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` on the main connection, under the write lock and the connection's lock;
+    rolled back on error."""
 
     def __init__(self, store: TaskStore) -> None:
         self._store = store
 
     def __enter__(self) -> None:
+        self._store._write_lock.acquire()
         self._store._lock.acquire()
-        self._store._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._store._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._store._lock.release()
+            self._store._write_lock.release()
+            raise
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self._store._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self._store._lock.release()
+            self._store._write_lock.release()
