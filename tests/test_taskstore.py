@@ -209,3 +209,22 @@ def test_an_unexpected_error_while_running_is_a_system_retry_not_a_task_left_in_
     finally:
         workers.stop()
         store.close()
+
+
+def test_claims_skip_the_backlog_of_a_busy_function_and_take_the_oldest_due_task(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "tasks.db", "boot-1")
+    try:
+        for i in range(300):  # a backlog of a function at its slot cap
+            store.enqueue(NewTask("held", f"h{i}", "LATEST", f"rh{i}", True, b"{}", 3, 1_000 + i, DAY_MS))
+        store.enqueue(NewTask("other", "o-late", "LATEST", "ro1", True, b"{}", 3, 5_000, DAY_MS))
+        store.enqueue(NewTask("other", "o-early", "LATEST", "ro2", True, b"{}", 3, 4_000, DAY_MS))
+        store.enqueue(NewTask("future", "f", "LATEST", "rf", True, b"{}", 3, 9_000, DAY_MS))
+        assert store.next_due_ms({"held"}) == 4_000
+        assert store.claim(8_000, {"held"}).task_id == "o-early"
+        assert store.claim(8_000, {"held"}).task_id == "o-late"
+        assert store.claim(8_000, {"held"}) is None  # "future" is not due yet, "held" is busy
+        assert store.next_due_ms({"held"}) == 9_000
+        assert store.claim(8_000).task_id == "h0"  # nothing busy: the oldest due task of all
+        assert store.next_due_ms({"future"}) == 1_001 and store.next_due_ms({"held", "future"}) is None
+    finally:
+        store.close()

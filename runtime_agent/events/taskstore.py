@@ -157,24 +157,23 @@ class TaskStore:
     # working -----------------------------------------------------------------------------------------------------
     def next_due_ms(self, busy_functions: Iterable[str] = ()) -> int | None:
         """When the next waiting task of a function not in ``busy_functions`` is due (None: there is none)."""
-        busy = sorted(set(busy_functions))
-        skip = f" AND function NOT IN ({','.join('?' * len(busy))})" if busy else ""
+        sql, args = _heads(busy_functions)
         with self._lock:
-            row = self._db.execute(f"SELECT MIN(not_before_ms) FROM tasks WHERE status IN (?, ?){skip}",
-                                   [*(s.value for s in WAITING), *busy]).fetchone()
+            row = self._db.execute(f"{sql} SELECT MIN((SELECT MIN(not_before_ms) FROM tasks WHERE function=heads.fn "
+                                   f"AND status=heads.status)) FROM heads", args).fetchone()
         return row[0]
 
     def claim(self, now_ms: int, busy_functions: Iterable[str] = ()) -> Task | None:
         """Leases the oldest due task of a function not in ``busy_functions`` to this boot (Dequeued). The
         candidate is read without a write transaction (an empty look costs no write); the lease is taken only if
         the row is still waiting, so two workers never both hold one task."""
-        busy = sorted(set(busy_functions))
-        skip = f" AND function NOT IN ({','.join('?' * len(busy))})" if busy else ""
+        sql, args = _heads(busy_functions)
         while True:
             with self._lock:
                 row = self._db.execute(
-                    f"{SELECT_TASKS} WHERE status IN (?, ?) AND not_before_ms <= ?{skip} ORDER BY not_before_ms, id "
-                    f"LIMIT 1", [*(s.value for s in WAITING), now_ms, *busy]).fetchone()
+                    f"{sql} {SELECT_TASKS} WHERE id IN (SELECT (SELECT id FROM tasks WHERE function=heads.fn AND "
+                    f"status=heads.status AND not_before_ms <= ? ORDER BY not_before_ms, id LIMIT 1) FROM heads) "
+                    f"ORDER BY not_before_ms, id LIMIT 1", [*args, now_ms]).fetchone()
             if row is None:
                 return None
             with self._transaction():
@@ -389,6 +388,20 @@ class TaskStore:
         with self._transaction():
             cur = self._db.execute("DELETE FROM async_configs WHERE function=? AND qualifier=?", (function, qualifier))
         return cur.rowcount > 0
+
+
+def _heads(busy_functions: Iterable[str]) -> tuple[str, list[Any]]:
+    """``WITH ... heads(fn, status)``: each function with tasks (but the busy ones) and each waiting status. The
+    functions are found by skipping through an index (one lookup per function), and each head is then one lookup
+    in ``tasks_fn_due``: a claim costs the same with 10 or 100,000 tasks waiting for a function at its slot cap,
+    where one scan of the due index would visit every one of them."""
+    busy = sorted(set(busy_functions))
+    skip = f" AND fn NOT IN ({','.join('?' * len(busy))})" if busy else ""
+    sql = ("WITH RECURSIVE fns(fn) AS (SELECT MIN(function) FROM tasks UNION ALL "
+           "SELECT (SELECT MIN(function) FROM tasks WHERE function > fns.fn) FROM fns WHERE fns.fn IS NOT NULL), "
+           "waiting(status) AS (VALUES (?), (?)), "
+           f"heads(fn, status) AS (SELECT fn, status FROM fns, waiting WHERE fn IS NOT NULL{skip})")
+    return sql, [*(s.value for s in WAITING), *busy]
 
 
 class _Tx:
