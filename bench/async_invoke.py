@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import _lab_agent
@@ -172,13 +174,17 @@ def main() -> None:
             c = run(lab, args.host, signer + ACCEPT, address, port, "/2023-03-30/functions/bench-none/invocations",
                     args.clients, per_client, 404)
             ceiling.append(c["per_s"])
+            print(f"round: accepted {a['per_s']:.0f}/s, while running {r['per_s']:.0f}/s, ceiling {c['per_s']:.0f}/s, "
+                  f"load {os.getloadavg()[0]:.1f}", file=sys.stderr)
         sqlite = run(lab, args.host, SQLITE_FLOOR, 2000)["per_s"]
+        print("draining the queues", file=sys.stderr)
         batch = events_per_commit(conn)
         with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
             agent.stop_task("bench-held", hold)
             agent.delete_function("bench-held")  # its queued events end Invalid instead of running
         drained(conn, "bench-held")
         drained(conn, "bench-async")
+        print("latency", file=sys.stderr)
         lat = run(lab, args.host, signer + LATENCY, address, port, "bench-async", args.latency_samples)
     acc, ceil = statistics.median(accepted), statistics.median(ceiling)
     print(json.dumps({
@@ -189,6 +195,10 @@ def main() -> None:
         "enqueue_to_start_ms": {"p50": round(pct(lat["async"], 0.5), 2), "p99": round(pct(lat["async"], 0.99), 2)},
         "sync_request_to_start_ms": {"p50": round(pct(lat["sync"], 0.5), 2), "p99": round(pct(lat["sync"], 0.99), 2)},
         "clients": args.clients, "events_per_round": per_client * args.clients, "rounds": args.rounds,
+        # Each round's accept and ceiling follow each other, so their ratio is robust against load from elsewhere
+        "round_ratios_to_ceiling": [round(a / c, 2) for a, c in zip(accepted, ceiling)],
+        "rounds_accepted_per_s": [round(a) for a in accepted], "rounds_ceiling_per_s": [round(c) for c in ceiling],
+        "load_average": [round(x, 1) for x in os.getloadavg()],
     }, indent=2))
 
 

@@ -18,6 +18,11 @@ if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Debian's nats-server package enables a loopback server of its own; the fleet's hosts (and the tests) start theirs
+# with their own configuration, so the packaged service is never wanted.
+if [[ -d /run/systemd/system ]] && systemctl is-enabled nats-server >/dev/null 2>&1; then
+  systemctl disable --now nats-server >/dev/null 2>&1 || true
+fi
 command -v go >/dev/null || { echo "setup: Go is required to build the Pulumi CLI (apt-get install golang-go)" >&2; exit 1; }
 
 stamp="$FC_REPO/.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"

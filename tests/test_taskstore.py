@@ -163,3 +163,68 @@ def test_the_sqlite_store_implements_the_queue_interface_with_its_signatures(tmp
                 assert got == wanted, name
     finally:
         store.close()
+
+
+def test_an_unexpected_error_while_running_is_a_system_retry_not_a_task_left_in_hand(tmp_path: Path) -> None:
+    """A run that raises something that is not one of the agent's errors (seen: a container that would not start
+    because its function was being deleted) must not leave the task Dequeued until the next restart."""
+    import time as clock
+
+    from runtime_agent.events.runner import PoolPressure, RunResult
+    from runtime_agent.events.workers import Workers
+
+    class FailsOnce:  # the Runner interface; the first run fails the way a vanished code folder made it fail
+        runs = 0
+
+        def function_exists(self, name: str) -> bool:
+            return True
+
+        def pressure(self, name: str | None = None) -> dict:
+            return {"fn": PoolPressure(4, 0)}
+
+        def run_task(self, name, body, *, request_id, task_id, qualifier, on_instance):
+            FailsOnce.runs += 1
+            on_instance("i-1")
+            if FailsOnce.runs == 1:
+                raise FileNotFoundError("/var/lib/fc-agent/code/abc")
+            return RunResult(200, {}, b"ok")
+
+        def end_instance(self, name: str, instance_id: str) -> bool:
+            return False
+
+    store = TaskStore(tmp_path / "tasks.db", "boot-1")
+    now_ms = lambda: int(clock.time() * 1000)  # noqa: E731
+    workers = Workers(store, FailsOnce(), count=1, policy=RetryPolicy(), clock_ms=now_ms, on_retry=lambda t, c: None,
+                      on_end=lambda t, status, info: store.finish(t.id, status, now_ms=now_ms()))
+    try:
+        store.enqueue(NewTask("fn", "t1", "LATEST", "req-1", True, b"{}", 3, now_ms(), now_ms() + DAY_MS))
+        workers.start()
+        deadline = clock.monotonic() + 30
+        while store.get("fn", "t1").status != "Succeeded" and clock.monotonic() < deadline:
+            clock.sleep(0.05)
+        task = store.get("fn", "t1")
+        assert task.status == "Succeeded" and task.system_retries == 1 and task.function_errors == 0
+        assert [e["status"] for e in store.events(task.id)] == ["Enqueued", "Dequeued", "Running", "Retrying",
+                                                                 "Dequeued", "Running", "Succeeded"]
+    finally:
+        workers.stop()
+        store.close()
+
+
+def test_claims_skip_the_backlog_of_a_busy_function_and_take_the_oldest_due_task(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "tasks.db", "boot-1")
+    try:
+        for i in range(300):  # a backlog of a function at its slot cap
+            store.enqueue(NewTask("held", f"h{i}", "LATEST", f"rh{i}", True, b"{}", 3, 1_000 + i, DAY_MS))
+        store.enqueue(NewTask("other", "o-late", "LATEST", "ro1", True, b"{}", 3, 5_000, DAY_MS))
+        store.enqueue(NewTask("other", "o-early", "LATEST", "ro2", True, b"{}", 3, 4_000, DAY_MS))
+        store.enqueue(NewTask("future", "f", "LATEST", "rf", True, b"{}", 3, 9_000, DAY_MS))
+        assert store.next_due_ms({"held"}) == 4_000
+        assert store.claim(8_000, {"held"}).task_id == "o-early"
+        assert store.claim(8_000, {"held"}).task_id == "o-late"
+        assert store.claim(8_000, {"held"}) is None  # "future" is not due yet, "held" is busy
+        assert store.next_due_ms({"held"}) == 9_000
+        assert store.claim(8_000).task_id == "h0"  # nothing busy: the oldest due task of all
+        assert store.next_due_ms({"future"}) == 1_001 and store.next_due_ms({"held", "future"}) is None
+    finally:
+        store.close()

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (status, not_before_ms);
 CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (function, enqueued_ms);
+CREATE INDEX IF NOT EXISTS tasks_fn_due ON tasks (function, status, not_before_ms);  -- claims: see _heads
 CREATE TABLE IF NOT EXISTS task_events (
     event_id INTEGER PRIMARY KEY AUTOINCREMENT, task INTEGER NOT NULL, status TEXT NOT NULL,
     ts_ms INTEGER NOT NULL, detail TEXT NOT NULL DEFAULT ''

@@ -136,6 +136,11 @@ class Workers:
                              status_code=200)
         except AgentError as exc:
             error = exc
+        except Exception as exc:  # noqa: BLE001 - e.g. a container that would not start because its function
+            # was deleted meanwhile: a system error, retried with backoff (then Invalid or Expired), never a task
+            # left in hand until the next restart
+            log.exception("running task %s of %s", task.task_id, task.function)
+            error = AgentError(f"internal error while running the task: {type(exc).__name__}: {exc}")
         if self._store.status_of(task.id) == TaskStatus.STOPPING.value:  # stopped while it ran: result dropped
             return self._end(task, TaskStatus.STOPPED, {"Reason": "StopAsyncTask"}, condition="Stopped",
                              status_code=200, result=result)
