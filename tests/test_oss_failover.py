@@ -54,6 +54,9 @@ def fleet(lab: Lab, lab_fleet: dict, tmp_path_factory: pytest.TempPathFactory) -
         yield {"conns": conns, "s3": s3}
     finally:
         server.stop()
+        for conn in conns:  # its min_instances would hold room (and a container) on every host for later tests
+            with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+                agent.delete_function("watcher")
 
 
 def fired(conns: list[ops.FleetConnection]) -> list[tuple[str, str, str]]:
