@@ -51,6 +51,8 @@ def setup(lab: Lab, lab_fleet: dict, tmp_path_factory: pytest.TempPathFactory) -
         yield state
     finally:
         server.stop()
+        with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):  # min_instances would keep holding room
+            agent.delete_function("objects")
 
 
 def put_trigger(state: dict, name: str, config: dict, **source: object) -> dict:

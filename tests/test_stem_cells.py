@@ -226,6 +226,8 @@ def test_what_cannot_be_injected_starts_its_own_container(cells_conn: ops.FleetC
 
 
 def test_cells_are_evicted_before_any_instance(lab: Lab, lab_fleet: dict, tmp_path: Path) -> None:
+    earlier = install(lab_fleet, 1)
+    ops.uninstall_agent(earlier, earlier.hosts[0])  # the room is counted exactly: nothing an earlier test left there
     conn = install(lab_fleet, 1, capacity_cpu=2.0, capacity_memory_mb=1024, stem_cells=CELLS)
     try:
         deploy(conn, tmp_path / "pinned", "pinned", NOOP, memory_size=512, min_instances=1)
