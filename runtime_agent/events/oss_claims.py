@@ -6,27 +6,23 @@ is recorded there already, then asks every other peer, in rank order, to record 
 /_fc/oss-claims`` on the invoke port, HMAC-signed with the trigger's peer key); a peer answers the holder it has.
 The host delivers only when no peer named another holder. Whoever delivers recorded the event on every reachable
 peer first, so a later claimant (a host of the next rank, the owner back from a restart) finds it recorded and
-skips it. A peer that does not answer within CLAIM_TIMEOUT is skipped, and not asked again for PEER_DOWN_FOR.
+skips it. A peer that does not answer within peerclaim.CLAIM_TIMEOUT is skipped, and not asked again for
+PEER_DOWN_FOR.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
-import json
-import logging
 import threading
 import time
 from typing import Any
 
 from ..state.oss_index import OssIndex
 from ..state.triggers import TriggerRecord
-
-log = logging.getLogger("fc-agent")
+from . import peerclaim
 
 CLAIM_PATH = "/_fc/oss-claims"
-CLAIM_TIMEOUT = 0.5
 PEER_DOWN_FOR = 5.0  # seconds a peer that did not answer is skipped (a host down costs one timeout, not one per event)
 KEEP_CLAIMS = 7 * 86400.0
 
@@ -74,26 +70,14 @@ class EventClaims:
     def _ask(self, peer: dict[str, Any], trigger: TriggerRecord, event: str) -> str | None:
         if self._down_until.get(peer["name"], 0.0) > time.monotonic():
             return None
-        body = json.dumps({"trigger_id": trigger.id, "event": event, "holder": self._me,
-                           "mac": claim_mac(trigger.spec.get("peer_key") or "", trigger.id, event, self._me)})
-        conn = http.client.HTTPConnection(peer["address"], int(peer.get("port", 9000)), timeout=CLAIM_TIMEOUT)
+        claim = {"trigger_id": trigger.id, "event": event, "holder": self._me,
+                 "mac": claim_mac(trigger.spec.get("peer_key") or "", trigger.id, event, self._me)}
         try:
-            conn.request("POST", CLAIM_PATH, body=body, headers={"content-type": "application/json"})
-            resp = conn.getresponse()
-            data = resp.read()
-            if resp.status == 404:
-                return None  # the peer does not hold this trigger (yet): it will not deliver it either
-            if resp.status != 200:
-                log.warning("OSS trigger %s: peer %s refused the claim: %s %s", trigger.id, peer["name"],
-                            resp.status, data[:200])
-                return peer["name"]  # not ours to deliver on a doubt
-            return json.loads(data)["holder"]
-        except (OSError, http.client.HTTPException, ValueError, KeyError):
+            return peerclaim.ask(peer, CLAIM_PATH, claim, f"OSS trigger {trigger.id}")
+        except peerclaim.PeerDown:
             with self._lock:
                 self._down_until[peer["name"]] = time.monotonic() + PEER_DOWN_FOR
             return None  # down or unreachable: skipped
-        finally:
-            conn.close()
 
     def _cleanup(self) -> None:
         now = time.time()

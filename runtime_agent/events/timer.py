@@ -9,7 +9,7 @@ For a scheduled instant T (keyed by its UTC timestamp), the host of rank r acts 
    claimed T here first): then it stops;
 2. it asks every other peer, in rank order, to record the same claim (``POST /_fc/timer-claims`` on the invoke
    port, HMAC-signed with the trigger's peer_key). A peer answers the holder it has for T: the asker when T was
-   free there, else the host that got it first. A peer that does not answer within CLAIM_TIMEOUT is skipped;
+   free there, else the host that got it first. A peer that does not answer within peerclaim.CLAIM_TIMEOUT is skipped;
 3. it fires only when no peer named another holder.
 
 So the host of rank 0 fires every tick while it is up (its claim reaches the others before their turn); when it
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import json
 import logging
 import threading
@@ -42,11 +41,11 @@ from typing import Any, Callable
 from fc_common import cron
 
 from ..state.triggers import TriggerRecord, TriggerStore
+from . import peerclaim
 
 log = logging.getLogger("fc-agent")
 
 HANDOVER = 1.0  # seconds between the turns of two ranks
-CLAIM_TIMEOUT = 0.5
 STALE = 1.0  # a tick whose turn passed more than this long ago is skipped (no bursts)
 KEEP_FIRINGS = 7 * 86400.0
 CLAIM_PATH = "/_fc/timer-claims"
@@ -141,24 +140,12 @@ class TimerScheduler:
 
     def _ask(self, peer: dict[str, Any], timer: _Timer, scheduled: float) -> str | None:
         record = timer.record
-        body = json.dumps({"trigger_id": record.id, "scheduled": scheduled, "holder": self._me,
-                           "mac": claim_mac(record.spec.get("peer_key") or "", record.id, scheduled, self._me)})
-        conn = http.client.HTTPConnection(peer["address"], int(peer.get("port", 9000)), timeout=CLAIM_TIMEOUT)
+        claim = {"trigger_id": record.id, "scheduled": scheduled, "holder": self._me,
+                 "mac": claim_mac(record.spec.get("peer_key") or "", record.id, scheduled, self._me)}
         try:
-            conn.request("POST", CLAIM_PATH, body=body, headers={"content-type": "application/json"})
-            resp = conn.getresponse()
-            data = resp.read()
-            if resp.status == 404:
-                return None  # the peer does not hold this trigger (yet): it will not fire it either
-            if resp.status != 200:
-                log.warning("timer %s: peer %s refused the claim: %s %s", record.id, peer["name"], resp.status,
-                            data[:200])
-                return peer["name"]  # not ours to fire on a doubt
-            return json.loads(data)["holder"]
-        except (OSError, http.client.HTTPException, ValueError, KeyError):
+            return peerclaim.ask(peer, CLAIM_PATH, claim, f"timer {record.id}")
+        except peerclaim.PeerDown:
             return None  # down or unreachable: its turn is skipped
-        finally:
-            conn.close()
 
     def _attempt(self, timer: _Timer, tick: datetime) -> None:
         scheduled = round(tick.timestamp(), 3)
