@@ -21,6 +21,7 @@ from fc_common.policy import Policy
 log = logging.getLogger("fc-agent")
 
 KEY_ID = re.compile(r"^[A-Za-z0-9]{8,64}$")
+_DECISIONS_KEPT = 4096  # per key; past it the memo starts afresh
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,17 @@ class AccessKey:
     secret: bytes = field(repr=False)
     policy: Policy
     policy_json: dict[str, Any]
+    # The policy's answers so far, by (action, resource): its patterns are matched once per function, not once
+    # per request. A key whose policy changes is a new AccessKey, with an empty memo.
+    _decisions: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False, compare=False)
+
+    def allows(self, action: str, resource: str) -> bool:
+        decided = self._decisions.get((action, resource))
+        if decided is None:
+            if len(self._decisions) >= _DECISIONS_KEPT:
+                self._decisions.clear()
+            decided = self._decisions[(action, resource)] = self.policy.allows(action, resource)
+        return decided
 
     def describe(self) -> dict[str, Any]:
         """What the control API shows of a key: never its secret."""
