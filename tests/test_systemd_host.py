@@ -36,6 +36,7 @@ def systemd_fleet(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[d
     host = lab.systemd_host()  # fails loudly (LabError with the boot log) when it cannot run here
     fleet = {"name": "systemd", "ssh_user": "root", "ssh_private_key_path": str(lab.client_key_path),
              "hosts": [host]}
+    reset_systemd_host(lab)
     path = tmp_path_factory.mktemp("systemd-fleet") / "fleet.json"
     path.write_text(json.dumps(fleet))
     return fleet, path
@@ -49,6 +50,14 @@ def stack(systemd_fleet: tuple[dict, Path], tmp_path_factory: pytest.TempPathFac
     made.config(fleetFile=str(systemd_fleet[1]), prefix="sd", codeDir=str(root / "code"), count="1")
     yield made
     made.run("destroy", "--yes", check=False)
+
+
+def reset_systemd_host(lab: Lab) -> None:
+    """The host starts without an agent, whatever an earlier run left there (the host lives as long as the lab)."""
+    script = (f"systemctl disable --now {UNIT} >/dev/null 2>&1; rm -f {cmd.SYSTEMD_UNIT}; systemctl daemon-reload; "
+              "systemctl reset-failed; ids=$(docker ps -aq --filter label=fc.agent); [ -z \"$ids\" ] || "
+              "docker rm -f $ids >/dev/null; rm -rf /etc/fc-agent /opt/fc-agent /var/lib/fc-agent")
+    lab.run("lab-systemd", ["sh", "-c", script], check=True)
 
 
 def on_host(lab: Lab, *argv: str) -> str:
@@ -86,6 +95,15 @@ def test_one_up_installs_and_enables_the_unit_not_the_supervisor_and_a_second_up
 def test_kill_9_under_steady_load_systemd_restarts_the_agent_which_re_adopts_every_instance(
         stack: Stack, systemd_fleet: tuple[dict, Path], lab: Lab, tmp_path: Path) -> None:
     conn = install(systemd_fleet[0], 0)  # the agent the stack installed (same version and config): kept as it is
+    try:
+        kill_under_load(conn, lab, tmp_path)
+    finally:  # functions of no stack: left there, they would keep the agent when the stack is destroyed
+        with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+            for name in ("steady", "held"):
+                agent.delete_function(name)
+
+
+def kill_under_load(conn: ops.FleetConnection, lab: Lab, tmp_path: Path) -> None:
     main_pid = unit_property(lab, "MainPID")
     url = deploy(conn, tmp_path / "steady", "steady", SLOW, max_instances=CLIENTS)
     held_url = deploy(conn, tmp_path / "held", "held", HELD, timeout=10)
