@@ -18,9 +18,18 @@ from fc_provider._remote.commands import code_archive
 from fc_provider._remote.signer import Credentials
 
 
+SYSTEMD_HOST = "lab-systemd"
+
+
 def connection(lab: Lab, host_name: str) -> ops.FleetConnection:
     fleet = lab.fleet()
-    host = next(h for h in fleet["hosts"] if h["name"] == host_name)
+    if host_name == SYSTEMD_HOST:  # not in the fleet file: started on demand, the agent installed as a Fleet would
+        host = lab.systemd_host()
+        installer = ops.FleetConnection.from_dict({"hosts": [{**host, "user": "root"}], "token": secrets.token_urlsafe(16),
+                                                   "private_key": lab.client_key_path.read_text()})
+        ops.install_agent(installer, installer.hosts[0], {"idle_timeout_seconds": 300})
+    else:
+        host = next(h for h in fleet["hosts"] if h["name"] == host_name)
     found = lab.run(host_name, ["cat", "/etc/fc-agent/config.json"], capture_output=True, text=True)
     if found.returncode != 0:
         raise SystemExit(f"no agent runs on {host_name}: run `bash scripts/quickstart.sh` first")

@@ -2,15 +2,16 @@
 
 The regular lab hosts share this machine's root filesystem and have no init of their own; systemd must never run
 there (started as PID 1 over the machine's root, its tmpfiles service wipes the machine's /tmp). This host is a
-privileged container of a dedicated dockerd instead, on **its own root filesystem** (a Debian bookworm rootfs made
+container of a dedicated dockerd instead, on **its own root filesystem** (a Debian bookworm rootfs made
 by debootstrap with systemd, openssh-server, python3 and docker.io, cached like the runtime images):
 
 1. A lab network namespace ``{prefix}-sd`` (veth to the lab bridge, address ``{subnet}.250``) and a holder with a
    private mount namespace, exactly like a regular host (``_host``); an *outer* dockerd runs inside them.
 2. The outer dockerd runs the container ``--network host`` (so its network is that namespace: sshd inside listens
-   on the lab address), ``--cgroupns private`` (systemd sees its own cgroup tree: the machine is cgroup v1 and has
-   the ``name=systemd`` hierarchy systemd 252 needs in legacy mode; runc mounts it into the container),
-   ``--privileged`` (the inner dockerd needs to create namespaces, cgroups and iptables rules). Nothing of the
+   on the lab address), ``--cgroupns private`` (systemd sees its own cgroup tree: the machine is cgroup v1 and its
+   init mounts the ``name=systemd`` hierarchy that systemd 252 needs in legacy mode; runc mounts it into the
+   container), every capability the machine has (the inner dockerd creates namespaces, cgroups and iptables
+   rules; see ``_SECURITY`` for why not ``--privileged``). Nothing of the
    machine's /, /tmp, /var, /etc or /run is mounted into it: only two folders of this host's lab folder,
    ``inner-docker`` (the inner engine's data root, which cannot be overlay on overlay) and ``share`` (where the
    inner engine also listens, so the lab reaches it from the root namespace as it reaches other hosts' engines).
@@ -65,6 +66,10 @@ _MASKED = (
 # private, so the container sees and writes only its own subtree) and then becomes systemd.
 _SECURITY = ["seccomp=unconfined", "apparmor=unconfined"]
 _INIT = "/usr/local/sbin/fc-lab-init"
+# The whole host is one cgroup here, which competes for CPU with every process of the machine like a single task
+# would; a regular lab host's agent threads and instance containers each compete on their own. On a busy machine the
+# default (1024) starved this host: its throughput fell to a few requests a second. 8192: like eight such tasks.
+_CPU_SHARES = 8192
 _INIT_SCRIPT = (b"#!/bin/sh\nset -e\nfor d in /sys/fs/cgroup/*/; do mount -o remount,bind,rw \"$d\"; done\n"
                 b"exec /lib/systemd/systemd\n")
 # Where the inner engine also listens, inside the container; ``share`` of the host folder is mounted there.
@@ -210,6 +215,10 @@ def _boot_files(spec: SystemdHostSpec) -> bytes:
 
 def start(spec: SystemdHostSpec) -> None:
     """Build the host from nothing (the caller tears down any remains first)."""
+    cgroup = Path("/sys/fs/cgroup")
+    if not ((cgroup / "systemd").is_dir() or (cgroup / "cgroup.controllers").exists()):
+        raise HostStartError(f"{NAME}: this machine has neither cgroup v2 nor the cgroup v1 name=systemd hierarchy "
+                             "(/sys/fs/cgroup/systemd) that systemd in a container needs")
     tarball = build_image()
     spec.dir.mkdir(parents=True, exist_ok=True)
     for sub in ("tmp", "docker", "inner-docker", "share", *_host.AGENT_PATHS):
@@ -225,7 +234,7 @@ def start(spec: SystemdHostSpec) -> None:
         outer.api.import_image_from_file(str(tarball), repository=IMAGE, tag="latest")
         host_config = outer.api.create_host_config(
             cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], security_opt=_SECURITY, network_mode="host",
-            cgroupns="private", tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
+            cgroupns="private", cpu_shares=_CPU_SHARES, tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
             binds={str(spec.dir / "inner-docker"): {"bind": "/var/lib/docker", "mode": "rw"},
                    str(spec.dir / "share"): {"bind": _SHARE, "mode": "rw"}})
         host_config.update(MaskedPaths=[], ReadonlyPaths=[])  # `--security-opt systempaths=unconfined`

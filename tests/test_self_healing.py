@@ -1,6 +1,7 @@
 """Self-healing agents: on the lab's hosts (no systemd) runtime_agent.supervisor restarts a killed agent, which
 re-adopts every running instance; requests in flight at the kill get a clean error, not a hang. On hosts with
-systemd the Fleet installs a unit rendered from a jinja2 template; systemd-analyze verifies it here."""
+systemd the Fleet installs a unit rendered from a jinja2 template; systemd-analyze verifies it here, and
+tests/test_systemd_host.py runs it on the lab's systemd host."""
 
 from __future__ import annotations
 
