@@ -37,7 +37,7 @@ class LoadResult:
         return min(after) - self.action_at if after else None
 
 
-def _one(url: str) -> str:
+def invoke_once(url: str) -> str:
     try:
         return str(post(url, b"x")[0])
     except http.client.RemoteDisconnected:
@@ -55,7 +55,7 @@ def steady_load(url: str, *, clients: int, seconds: float, act_at: float, action
     def client() -> None:
         while time.monotonic() - start < seconds:
             sent = time.monotonic() - start
-            outcome = _one(url)
+            outcome = invoke_once(url)
             with lock:
                 outcomes.append((sent, outcome))
             if outcome != "200":

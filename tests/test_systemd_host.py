@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 from _agent import deploy, install, instances, post, wait_for
 from _pulumi import Stack
-from _steady_load import CLEAN_ERRORS, _one, steady_load
+from _steady_load import CLEAN_ERRORS, invoke_once, steady_load
 from test_deploy import write_code
 
 from fc_lab import Lab
@@ -111,7 +111,7 @@ def kill_under_load(conn: ops.FleetConnection, lab: Lab, tmp_path: Path) -> None
     for _ in range(CLIENTS):
         assert post(url)[0] == 200
     held: list[str] = []
-    in_flight = threading.Thread(target=lambda: held.append(_one(held_url)))
+    in_flight = threading.Thread(target=lambda: held.append(invoke_once(held_url)))
 
     def kill() -> None:
         in_flight.start()
