@@ -26,6 +26,7 @@ everything in it), then the namespace sweep and the cgroup sweep catch anything 
 
 from __future__ import annotations
 
+import fcntl
 import io
 import tarfile
 import time
@@ -123,8 +124,6 @@ def build_image(force: bool = False) -> Path:
     if target.is_file() and not force:
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    import fcntl  # noqa: PLC0415 - only a build needs it
-
     with open(folder / f".{_TARBALL}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.is_file() and not force:
