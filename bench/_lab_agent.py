@@ -18,12 +18,22 @@ from fc_provider._remote.commands import code_archive
 from fc_provider._remote.signer import Credentials
 
 
+SYSTEMD_HOST = "lab-systemd"
+
+
 def connection(lab: Lab, host_name: str) -> ops.FleetConnection:
     fleet = lab.fleet()
-    host = next(h for h in fleet["hosts"] if h["name"] == host_name)
-    found = lab.run(host_name, ["cat", "/etc/fc-agent/config.json"], capture_output=True, text=True)
-    if found.returncode != 0:
-        raise SystemExit(f"no agent runs on {host_name}: run `bash scripts/quickstart.sh` first")
+    if host_name == SYSTEMD_HOST:  # not in the fleet file: started on demand
+        host = lab.systemd_host()
+    else:
+        host = next(h for h in fleet["hosts"] if h["name"] == host_name)
+    if lab.run(host_name, ["test", "-s", "/etc/fc-agent/config.json"]).returncode != 0:
+        # No agent there yet (no quickstart ran): installed as a Fleet would, through the provider's operations.
+        installer = ops.FleetConnection.from_dict({"hosts": [{**host, "user": fleet["ssh_user"]}],
+                                                   "private_key": lab.client_key_path.read_text(),
+                                                   "token": secrets.token_urlsafe(16)})
+        ops.install_agent(installer, installer.hosts[0], {"idle_timeout_seconds": 300})
+    found = lab.run(host_name, ["cat", "/etc/fc-agent/config.json"], capture_output=True, text=True, check=True)
     config = json.loads(found.stdout)
     return ops.FleetConnection.from_dict({
         "hosts": [{**host, "user": fleet["ssh_user"]}],

@@ -27,7 +27,7 @@ from typing import Any
 
 import docker
 
-from . import _cleanup, _host, _images, _net, _proc
+from . import _cleanup, _host, _images, _net, _proc, _systemd_host
 from ._errors import LabError
 from ._host import HostSpec, HostStatus
 
@@ -116,6 +116,7 @@ class Lab:
             specs = {s.index: s for s in self._existing_specs(prefix, subnet)}
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(specs)))) as pool:
                 list(pool.map(lambda s: _host.teardown(s), specs.values()))
+            _systemd_host.teardown(self._systemd_spec(prefix, subnet))
             _net.delete_link(f"{prefix}br")
             _net.release_netns_dir(mounted=meta.get("netns_dir_mounted", False),
                                    created=meta.get("netns_dir_created", False))
@@ -136,6 +137,29 @@ class Lab:
             return fleet
         except (OSError, ValueError) as exc:
             raise LabError(f"no readable fleet file in {self.state_dir}; run `fc-lab up`") from exc
+
+    def systemd_host(self) -> dict[str, Any]:
+        """The extra host ``lab-systemd``, whose init is systemd (see ``_systemd_host``), started on first use and
+        kept until ``down``; returns its entry in the shape of the fleet file's hosts. It is not in fleet.json:
+        only the tests that need systemd deploy to it. Raises LabError when it cannot run here."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            meta = self._meta()
+            self._check_owner(meta)
+            self._write_meta({**meta, "prefix": self.prefix, "subnet": self.subnet})
+            self._ensure_client_key()
+            self._note_netns_dir()
+            _net.ensure_bridge(f"{self.prefix}br", f"{self.subnet}.1")
+            spec = self._systemd_spec()
+            if not _systemd_host.status(spec).healthy:
+                _systemd_host.teardown(spec, keep_identity=True)
+                try:
+                    _systemd_host.start(spec)
+                except LabError:
+                    _systemd_host.teardown(spec, keep_identity=True)
+                    raise
+            self._ensure_image(spec, _images.build_runtime_image())
+            return self._host_entry(spec)
 
     def docker_client(self, host_name: str) -> docker.DockerClient:
         """A Docker client talking to that host's engine through its socket in the state folder."""
@@ -165,6 +189,8 @@ class Lab:
     def run(self, host_name: str, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
         """subprocess.run(argv) inside the host's mount and network namespaces."""
         spec = self._spec_by_name(host_name)
+        if isinstance(spec, _systemd_host.SystemdHostSpec):
+            return subprocess.run([*_systemd_host.nsenter(spec), *argv], **kwargs)
         return subprocess.run([*_host.nsenter(spec), *argv], **kwargs)
 
     @property
@@ -181,7 +207,14 @@ class Lab:
         return HostSpec(index=index, prefix=prefix or self.prefix, subnet=subnet or self.subnet,
                         state_dir=self.state_dir)
 
+    def _systemd_spec(self, prefix: str | None = None, subnet: str | None = None) -> _systemd_host.SystemdHostSpec:
+        return _systemd_host.SystemdHostSpec(prefix=prefix or self.prefix, subnet=subnet or self.subnet,
+                                             state_dir=self.state_dir)
+
     def _spec_by_name(self, host_name: str) -> HostSpec:
+        if host_name == _systemd_host.NAME:
+            meta = self._meta()
+            return self._systemd_spec(meta.get("prefix"), meta.get("subnet"))
         m = re.fullmatch(r"lab-(\d+)", host_name)
         if not m:
             raise LabError(f"unknown host {host_name!r}; hosts are named lab-1..lab-N")
@@ -223,13 +256,14 @@ class Lab:
             client.close()
 
     def _fleet_dict(self, specs: list[HostSpec]) -> dict[str, Any]:
-        hosts = []
-        for s in specs:
-            key_type, key_b64 = s.host_key.with_suffix(".pub").read_text().split()[:2]
-            hosts.append({"name": s.name, "address": s.address, "port": 22,
-                          "host_public_key": f"{key_type} {key_b64}", "labels": {},
-                          "docker_socket": str(s.docker_socket)})
+        hosts = [self._host_entry(s) for s in specs]
         return {"name": "lab", "ssh_user": "root", "ssh_private_key_path": str(self.client_key_path), "hosts": hosts}
+
+    @staticmethod
+    def _host_entry(spec: HostSpec) -> dict[str, Any]:
+        key_type, key_b64 = spec.host_key.with_suffix(".pub").read_text().split()[:2]
+        return {"name": spec.name, "address": spec.address, "port": 22, "host_public_key": f"{key_type} {key_b64}",
+                "labels": {}, "docker_socket": str(spec.docker_socket)}
 
     def _ensure_client_key(self) -> None:
         client = self.state_dir / "client"

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import _systemd_host
 from ._errors import LabError
 from ._images import DEFAULT_RUNTIME, RUNTIME_BUILDS, build_runtime_image
 from ._lab import Lab
@@ -29,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     images.add_argument("--force", action="store_true", help="rebuild even if cached")
     images.add_argument("--runtime", action="append", choices=[*RUNTIME_BUILDS, "all"],
                         help="a runtime whose image to build (repeatable; 'all'; default python3.11)")
+    images.add_argument("--systemd-host", action="store_true",
+                        help="build the rootfs of the lab's systemd host instead (fc_lab/_systemd_host.py)")
+    sub.add_parser("systemd-host", help="start the extra host lab-systemd (init: systemd) and print its address")
     build = sub.add_parser("build-image", help="build a Dockerfile folder into an image on every lab host")
     build.add_argument("context", type=Path, help="folder holding the Dockerfile (FROM an image the hosts hold)")
     build.add_argument("--tag", required=True, help="image name and tag, e.g. fc-example/web:1")
@@ -53,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.monotonic()
     try:
+        if args.command == "images" and args.systemd_host:
+            print(_systemd_host.build_image(force=args.force), flush=True)
+            return 0
         if args.command == "images":
             runtimes = args.runtime or [DEFAULT_RUNTIME]
             for runtime in (list(RUNTIME_BUILDS) if "all" in runtimes else runtimes):
@@ -64,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for h in fleet["hosts"]:
                 print(f"{h['name']:8} {h['address']}")
             print(f"fleet file: {lab.fleet_path} ({time.monotonic() - started:.1f}s)")
+            return 0
+        if args.command == "systemd-host":
+            host = lab.systemd_host()
+            print(f"{host['name']} {host['address']} ({time.monotonic() - started:.1f}s)")
             return 0
         if args.command == "build-image":
             for host, image_id in lab.build_image(args.context, args.tag, args.host).items():

@@ -48,4 +48,10 @@ for runtime in python3.9 python3.13 nodejs18 nodejs20; do
     break
   fi
 done
+# The rootfs of the lab's systemd host (tests/test_systemd_host.py; Debian 12 with systemd, sshd, python3, docker.io),
+# built once and cached in the background too: the test waits on its lock.
+if [[ ! -f "$images/fc-lab-systemd-host.tar" ]]; then
+  echo "setup: building the systemd host's rootfs in the background (log: $images/systemd-host-build.log)" >&2
+  nohup nice -n 10 .venv/bin/fc-lab images --systemd-host >"$images/systemd-host-build.log" 2>&1 </dev/null &
+fi
 echo "setup: ready (pulumi $(pulumi version))" >&2
