@@ -206,7 +206,7 @@ class ProvisionScalers:
                         scaler.observe(metric_type, values.get(metric_type), now)
                     scaler.decide(now)
                 if scaler.fleet_target != before:
-                    log.info("provision: %s target %d -> %d (this host keeps %d)", function, before,
-                             scaler.fleet_target, scaler.host_target)
+                    log.info("provision: %s target %d -> %d (this host keeps %d; decided by %s)", function, before,
+                             scaler.fleet_target, scaler.host_target, scaler.decider or "this host alone")
             except Exception:  # noqa: BLE001 - one function's scaler must not stop the others
                 log.exception("provision scaler: %s", function)

@@ -120,8 +120,8 @@ class FleetDecisions:
         before = scaler.fleet_target
         if scaler.decide(now) != before:
             scaler.seq += 1
-            log.info("provision: %s fleet target %d -> %d (decision %d, from %d host samples)",
-                     scaler.record.function, before, scaler.fleet_target, scaler.seq, len(samples))
+            log.info("provision: %s decided from %d hosts' samples (decision %d)", scaler.record.function,
+                     len(samples), scaler.seq)
         scaler.decider = self._me
 
     def _post(self, peer: dict[str, Any], scaler: FunctionScaler, sample: dict[str, Any]) -> dict[str, Any] | None:
