@@ -94,8 +94,8 @@ class ProvisionConfigArgs:
                  target_tracking_policies: Optional[Sequence[TargetTrackingPolicyArgs | dict]] = None) -> None:
         """
         :param target: Provisioned instances when no action or policy is in effect, 0-10000. Default 0.
-        :param qualifier: FC's qualifier; only "LATEST" here (versions and aliases come with issue 11). Default
-               "LATEST".
+        :param qualifier: FC's qualifier; only "LATEST" here (published versions and aliases are not provisioned:
+               their instances start on demand). Default "LATEST".
         :param always_allocate_cpu: Stored with FC's meaning; provisioned instances here always hold their CPU.
                Default True.
         :param always_allocate_gpu: Stored with FC's meaning; provisioned GPU instances always hold their cards
@@ -123,7 +123,8 @@ class ProvisionConfigProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         if news.get("qualifier") not in (None, "LATEST"):
-            failures.append(CheckFailure("qualifier", "qualifier: only LATEST is served (no versions yet)"))
+            failures.append(CheckFailure("qualifier", "qualifier: only LATEST is provisioned (a config for a "
+                                                      "version or an alias is not supported yet)"))
         config = _config(news)
         if not has_unknown(config):
             try:

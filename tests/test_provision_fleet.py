@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -144,3 +145,21 @@ def test_the_next_host_decides_while_the_decider_is_down_and_the_decider_back_ta
     wait_for(lambda: all(x["decider"] == "lab-1" and x["decision_seq"] >= decided for x in statuses(conns)),
              "lab-1 to take lab-2's decision over and decide again", 60)
     wait_for(lambda: settled(conns, 1, "lab-1"), "the fleet to scale in to 1 under lab-1", 60)
+
+
+def test_a_published_version_keeps_no_provisioned_instances(fleet: list) -> None:
+    conns = fleet
+    wait_for(lambda: settled(conns, 1, "lab-1"), "the fleet at 1, decided by lab-1", 60)
+    with ops.agent_session(conns[0], conns[0].hosts[0]) as (_ssh, agent):
+        version = agent.publish_version(FUNCTION, "v1")["version_id"]
+
+        def by_qualifier() -> dict[str, int]:
+            live = [i for i in agent.instances() if i["function_name"] == FUNCTION
+                    and i["state"] in ("ready", "busy", "frozen")]
+            return {q: sum(1 for i in live if i["qualifier"] == q) for q in ("LATEST", version)}
+
+        wait_for(lambda: by_qualifier()["LATEST"] >= 1, "lab-1's provisioned instance of LATEST", 30)
+        time.sleep(3)  # a dozen reaper rounds: a version's pool given the share would have started one by now
+        counts = by_qualifier()  # LATEST may still hold idle elastic instances of the tests before
+        assert counts[version] == 0, counts
+        assert agent.get_provision_config(FUNCTION)["current"] == counts["LATEST"]

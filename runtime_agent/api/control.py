@@ -306,7 +306,9 @@ def provision_status(agent: Agent, name: str) -> dict[str, Any]:
     scaler = agent.provision.get(name)
     if scaler is None:
         raise NotFound(f"function {name} has no provision config here", code="ProvisionConfigNotFound")
-    live = [i for i in agent.instances(name) if i["state"] in ("ready", "busy", "frozen")]
+    # A config serves LATEST (the provider refuses other qualifiers): published versions' pools are not counted.
+    live = [i for i in agent.instances(name) if i["state"] in ("ready", "busy", "frozen")
+            and i["qualifier"] in (None, "LATEST")]
     return {"function_name": name, **scaler.record.config, "fleet_target": scaler.fleet_target,
             "host_target": scaler.host_target, "current": len(live), "current_error": scaler.error,
             "rank": scaler.record.rank, "hosts": scaler.record.hosts, "decider": scaler.decider,
