@@ -237,6 +237,6 @@ class ProvisionConfig(pulumi.dynamic.Resource):
             "current": None, "current_error": None, "function_arn": None, "fleet_target": None,
             "host_targets": None, "peer_key": None,
         }
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["connection", "peer_key"],
-                                                                         depends_on=[function]))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["connection", "peer_key"], depends_on=[function]))
         super().__init__(ProvisionConfigProvider(), resource_name, props, opts)
