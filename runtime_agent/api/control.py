@@ -302,7 +302,8 @@ def _provision_fleet(body: dict[str, Any], hosts: list[str]) -> dict[str, Any]:
 
 
 def provision_status(agent: Agent, name: str) -> dict[str, Any]:
-    """FC's GetProvisionConfig answer for this host: target, current (instances started here), current_error."""
+    """FC's GetProvisionConfig answer for this host: target, current (provisioned instances started here: live ones
+    up to this host's share), current_error."""
     scaler = agent.provision.get(name)
     if scaler is None:
         raise NotFound(f"function {name} has no provision config here", code="ProvisionConfigNotFound")
@@ -310,7 +311,9 @@ def provision_status(agent: Agent, name: str) -> dict[str, Any]:
     live = [i for i in agent.instances(name) if i["state"] in ("ready", "busy", "frozen")
             and i["qualifier"] in (None, "LATEST")]
     return {"function_name": name, **scaler.record.config, "fleet_target": scaler.fleet_target,
-            "host_target": scaler.host_target, "current": len(live), "current_error": scaler.error,
+            "host_target": scaler.host_target,
+            # current: elastic instances beside the provisioned ones are not counted
+            "current": min(len(live), scaler.host_target), "current_error": scaler.error,
             "rank": scaler.record.rank, "hosts": scaler.record.hosts, "decider": scaler.decider,
             "decision_seq": scaler.seq}
 
