@@ -2,13 +2,16 @@
 ``alicloud_fcv3_provision_config``'s names), kept started on the function's hosts, with scheduled actions and
 target tracking (the rules and the scaler's choices: fc_common/provision.py and runtime_agent/events/provision.py).
 
-The config goes to every host of the function with the hosts' names in order and that host's rank; each host
-keeps its rank's share of the fleet-wide target (5 on 3 hosts: 2, 2, 1)."""
+The config goes to every host of the function with the hosts' names in order, that host's rank, the hosts'
+addresses and a peer key (generated once, a secret output): the lowest-ranked host that answers decides the
+fleet-wide target from every host's samples, the others follow it (runtime_agent/events/provision_fleet.py); each
+host keeps its rank's share of the target (5 on 3 hosts: 2, 2, 1)."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 from typing import Any, Optional, Sequence
 
 import pulumi
@@ -91,8 +94,8 @@ class ProvisionConfigArgs:
                  target_tracking_policies: Optional[Sequence[TargetTrackingPolicyArgs | dict]] = None) -> None:
         """
         :param target: Provisioned instances when no action or policy is in effect, 0-10000. Default 0.
-        :param qualifier: FC's qualifier; only "LATEST" here (versions and aliases come with issue 11). Default
-               "LATEST".
+        :param qualifier: FC's qualifier; only "LATEST" here (published versions and aliases are not provisioned:
+               their instances start on demand). Default "LATEST".
         :param always_allocate_cpu: Stored with FC's meaning; provisioned instances here always hold their CPU.
                Default True.
         :param always_allocate_gpu: Stored with FC's meaning; provisioned GPU instances always hold their cards
@@ -120,7 +123,8 @@ class ProvisionConfigProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         if news.get("qualifier") not in (None, "LATEST"):
-            failures.append(CheckFailure("qualifier", "qualifier: only LATEST is served (no versions yet)"))
+            failures.append(CheckFailure("qualifier", "qualifier: only LATEST is provisioned (a config for a "
+                                                      "version or an alias is not supported yet)"))
         config = _config(news)
         if not has_unknown(config):
             try:
@@ -141,22 +145,31 @@ class ProvisionConfigProvider(ResourceProvider):
         if not hosts:
             raise FcProviderError(f"function {name} runs on no host: nothing to provision")
         config = _config(props)
+        peer_key = props.get("peer_key") or secrets.token_hex(32)
+        peers = [{"name": h, "address": conn.host(h).address, "port": conn.invoke_port} for h in hosts]
 
         def put(host: HostSpec) -> dict[str, Any]:
             with ops.agent_session(conn, host) as (_ssh, agent):
-                return agent.put_provision_config(name, config, hosts.index(host.name), hosts)
+                return agent.put_provision_config(name, config, hosts.index(host.name), hosts, peers, peer_key)
 
         with ops.fleet_lock(conn, [conn.host(h) for h in hosts], f"provision config of {name}"):
             seen = ops.on_hosts(f"provision config of {name}", [conn.host(h) for h in hosts], put)
-        return {**props, **self._outputs(name, seen)}
+        return {**props, "peer_key": peer_key, **self._outputs(name, seen)}
 
     @staticmethod
     def _outputs(name: str, seen: dict[str, Optional[dict[str, Any]]]) -> dict[str, Any]:
         present = {h: s for h, s in seen.items() if s}
-        errors = sorted({f"{h}: {s['current_error']}" for h, s in present.items() if s.get("current_error")})
+        # The hosts follow one decider, so they mostly carry the same error: each message once, with its hosts.
+        by_error: dict[str, list[str]] = {}
+        for h, s in sorted(present.items()):
+            if s.get("current_error"):
+                by_error.setdefault(s["current_error"], []).append(h)
+        errors = [f"{e} (on {', '.join(hs)})" for e, hs in sorted(by_error.items())]
+        # The fleet target is the latest decision any host holds (a follower may lag one tick behind).
+        latest = max(present.values(), key=lambda s: (s.get("decision_seq") or 0, s["fleet_target"]), default=None)
         return {"function_arn": fs.function_arn(name), "current": sum(s["current"] for s in present.values()),
                 "current_error": "; ".join(errors) or None,
-                "fleet_target": max((s["fleet_target"] for s in present.values()), default=0),
+                "fleet_target": latest["fleet_target"] if latest else 0,
                 "host_targets": {h: s["host_target"] for h, s in sorted(present.items())}}
 
     @brief_errors
@@ -166,7 +179,7 @@ class ProvisionConfigProvider(ResourceProvider):
 
     @brief_errors
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        outs = self._apply(news)
+        outs = self._apply({**news, "peer_key": olds.get("peer_key")})
         gone = sorted(set(olds.get("hosts") or []) - set(news.get("hosts") or []))
         if gone:
             self._remove(olds, gone)
@@ -222,8 +235,8 @@ class ProvisionConfig(pulumi.dynamic.Resource):
             "always_allocate_gpu": args.always_allocate_gpu, "scheduled_actions": args.scheduled_actions,
             "target_tracking_policies": args.target_tracking_policies,
             "current": None, "current_error": None, "function_arn": None, "fleet_target": None,
-            "host_targets": None,
+            "host_targets": None, "peer_key": None,
         }
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["connection"],
-                                                                         depends_on=[function]))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["connection", "peer_key"], depends_on=[function]))
         super().__init__(ProvisionConfigProvider(), resource_name, props, opts)

@@ -45,6 +45,9 @@ class AgentConfig:
     # null or {"enabled": false}: off. Their mounts live under run_dir (a tmpfs: gone at reboot, as the cells).
     stem_cells: dict | None = None
     run_dir: Path = Path("/run/fc-agent")
+    # Target tracking's window and cooldowns (events/provision.Tuning.from_config: window_seconds,
+    # scale_out_cooldown_seconds, scale_in_cooldown_seconds); null: the documented 60 s / 60 s / 300 s.
+    provision_tuning: dict | None = None
 
     @classmethod
     def load(cls, path: Path) -> "AgentConfig":

@@ -21,7 +21,8 @@ from .events.asyncinvoke import AsyncInvoker
 from .events.firings import TriggerFirings
 from .events.oss import OssTriggers
 from .events.poolrunner import PoolRunner
-from .events.provision import ProvisionScalers
+from .events.provision import ProvisionScalers, Tuning
+from .events.provision_fleet import FleetDecisions
 from .events.provision_metrics import ProvisionMetrics
 from .events.timer import TimerScheduler
 from .events.triggers import Triggers
@@ -103,7 +104,9 @@ class Agent:
         # Provisioned instances (fc.ProvisionConfig): this host's share of each function's target, kept started.
         self.provision = ProvisionScalers(
             ProvisionStore(config.database),
-            ProvisionMetrics(self._pools.get, self.cards, lambda f: self.provision.host_target(f)), time.time)
+            ProvisionMetrics(self._pools.get, self.cards, lambda f: self.provision.host_target(f)), time.time,
+            Tuning.from_config(config.provision_tuning))
+        self.provision.fleet = FleetDecisions(config.host_name, self.provision.get, time.time)  # one decider
         self._tender = PoolTender(config, self._all_pools, self._pools.get, self.provision, self.cards, self.room)
 
     # lifecycle of the agent ----------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ class PoolTender:
 
     def tend(self, pool: FunctionPool) -> None:
         spec = pool.record.spec
-        keep = max(int(spec.get("min_instances") or 0), self._provision.host_target(pool.function),
+        provisioned = self._provision.host_target(pool.function) if pool.key == pool.function else 0  # LATEST's
+        keep = max(int(spec.get("min_instances") or 0), provisioned,
                    self._cards.resident_instances(pool.function, pool.gpus))  # a GPU pool's resident instances
         if spec.get("hibernation"):
             pool.hibernate_idle(float(spec.get("hibernation_grace_seconds") or DEFAULT_HIBERNATION_GRACE))

@@ -29,6 +29,12 @@ def test_a_gpu_function_with_a_provision_config_on_simulated_cards(lab: Any, lab
                 assert cards == [f"SIM-GPU-{host}-{n}" for n in range(share)]
                 info = client.raw("GET", "/v1/info")[1]["gpus"]
                 assert info["source"] == "simulated" and info["types"]["fc.gpu.tesla.1"]["leased"] == share
+                # The provider gave every host the peers and key: lab-1 (rank 0) decides for both.
+                wait_for(lambda: client.get_provision_config("sd")["decider"] == "lab-1", f"{host} to follow lab-1")
+        state = json.loads(stack.run("stack", "export", "--show-secrets").stdout)
+        provision = next(r for r in state["deployment"]["resources"] if r["urn"].endswith("::sd-provision"))
+        peer_key = json.loads(provision["outputs"]["peer_key"]["plaintext"])  # kept as a secret in the state
+        assert len(peer_key) == 64 and peer_key not in stack.export_state()
         stack.up(refresh=True)
         assert stack.outputs()["current"] == 3 and stack.outputs().get("current_error") is None
         # A pool of 3 of the 4 simulated cards, bound to the function: first host first.

@@ -111,9 +111,13 @@ class AgentClient:
         query = urlencode({k: v for k, v in (("function", function), ("request_id", request_id)) if v})
         return self._check(*self._request("GET", f"/v1/logs?{query}"))["logs"]
 
-    def put_provision_config(self, name: str, config: dict[str, Any], rank: int, hosts: list[str]) -> dict[str, Any]:
-        return self._check(*self._request("PUT", f"/v1/functions/{quote(name)}/provision-config",
-                                          {"config": config, "rank": rank, "hosts": hosts}))
+    def put_provision_config(self, name: str, config: dict[str, Any], rank: int, hosts: list[str],
+                             peers: list[dict[str, Any]] | None = None, peer_key: str | None = None
+                             ) -> dict[str, Any]:
+        """``peers`` ({name, address, port} of the hosts) and ``peer_key``: one host decides for the fleet."""
+        body = {"config": config, "rank": rank, "hosts": hosts, **({"peers": peers, "peer_key": peer_key}
+                                                                    if peers else {})}
+        return self._check(*self._request("PUT", f"/v1/functions/{quote(name)}/provision-config", body))
 
     def get_provision_config(self, name: str) -> dict[str, Any] | None:
         status, data = self._request("GET", f"/v1/functions/{quote(name)}/provision-config")

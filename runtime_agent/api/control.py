@@ -270,7 +270,8 @@ class ControlHandler(_Handler):
 
 
 def put_provision(agent: Agent, name: str, body: Any) -> dict[str, Any]:
-    """PUT /v1/functions/{name}/provision-config {config, rank, hosts}: FC's PutProvisionConfig for this host."""
+    """PUT /v1/functions/{name}/provision-config {config, rank, hosts, peers, peer_key}: FC's PutProvisionConfig for
+    this host; ``peers`` ([{name, address, port}], the hosts) and ``peer_key`` let one host decide for the fleet."""
     agent.get_function(name)  # 404 for an unknown function
     if not isinstance(body, dict) or not isinstance(body.get("config"), dict):
         raise BadRequest("body must be {\"config\": {...}, \"rank\": n, \"hosts\": [...]}")
@@ -278,22 +279,43 @@ def put_provision(agent: Agent, name: str, body: Any) -> dict[str, Any]:
     rank = body.get("rank", 0)
     if not isinstance(rank, int) or not 0 <= rank < len(hosts):
         raise BadRequest(f"rank must be an integer from 0 to {len(hosts) - 1}")
+    fleet = _provision_fleet(body, [str(h) for h in hosts])
     try:
-        agent.provision.put(name, body["config"], rank, [str(h) for h in hosts])
+        agent.provision.put(name, body["config"], rank, [str(h) for h in hosts], fleet)
     except ValueError as exc:  # fc_common.provision's rule errors name the property
         raise BadRequest(str(exc)) from None
     return provision_status(agent, name)
 
 
+def _provision_fleet(body: dict[str, Any], hosts: list[str]) -> dict[str, Any]:
+    peers, key = body.get("peers") or [], body.get("peer_key") or ""
+    if not peers:
+        return {}
+    if not isinstance(peers, list) or not all(
+            isinstance(p, dict) and p.get("name") in hosts and isinstance(p.get("address"), str)
+            and isinstance(p.get("port", 9000), int) for p in peers):
+        raise BadRequest("peers must be a list of {name (one of hosts), address, port}")
+    if not isinstance(key, str) or len(key) < 32:
+        raise BadRequest("peer_key must be a string of at least 32 characters when peers are given")
+    return {"peers": [{"name": p["name"], "address": p["address"], "port": int(p.get("port", 9000))}
+                      for p in peers], "peer_key": key}
+
+
 def provision_status(agent: Agent, name: str) -> dict[str, Any]:
-    """FC's GetProvisionConfig answer for this host: target, current (instances started here), current_error."""
+    """FC's GetProvisionConfig answer for this host: target, current (provisioned instances started here: live ones
+    up to this host's share), current_error."""
     scaler = agent.provision.get(name)
     if scaler is None:
         raise NotFound(f"function {name} has no provision config here", code="ProvisionConfigNotFound")
-    live = [i for i in agent.instances(name) if i["state"] in ("ready", "busy", "frozen")]
+    # A config serves LATEST (the provider refuses other qualifiers): published versions' pools are not counted.
+    live = [i for i in agent.instances(name) if i["state"] in ("ready", "busy", "frozen")
+            and i["qualifier"] in (None, "LATEST")]
     return {"function_name": name, **scaler.record.config, "fleet_target": scaler.fleet_target,
-            "host_target": scaler.host_target, "current": len(live), "current_error": scaler.error,
-            "rank": scaler.record.rank, "hosts": scaler.record.hosts}
+            "host_target": scaler.host_target,
+            # current: elastic instances beside the provisioned ones are not counted
+            "current": min(len(live), scaler.host_target), "current_error": scaler.error,
+            "rank": scaler.record.rank, "hosts": scaler.record.hosts, "decider": scaler.decider,
+            "decision_seq": scaler.seq}
 
 
 def put_gpu_pool(agent: Agent, name: str, body: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ authenticated by its own token instead of an access key's signature:
     POST /_fc/timer-claims          a peer agent claims a timer tick (events/timer.py)
     POST /_fc/s3-events/{token}     an S3 server's webhook posts event records (events/oss.py)
     POST /_fc/oss-claims            a peer agent claims the delivery of an object event (events/oss_claims.py)
+    POST /_fc/provision-samples     a peer agent posts its provision samples to the decider (events/provision_fleet.py)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import unquote
 
 from ..errors import BadRequest, NotFound, Unauthorized
 from ..events.oss_claims import CLAIM_PATH as OSS_CLAIM_PATH
+from ..events.provision_fleet import SAMPLES_PATH
 from ..events.timer import CLAIM_PATH
 from ..invocation import InvokeResult
 
@@ -22,7 +24,7 @@ _JSON = {"content-type": "application/json"}
 
 
 def is_peer_path(path: str) -> bool:
-    return path in (CLAIM_PATH, OSS_CLAIM_PATH) or path.startswith(S3_EVENTS_PATH)
+    return path in (CLAIM_PATH, OSS_CLAIM_PATH, SAMPLES_PATH) or path.startswith(S3_EVENTS_PATH)
 
 
 def serve(agent: Any, path: str, body: bytes, request_id: str) -> InvokeResult:
@@ -30,6 +32,8 @@ def serve(agent: Any, path: str, body: bytes, request_id: str) -> InvokeResult:
         answer: dict[str, Any] = {"holder": _timer_claim(agent, body)}
     elif path == OSS_CLAIM_PATH:
         answer = {"holder": _oss_claim(agent, body)}
+    elif path == SAMPLES_PATH:
+        answer = _provision_samples(agent, body)
     else:
         answer = {"delivered": _s3_events(agent, path[len(S3_EVENTS_PATH):], body)}
     return InvokeResult(200, {**_JSON, "x-fc-request-id": request_id}, json.dumps(answer).encode())
@@ -60,6 +64,19 @@ def _oss_claim(agent: Any, body: bytes) -> Any:
     if holder is None:
         raise NotFound("this host holds no such OSS trigger", code="TriggerNotFound")
     return holder
+
+
+def _provision_samples(agent: Any, body: bytes) -> dict[str, Any]:
+    """Answers the decision this host holds for the function whose samples a peer posts."""
+    try:
+        answer = agent.provision.fleet.receive(json.loads(body))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BadRequest(f"malformed provision samples: {exc}") from exc
+    except PermissionError as exc:
+        raise Unauthorized(str(exc)) from exc
+    if answer is None:
+        raise NotFound("this host holds no such provision config", code="ProvisionConfigNotFound")
+    return answer
 
 
 def _s3_events(agent: Any, token: str, body: bytes) -> int:

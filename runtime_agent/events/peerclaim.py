@@ -26,18 +26,28 @@ class PeerDown(Exception):
 def ask(peer: dict[str, Any], path: str, claim: dict[str, Any], what: str) -> str | None:
     """The holder ``peer`` records for ``claim`` (see the module's text); raises PeerDown when it does not answer.
     ``what`` names the trigger in the log ("timer t1", "OSS trigger t2")."""
+    status, data = exchange(peer, path, claim)
+    if status == 404:
+        return None
+    if status != 200:
+        log.warning("%s: peer %s refused the claim: %s %s", what, peer["name"], status, data[:200])
+        return peer["name"]
+    try:
+        return json.loads(data)["holder"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PeerDown(str(exc)) from exc
+
+
+def exchange(peer: dict[str, Any], path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    """One signed-by-the-caller JSON ``POST`` to ``peer``'s invoke port: the status and body of its answer; raises
+    PeerDown when it does not answer within CLAIM_TIMEOUT. Also the provision scalers' sample exchange
+    (events/provision_fleet.py)."""
     conn = http.client.HTTPConnection(peer["address"], int(peer.get("port", 9000)), timeout=CLAIM_TIMEOUT)
     try:
-        conn.request("POST", path, body=json.dumps(claim), headers={"content-type": "application/json"})
+        conn.request("POST", path, body=json.dumps(body), headers={"content-type": "application/json"})
         resp = conn.getresponse()
-        data = resp.read()
-        if resp.status == 404:
-            return None
-        if resp.status != 200:
-            log.warning("%s: peer %s refused the claim: %s %s", what, peer["name"], resp.status, data[:200])
-            return peer["name"]
-        return json.loads(data)["holder"]
-    except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
+        return resp.status, resp.read()
+    except (OSError, http.client.HTTPException) as exc:
         raise PeerDown(str(exc)) from exc
     finally:
         conn.close()

@@ -11,10 +11,10 @@ Target tracking, our documented choices (FC documents none):
   most every ``SCALE_IN_COOLDOWN`` (300 s) and never within one of a scale out;
 - always clamped to [min_capacity, max_capacity]. ``current`` is the fleet target last decided.
 
-Once per fleet: every host of the function gets the same config, the hosts' names in order and its rank. A
-scheduled target is a pure function of the config and the clock, so all hosts decide the same one without talking
-to each other, and host ``rank`` keeps ``share(target, rank, hosts)`` instances. Tracking runs on each host against
-its own samples, taken as the fleet's (the invoke front spreads load evenly); see docs/architecture.md.
+Once per fleet: every host of the function gets the same config, the hosts' names in order, its rank, the peers'
+addresses and a peer key. The lowest-ranked host that answers decides the fleet target from the fleet's samples,
+the others follow its decision (events/provision_fleet.py); host ``rank`` keeps ``share(target, rank, hosts)``
+instances. A config without peers (one host) decides alone. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -46,6 +46,24 @@ class Tuning:
     scale_in_cooldown: float = SCALE_IN_COOLDOWN
     scale_in_ratio: float = SCALE_IN_RATIO
 
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any] | None) -> "Tuning":
+        """The agent config's ``provision_tuning`` ({window_seconds, scale_out_cooldown_seconds,
+        scale_in_cooldown_seconds}, each > 0); null: the documented defaults. Shorter ones serve tests and demos."""
+        names = {"window_seconds": "window", "scale_out_cooldown_seconds": "scale_out_cooldown",
+                 "scale_in_cooldown_seconds": "scale_in_cooldown"}
+        values = {}
+        for key, value in (raw or {}).items():
+            if key not in names or isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"provision_tuning.{key}: expected one of {sorted(names)} with a number of "
+                                 f"seconds > 0, got {value!r}")
+            values[names[key]] = float(value)
+        return cls(**values)
+
+
+def _moment(value: Any) -> float:
+    return float("-inf") if value is None else float(value)
+
 
 @dataclass
 class FunctionScaler:
@@ -54,6 +72,8 @@ class FunctionScaler:
     config: rules.ProvisionConfig = field(init=False)
     fleet_target: int = field(init=False)
     error: str | None = None
+    seq: int = 0  # the fleet decision's number: the decider adds one on each change (events/provision_fleet.py)
+    decider: str | None = None  # the host whose decision this one follows (itself when deciding); None: alone
     _samples: dict[str, deque] = field(default_factory=dict)
     _last_out: float = float("-inf")
     _last_in: float = float("-inf")
@@ -65,6 +85,18 @@ class FunctionScaler:
     @property
     def host_target(self) -> int:
         return rules.share(self.fleet_target, self.record.rank, max(1, len(self.record.hosts)))
+
+    def state(self) -> dict[str, Any]:
+        """The decision as peers exchange it: the target, its number, why a policy cannot act, the cooldowns."""
+        finite = (lambda t: None if t == float("-inf") else t)
+        return {"target": self.fleet_target, "seq": self.seq, "error": self.error,
+                "last_out": finite(self._last_out), "last_in": finite(self._last_in)}
+
+    def adopt(self, state: Mapping[str, Any]) -> None:
+        """Takes a decision made by another host (``state()``'s shape): the target and its cooldowns."""
+        self.fleet_target, self.seq = int(state["target"]), int(state["seq"])
+        self.error = state.get("error")
+        self._last_out, self._last_in = _moment(state.get("last_out")), _moment(state.get("last_in"))
 
     def observe(self, metric_type: str, value: float | None, now: float) -> None:
         samples = self._samples.setdefault(metric_type, deque())
@@ -102,7 +134,7 @@ class FunctionScaler:
             if not self._samples.get(policy.metric_type):
                 why = ("simulated cards and hosts without NVML report no GPU memory"
                        if policy.metric_type == "GPUMemUtilization" else "no samples yet")
-                errors.append(f"{policy.name}: {policy.metric_type} is not reported on this host ({why})")
+                errors.append(f"{policy.name}: {policy.metric_type} is not reported ({why})")
             return current
         wanted = rules.tracked(self.fleet_target, average, policy)
         if average > policy.metric_target and wanted > current:
@@ -129,11 +161,14 @@ class ProvisionScalers:
         self._scalers: dict[str, FunctionScaler] = {}
         self._lock = threading.Lock()
         self._next_tick = 0.0
+        # The fleet's exchange (events/provision_fleet.FleetDecisions), set by the facade; None: each host alone.
+        self.fleet: Any = None
         for record in store.list():
             self._scalers[record.function] = FunctionScaler(record, self._tuning)
 
-    def put(self, function: str, config: dict[str, Any], rank: int, hosts: list[str]) -> ProvisionRecord:
-        record = ProvisionRecord(function, config, rank, hosts)
+    def put(self, function: str, config: dict[str, Any], rank: int, hosts: list[str],
+            fleet: dict[str, Any] | None = None) -> ProvisionRecord:
+        record = ProvisionRecord(function, config, rank, hosts, fleet or {})
         scaler = FunctionScaler(record, self._tuning)  # parses: a bad config raises before anything is stored
         self._store.put(record)
         with self._lock:
@@ -165,11 +200,13 @@ class ProvisionScalers:
             try:
                 wanted = {p.metric_type for p in scaler.config.tracking_policies}
                 values = self._metrics(function, wanted) if wanted else {}
-                for metric_type in wanted:
-                    scaler.observe(metric_type, values.get(metric_type), now)
                 before = scaler.fleet_target
-                if scaler.decide(now) != before:
-                    log.info("provision: %s target %d -> %d (this host keeps %d)", function, before,
-                             scaler.fleet_target, scaler.host_target)
+                if self.fleet is None or not self.fleet.step(scaler, values, now):
+                    for metric_type in wanted:
+                        scaler.observe(metric_type, values.get(metric_type), now)
+                    scaler.decide(now)
+                if scaler.fleet_target != before:
+                    log.info("provision: %s target %d -> %d (this host keeps %d; decided by %s)", function, before,
+                             scaler.fleet_target, scaler.host_target, scaler.decider or "this host alone")
             except Exception:  # noqa: BLE001 - one function's scaler must not stop the others
                 log.exception("provision scaler: %s", function)

@@ -6,6 +6,9 @@
   container's cgroup (v2 ``cpu.stat`` usage_usec, v1 ``cpuacct.usage``);
 - GPUMemUtilization: GPU memory used / total on the cards its instances lease, from NVML (or nvidia-smi). Simulated
   cards report none: the value is None and the policy says so in current_error.
+
+Besides, the raw counts the fleet's decider needs to weigh hosts (events/provision_fleet.py): ``in_flight``,
+``instances`` (live ones) and ``concurrency`` (per instance).
 """
 
 from __future__ import annotations
@@ -50,11 +53,12 @@ class ProvisionMetrics:
         pool = self._pool(function)
         if pool is None:
             return {}
-        values: dict[str, float | None] = {}
         live = [i for i in pool.instances if i.container is not None]
+        values: dict[str, float | None] = {"in_flight": sum(i.in_flight for i in live), "instances": len(live),
+                                           "concurrency": pool.concurrency}
         if "ProvisionedConcurrencyUtilization" in wanted:
             capacity = max(1, self._host_target(function)) * pool.concurrency
-            values["ProvisionedConcurrencyUtilization"] = sum(i.in_flight for i in live) / capacity
+            values["ProvisionedConcurrencyUtilization"] = values["in_flight"] / capacity  # type: ignore[operator]
         if "CPUUtilization" in wanted:
             values["CPUUtilization"] = self._cpu_utilization(live, pool.size.cpu)
         if "GPUMemUtilization" in wanted:
