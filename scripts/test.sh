@@ -4,4 +4,5 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$FC_REPO"
 bash scripts/setup.sh
-exec .venv/bin/pytest -v -p no:cacheprovider "$@"
+# --durations: every run names its slowest tests, so the suite can be kept inside its time budget
+exec .venv/bin/pytest -v -p no:cacheprovider --durations=30 "$@"

@@ -19,6 +19,7 @@ from _fleet_agents import agent
 from _pulumi import REPO, PulumiFailed, Stack
 
 from fc_lab import Lab
+from fc_provider.trigger import TriggerProvider
 
 
 class Browser:
@@ -161,7 +162,7 @@ def named(fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Stack:
     return stack
 
 
-@pytest.mark.parametrize(("trigger_type", "config", "words"), [
+BAD_CONFIGS = [
     ("timer", {"cronExpression": "0 61 * * * *"}, "trigger_config: cronExpression: field minute '61'"),
     ("timer", {"cronExpression": "* * * * *"}, "has 5 fields; FC's has 6"),
     ("timer", {"cronExpression": "CRON_TZ=Mars/Olympus 0 0 4 * * *"}, "Mars/Olympus is not a known time zone"),
@@ -171,9 +172,21 @@ def named(fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Stack:
     ("http", {"corsConfig": {"allowOrigins": ["*"], "allowCredentials": True}},
      "corsConfig: allowCredentials: cannot be true with allowOrigins '*'"),
     ("queue", {}, "trigger_type: Input should be"),
-])
-def test_bad_trigger_config_fails_at_preview_naming_the_property(named: Stack, trigger_type: str, config: dict,
-                                                                 words: str) -> None:
+]
+
+
+@pytest.mark.parametrize(("trigger_type", "config", "words"), BAD_CONFIGS)
+def test_bad_trigger_config_is_refused_by_check_naming_the_property(trigger_type: str, config: dict,
+                                                                    words: str) -> None:
+    """The provider's check, which Pulumi calls at preview (the CLI's rendering of it: the test below)."""
+    result = TriggerProvider().check({}, {"function_name": "any", "trigger_name": "bad", "trigger_type": trigger_type,
+                                          "trigger_config": config, "qualifier": "LATEST", "description": ""})
+    reasons = " | ".join(f"{f.property}: {f.reason}" for f in result.failures)
+    assert words in reasons, reasons
+
+
+def test_a_bad_trigger_config_fails_at_preview_naming_the_property(named: Stack) -> None:
+    trigger_type, config, words = BAD_CONFIGS[0]
     named.config(triggers=json.dumps([{"name": "bad", "function": "any", "type": trigger_type, "config": config}]))
     with pytest.raises(PulumiFailed) as failed:
         named.preview()
