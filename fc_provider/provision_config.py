@@ -93,7 +93,7 @@ class TargetTrackingPolicyArgs(InputArgs):
 
 
 class ProvisionConfigArgs:
-    def __init__(self, *, target: int = 0, qualifier: str = "LATEST", always_allocate_cpu: bool = True,
+    def __init__(self, *, target: int = 0, qualifier: pulumi.Input[str] = "LATEST", always_allocate_cpu: bool = True,
                  always_allocate_gpu: bool = True,
                  scheduled_actions: Optional[Sequence[ScheduledActionArgs | dict]] = None,
                  target_tracking_policies: Optional[Sequence[TargetTrackingPolicyArgs | dict]] = None) -> None:
@@ -128,7 +128,7 @@ class ProvisionConfigProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         qualifier = news.get("qualifier")
-        if isinstance(qualifier, str) and qualifier != "LATEST":
+        if isinstance(qualifier, str) and qualifier != "LATEST" and not has_unknown(qualifier):  # an alias's output
             if qualifier.isdigit():
                 failures.append(CheckFailure("qualifier", f"qualifier: {qualifier} is a version id; FC provisions "
                                              f"LATEST or an alias, not a version directly: point an fc.Alias at "

@@ -200,6 +200,7 @@ def test_bad_provision_configs_name_the_property(config: dict, phrase: str) -> N
 
 def test_the_resource_checks_at_preview_naming_the_property() -> None:
     import fc_provider as fc
+    from fc_provider._model.validation import UNKNOWN
     from fc_provider.provision_config import ProvisionConfigProvider
 
     args = fc.ProvisionConfigArgs(target=1, scheduled_actions=[fc.ScheduledActionArgs(
@@ -214,6 +215,7 @@ def test_the_resource_checks_at_preview_naming_the_property() -> None:
     (failure,) = ProvisionConfigProvider().check({}, bad).failures
     assert failure.property == "target_tracking_policies" and "(0, 1]" in failure.reason
     assert ProvisionConfigProvider().check({}, {**news, "qualifier": "prod"}).failures == []  # an alias
+    assert ProvisionConfigProvider().check({}, {**news, "qualifier": UNKNOWN}).failures == []  # alias_name at preview
     (failure,) = ProvisionConfigProvider().check({}, {**news, "qualifier": "1"}).failures
     assert failure.property == "qualifier" and "FC provisions LATEST or an alias, not a version" in failure.reason
     (failure,) = ProvisionConfigProvider().check({}, {**news, "qualifier": "-x"}).failures
