@@ -5,7 +5,11 @@ target tracking (the rules and the scaler's choices: fc_common/provision.py and 
 The config goes to every host of the function with the hosts' names in order, that host's rank, the hosts'
 addresses and a peer key (generated once, a secret output): the lowest-ranked host that answers decides the
 fleet-wide target from every host's samples, the others follow it (runtime_agent/events/provision_fleet.py); each
-host keeps its rank's share of the target (5 on 3 hosts: 2, 2, 1)."""
+host keeps its rank's share of the target (5 on 3 hosts: 2, 2, 1).
+
+The qualifier follows FC: LATEST or an alias (PutProvisionConfig takes "the function alias or LATEST"; FC binds
+scaling to aliases, never to a version directly). An alias's instances run in the pool of the version it points at
+and follow it when it moves. Configs of one function coexist, one per qualifier."""
 
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from ._remote.ssh import HostSpec
 from .fleet import Fleet
 from .function import Function
 
+ALIAS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")  # FC's alias rule (runtime_agent/state/versions.py)
 CONFIG_KEYS = ("target", "always_allocate_cpu", "always_allocate_gpu", "scheduled_actions",
                "target_tracking_policies")
 
@@ -88,14 +93,14 @@ class TargetTrackingPolicyArgs(InputArgs):
 
 
 class ProvisionConfigArgs:
-    def __init__(self, *, target: int = 0, qualifier: str = "LATEST", always_allocate_cpu: bool = True,
+    def __init__(self, *, target: int = 0, qualifier: pulumi.Input[str] = "LATEST", always_allocate_cpu: bool = True,
                  always_allocate_gpu: bool = True,
                  scheduled_actions: Optional[Sequence[ScheduledActionArgs | dict]] = None,
                  target_tracking_policies: Optional[Sequence[TargetTrackingPolicyArgs | dict]] = None) -> None:
         """
         :param target: Provisioned instances when no action or policy is in effect, 0-10000. Default 0.
-        :param qualifier: FC's qualifier; only "LATEST" here (published versions and aliases are not provisioned:
-               their instances start on demand). Default "LATEST".
+        :param qualifier: "LATEST" or an alias name (FC's rule: a version id is refused; point an alias at it).
+               The alias's version keeps the instances, and they move with the alias. Default "LATEST".
         :param always_allocate_cpu: Stored with FC's meaning; provisioned instances here always hold their CPU.
                Default True.
         :param always_allocate_gpu: Stored with FC's meaning; provisioned GPU instances always hold their cards
@@ -122,9 +127,16 @@ def _failure(message: str) -> CheckFailure:
 class ProvisionConfigProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
-        if news.get("qualifier") not in (None, "LATEST"):
-            failures.append(CheckFailure("qualifier", "qualifier: only LATEST is provisioned (a config for a "
-                                                      "version or an alias is not supported yet)"))
+        qualifier = news.get("qualifier")
+        if isinstance(qualifier, str) and qualifier != "LATEST" and not has_unknown(qualifier):  # an alias's output
+            if qualifier.isdigit():
+                failures.append(CheckFailure("qualifier", f"qualifier: {qualifier} is a version id; FC provisions "
+                                             f"LATEST or an alias, not a version directly: point an fc.Alias at "
+                                             f"version {qualifier} and provision the alias"))
+            elif not ALIAS_NAME.match(qualifier):
+                failures.append(CheckFailure("qualifier", f"qualifier: {qualifier!r} is neither LATEST nor an alias "
+                                             "name (letters, digits, '_' and '-', not starting with a digit or '-', "
+                                             "1-128 characters)"))
         config = _config(news)
         if not has_unknown(config):
             try:
@@ -142,6 +154,7 @@ class ProvisionConfigProvider(ResourceProvider):
     def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
         conn = ops.FleetConnection.from_dict(props["connection"])
         name, hosts = props["function_name"], sorted(props.get("hosts") or [])
+        qualifier = props.get("qualifier") or "LATEST"
         if not hosts:
             raise FcProviderError(f"function {name} runs on no host: nothing to provision")
         config = _config(props)
@@ -150,10 +163,12 @@ class ProvisionConfigProvider(ResourceProvider):
 
         def put(host: HostSpec) -> dict[str, Any]:
             with ops.agent_session(conn, host) as (_ssh, agent):
-                return agent.put_provision_config(name, config, hosts.index(host.name), hosts, peers, peer_key)
+                return agent.put_provision_config(name, config, hosts.index(host.name), hosts, peers, peer_key,
+                                                  qualifier)
 
-        with ops.fleet_lock(conn, [conn.host(h) for h in hosts], f"provision config of {name}"):
-            seen = ops.on_hosts(f"provision config of {name}", [conn.host(h) for h in hosts], put)
+        what = f"provision config of {name} ({qualifier})"
+        with ops.fleet_lock(conn, [conn.host(h) for h in hosts], what):
+            seen = ops.on_hosts(what, [conn.host(h) for h in hosts], put)
         return {**props, "peer_key": peer_key, **self._outputs(name, seen)}
 
     @staticmethod
@@ -167,7 +182,9 @@ class ProvisionConfigProvider(ResourceProvider):
         errors = [f"{e} (on {', '.join(hs)})" for e, hs in sorted(by_error.items())]
         # The fleet target is the latest decision any host holds (a follower may lag one tick behind).
         latest = max(present.values(), key=lambda s: (s.get("decision_seq") or 0, s["fleet_target"]), default=None)
+        versions = sorted({str(s.get("version_id")) for s in present.values() if s.get("version_id")})
         return {"function_arn": fs.function_arn(name), "current": sum(s["current"] for s in present.values()),
+                "version_id": versions[0] if len(versions) == 1 else None,  # None while hosts disagree
                 "current_error": "; ".join(errors) or None,
                 "fleet_target": latest["fleet_target"] if latest else 0,
                 "host_targets": {h: s["host_target"] for h, s in sorted(present.items())}}
@@ -190,7 +207,8 @@ class ProvisionConfigProvider(ResourceProvider):
         # A host that does not answer: the function (and its config) went with the host or the function.
         ops.ask_agents(conn, [conn.host(h) for h in hosts if h in {x.name for x in conn.hosts}],
                        f"removal of the provision config of {props['function_name']}",
-                       lambda agent: agent.delete_provision_config(props["function_name"]))
+                       lambda agent: agent.delete_provision_config(props["function_name"],
+                                                                   props.get("qualifier") or "LATEST"))
 
     @brief_errors
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -199,9 +217,10 @@ class ProvisionConfigProvider(ResourceProvider):
     @brief_errors
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         conn = ops.FleetConnection.from_dict(props["connection"])
-        name = props["function_name"]
+        name, qualifier = props["function_name"], props.get("qualifier") or "LATEST"
         seen = ops.ask_agents(conn, [conn.host(h) for h in props.get("hosts") or []],
-                              f"read of the provision config of {name}", lambda agent: agent.get_provision_config(name))
+                              f"read of the provision config of {name}",
+                              lambda agent: agent.get_provision_config(name, qualifier))
         if not any(seen.values()):
             return ReadResult(None, {})
         return ReadResult(id_, {**props, **self._outputs(name, seen)})
@@ -211,7 +230,8 @@ class ProvisionConfig(pulumi.dynamic.Resource):
     """Provisioned instances of a function (FC's PutProvisionConfig), kept started on its hosts.
 
     Outputs (FC's names): ``current`` (instances started now, all hosts), ``current_error`` (why a policy cannot
-    act, e.g. a metric nobody reports), ``function_arn``; also ``fleet_target`` and ``host_targets``.
+    act, e.g. a metric nobody reports), ``function_arn``; also ``fleet_target``, ``host_targets`` and
+    ``version_id`` (the version whose instances are provisioned: LATEST, or the alias's version).
     """
 
     current: pulumi.Output[int]
@@ -219,6 +239,7 @@ class ProvisionConfig(pulumi.dynamic.Resource):
     function_arn: pulumi.Output[str]
     fleet_target: pulumi.Output[int]
     host_targets: pulumi.Output[dict]
+    version_id: pulumi.Output[Optional[str]]
 
     def __init__(self, resource_name: str, args: ProvisionConfigArgs, *, function: Function, fleet: Fleet,
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
@@ -235,7 +256,7 @@ class ProvisionConfig(pulumi.dynamic.Resource):
             "always_allocate_gpu": args.always_allocate_gpu, "scheduled_actions": args.scheduled_actions,
             "target_tracking_policies": args.target_tracking_policies,
             "current": None, "current_error": None, "function_arn": None, "fleet_target": None,
-            "host_targets": None, "peer_key": None,
+            "host_targets": None, "peer_key": None, "version_id": None,
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
             additional_secret_outputs=["connection", "peer_key"], depends_on=[function]))

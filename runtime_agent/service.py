@@ -101,11 +101,12 @@ class Agent:
         runner = PoolRunner(self._all_pools, self._pools.get, self.firings.watched(self.invoke))
         self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", runner, workers=config.async_workers,
                                           registry=self.metrics.registry)
-        # Provisioned instances (fc.ProvisionConfig): this host's share of each function's target, kept started.
+        # Provisioned instances (fc.ProvisionConfig): this host's share of each config's target (per function and
+        # qualifier: LATEST or an alias), kept started in the pool of the version the qualifier resolves to.
         self.provision = ProvisionScalers(
             ProvisionStore(config.database),
-            ProvisionMetrics(self._pools.get, self.cards, lambda f: self.provision.host_target(f)), time.time,
-            Tuning.from_config(config.provision_tuning))
+            ProvisionMetrics(self._pools.get, self.cards, lambda f, v: self.provision.pool_target(f, v)), time.time,
+            Tuning.from_config(config.provision_tuning), self.qualifiers.provisioned_version)
         self.provision.fleet = FleetDecisions(config.host_name, self.provision.get, time.time)  # one decider
         self._tender = PoolTender(config, self._all_pools, self._pools.get, self.provision, self.cards, self.room)
 

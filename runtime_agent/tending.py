@@ -61,7 +61,7 @@ class PoolTender:
 
     def tend(self, pool: FunctionPool) -> None:
         spec = pool.record.spec
-        provisioned = self._provision.host_target(pool.function) if pool.key == pool.function else 0  # LATEST's
+        provisioned = self._provision.pool_target(pool.function, pool.record.version)  # configs resolving here
         keep = max(int(spec.get("min_instances") or 0), provisioned,
                    self._cards.resident_instances(pool.function, pool.gpus))  # a GPU pool's resident instances
         if spec.get("hibernation"):

@@ -33,7 +33,7 @@ class Host:
 
     def __init__(self, rank: int, clock: list[float]) -> None:
         self.name, self.rank, self.scalers = HOSTS[rank], rank, {}
-        self.fleet = FleetDecisions(self.name, self.scalers.get, lambda: clock[0])
+        self.fleet = FleetDecisions(self.name, lambda f, q: self.scalers.get((f, q)), lambda: clock[0])
         agent = SimpleNamespace(provision=SimpleNamespace(fleet=self.fleet))
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,11 +57,11 @@ class Host:
 
     def configure(self, peers: list[dict]) -> None:
         record = ProvisionRecord("f", CONFIG, self.rank, HOSTS, {"peers": peers, "peer_key": KEY})
-        self.scalers["f"] = FunctionScaler(record, Tuning())
+        self.scalers[record.key] = FunctionScaler(record, Tuning())
 
     @property
     def scaler(self) -> FunctionScaler:
-        return self.scalers["f"]
+        return self.scalers[("f", "LATEST")]
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -6,6 +6,7 @@ the property. The scaler's store is a real SQLite file."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -115,15 +116,52 @@ def test_scalers_keep_their_configs_in_sqlite_and_tick_on_the_given_clock(tmp_pa
     config = {"target": 1, "scheduled_actions": [
         {"name": "nine", "target": 3, "schedule_expression": "cron(0 0 9 * * *)",
          "start_time": "2026-12-01T00:00:00Z"}]}
-    scalers = ProvisionScalers(ProvisionStore(tmp_path / "agent.db"), lambda f, w: load, lambda: clock[0])
+    scalers = ProvisionScalers(ProvisionStore(tmp_path / "agent.db"), lambda f, v, w: load, lambda: clock[0])
     scalers.put("f", config, 1, ["a", "b"])
-    assert scalers.host_target("f") == 0  # fleet target 1: host rank 1 of 2 keeps none
+    assert scalers.pool_target("f", None) == 0  # fleet target 1: host rank 1 of 2 keeps none
     clock[0] += 1
     scalers.tick()
-    assert scalers.get("f").fleet_target == 3 and scalers.host_target("f") == 1
-    again = ProvisionScalers(ProvisionStore(tmp_path / "agent.db"), lambda f, w: load, lambda: clock[0])
+    assert scalers.get("f").fleet_target == 3 and scalers.pool_target("f", None) == 1
+    again = ProvisionScalers(ProvisionStore(tmp_path / "agent.db"), lambda f, v, w: load, lambda: clock[0])
     again.tick()
-    assert again.get("f").record.rank == 1 and again.host_target("f") == 1  # survives a restart
+    assert again.get("f").record.rank == 1 and again.pool_target("f", "LATEST") == 1  # survives a restart
+
+
+def test_configs_of_one_function_coexist_per_qualifier_and_an_alias_moves_its_instances(tmp_path: Path) -> None:
+    aliases = {"prod": "1", "canary": "1"}
+    resolve = (lambda f, q: "LATEST" if q == "LATEST" else aliases.get(q))
+    clock = [at("2026-12-01T00:00:00")]
+    scalers = ProvisionScalers(ProvisionStore(tmp_path / "agent.db"), lambda f, v, w: {}, lambda: clock[0],
+                               resolve=resolve)
+    scalers.put("f", {"target": 0}, 0, ["a"])
+    scalers.put("f", {"target": 2}, 0, ["a"], qualifier="prod")
+    scalers.put("f", {"target": 1}, 0, ["a"], qualifier="canary")
+    assert (scalers.pool_target("f", None), scalers.pool_target("f", "1")) == (0, 3)  # two aliases on v1 add up
+    aliases["prod"] = "2"
+    clock[0] += 1
+    scalers.tick()
+    assert [scalers.pool_target("f", v) for v in ("1", "2")] == [1, 2]  # prod's instances moved with it
+    del aliases["canary"]
+    clock[0] += 1
+    scalers.tick()
+    assert scalers.pool_target("f", "1") == 0
+    assert scalers.get("f", "canary").error.startswith("qualifier: alias canary of function f does not exist")
+    assert scalers.delete("f", "prod") and scalers.get("f", "prod") is None and scalers.get("f") is not None
+    assert scalers.delete("f") and scalers.get("f") is None and scalers.get("f", "canary") is None
+
+
+def test_a_database_from_before_qualifiers_keeps_its_configs_as_latest(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "agent.db")
+    db.execute("CREATE TABLE provision_configs (function TEXT PRIMARY KEY, config TEXT NOT NULL, rank INTEGER NOT "
+               "NULL, hosts TEXT NOT NULL, fleet TEXT NOT NULL DEFAULT '{}')")
+    db.execute("INSERT INTO provision_configs VALUES ('f', '{\"target\": 2}', 0, '[\"a\"]', '{}')")
+    db.commit()
+    db.close()
+    store = ProvisionStore(tmp_path / "agent.db")
+    [record] = store.list()
+    assert (record.function, record.qualifier, record.config) == ("f", "LATEST", {"target": 2})
+    store.put(ProvisionRecord("f", {"target": 1}, 0, ["a"], qualifier="prod"))
+    assert [r.key for r in ProvisionStore(tmp_path / "agent.db").list()] == [("f", "LATEST"), ("f", "prod")]
 
 
 @pytest.mark.parametrize(("config", "phrase"), [
@@ -162,6 +200,7 @@ def test_bad_provision_configs_name_the_property(config: dict, phrase: str) -> N
 
 def test_the_resource_checks_at_preview_naming_the_property() -> None:
     import fc_provider as fc
+    from fc_provider._model.validation import UNKNOWN
     from fc_provider.provision_config import ProvisionConfigProvider
 
     args = fc.ProvisionConfigArgs(target=1, scheduled_actions=[fc.ScheduledActionArgs(
@@ -175,5 +214,9 @@ def test_the_resource_checks_at_preview_naming_the_property() -> None:
                                                  "max_capacity": 3}]}
     (failure,) = ProvisionConfigProvider().check({}, bad).failures
     assert failure.property == "target_tracking_policies" and "(0, 1]" in failure.reason
-    (failure,) = ProvisionConfigProvider().check({}, {**news, "qualifier": "prod"}).failures
-    assert failure.property == "qualifier"
+    assert ProvisionConfigProvider().check({}, {**news, "qualifier": "prod"}).failures == []  # an alias
+    assert ProvisionConfigProvider().check({}, {**news, "qualifier": UNKNOWN}).failures == []  # alias_name at preview
+    (failure,) = ProvisionConfigProvider().check({}, {**news, "qualifier": "1"}).failures
+    assert failure.property == "qualifier" and "FC provisions LATEST or an alias, not a version" in failure.reason
+    (failure,) = ProvisionConfigProvider().check({}, {**news, "qualifier": "-x"}).failures
+    assert failure.property == "qualifier" and "neither LATEST nor an alias name" in failure.reason

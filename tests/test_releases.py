@@ -1,5 +1,6 @@
 """Versions and aliases through the real Pulumi CLI on the lab fleet: publish v1 and v2, an alias with a 10 %
-canary, promote, roll back, and a version still in use refused by name. Each step's invocations say which version
+canary, promote (with a ProvisionConfig on the alias, whose instance follows it), roll back, and a version still in
+use refused by name. Each step's invocations say which version
 ran (x-fc-invocation-service-version)."""
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from _agent import grant_lab, post
+from _agent import grant_lab, post, wait_for
+from _fleet_agents import agent
 from _pulumi import REPO, PulumiFailed, Stack
 from test_versions import chi_square_p
 
@@ -31,7 +33,8 @@ def _ran(url: str, qualifier: str) -> tuple[bytes, str]:
     return body, headers["x-fc-invocation-service-version"]
 
 
-def test_publish_canary_promote_rollback_and_a_version_in_use(lab, fleet_file: Path, tmp_path: Path) -> None:
+def test_publish_canary_promote_rollback_and_a_version_in_use(lab, lab_fleet: dict, fleet_file: Path,
+                                                               tmp_path: Path) -> None:
     code = tmp_path / "code"
     stack = Stack(tmp_path, "releases", program=PROGRAM)
     stack.config(fleetFile=str(fleet_file), codeDir=_code(code, "A"), versions=json.dumps(["v1"]),
@@ -56,17 +59,26 @@ def test_publish_canary_promote_rollback_and_a_version_in_use(lab, fleet_file: P
         counts = [sum(1 for _, v in served if v == "1"), sum(1 for _, v in served if v == "2")]
         assert chi_square_p(counts, [0.9, 0.1]) > ALPHA, counts
 
-        # Promote: in place, and on every host once the `up` returns.
-        stack.config(alias=json.dumps({"version": "v2"}))
+        # Promote: in place, and on every host once the `up` returns. With it, one instance provisioned on prod
+        # (FC binds provision configs to an alias): version 2's pool on lab-1 (rank 0) keeps it.
+        stack.config(alias=json.dumps({"version": "v2"}), provision="1")
         preview = stack.preview()
         assert "~ " in preview and "replace" not in preview, preview
         stack.up()
         assert all(_ran(u, "prod") == (b"B", "2") for u in urls for _ in range(5))
+        out = stack.outputs()
+        assert out["provision_version"] == "2" and out["provision_targets"] == {"lab-1": 1, "lab-2": 0, "lab-3": 0}
+        with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
+            wait_for(lambda: client.get_provision_config("releases-fn", "prod")["current"] == 1, "v2 provisioned")
 
-        # Roll back.
+        # Roll back: the provisioned instance follows the alias to version 1 (no change to the config itself).
         stack.config(alias=json.dumps({"version": "1"}))
         stack.up()
         assert all(_ran(u, "prod") == (b"A", "1") for u in urls for _ in range(5))
+        with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
+            status = wait_for(lambda: (s := client.get_provision_config("releases-fn", "prod"))["version_id"] == "1"
+                              and s["current"] == 1 and s, "the provisioned instance to follow prod to version 1")
+            assert status["current_error"] is None
 
         # v1 leaves the program while prod still points at it: refused, naming the alias; nothing changes.
         stack.config(versions=json.dumps(["v2"]))

@@ -112,19 +112,20 @@ class AgentClient:
         return self._check(*self._request("GET", f"/v1/logs?{query}"))["logs"]
 
     def put_provision_config(self, name: str, config: dict[str, Any], rank: int, hosts: list[str],
-                             peers: list[dict[str, Any]] | None = None, peer_key: str | None = None
-                             ) -> dict[str, Any]:
-        """``peers`` ({name, address, port} of the hosts) and ``peer_key``: one host decides for the fleet."""
+                             peers: list[dict[str, Any]] | None = None, peer_key: str | None = None,
+                             qualifier: str = "LATEST") -> dict[str, Any]:
+        """``peers`` ({name, address, port} of the hosts) and ``peer_key``: one host decides for the fleet;
+        ``qualifier``: LATEST or an alias (FC's rule)."""
         body = {"config": config, "rank": rank, "hosts": hosts, **({"peers": peers, "peer_key": peer_key}
                                                                     if peers else {})}
-        return self._check(*self._request("PUT", f"/v1/functions/{quote(name)}/provision-config", body))
+        return self._check(*self._request("PUT", _provision_path(name, qualifier), body))
 
-    def get_provision_config(self, name: str) -> dict[str, Any] | None:
-        status, data = self._request("GET", f"/v1/functions/{quote(name)}/provision-config")
+    def get_provision_config(self, name: str, qualifier: str = "LATEST") -> dict[str, Any] | None:
+        status, data = self._request("GET", _provision_path(name, qualifier))
         return None if status == 404 else self._check(status, data)
 
-    def delete_provision_config(self, name: str) -> None:
-        status, data = self._request("DELETE", f"/v1/functions/{quote(name)}/provision-config")
+    def delete_provision_config(self, name: str, qualifier: str = "LATEST") -> None:
+        status, data = self._request("DELETE", _provision_path(name, qualifier))
         if status != 404:
             self._check(status, data)
 
@@ -271,3 +272,7 @@ class AgentClient:
     def load_image(self, ref: str, file_name: str) -> dict[str, Any]:
         """Loads a tarball uploaded to the agent's images folder (docker load or import), then the agent removes it."""
         return self._check(*self._request("POST", "/v1/images", {"ref": ref, "file": file_name}))
+
+
+def _provision_path(name: str, qualifier: str) -> str:
+    return f"/v1/functions/{quote(name)}/provision-config?{urlencode({'qualifier': qualifier or 'LATEST'})}"

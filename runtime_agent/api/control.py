@@ -6,6 +6,7 @@
   ``GET /v1/access-keys``, ``PUT|DELETE /v1/access-keys/{id}`` (the keys the invoke API accepts).
   ``GET /v1/functions/{name}/triggers``, ``GET|PUT|DELETE /v1/functions/{name}/triggers/{trigger}``,
   ``GET /v1/images?ref=`` and ``POST /v1/images`` {ref, file} (runtime images shipped by the Fleet).
+  ``GET|PUT|DELETE /v1/functions/{name}/provision-config?qualifier=`` (api/provision.py).
 - Invoke API shaped like Function Compute's (``invoke_api``, on the lean wire).
 
 Every platform error leaves through ``_send_error`` in FC's shape (``Code``, ``Message``, ``RequestId``).
@@ -26,6 +27,7 @@ from ..errors import AgentError, BadRequest, NotFound, Unauthorized, error_body
 from ..invocation import new_request_id
 from ..service import Agent
 from . import layers as layers_api
+from . import provision
 from . import tasks
 from . import versions as versions_api
 from .invoke import InvokeServer
@@ -201,7 +203,8 @@ class ControlHandler(_Handler):
         if m := TRIGGER_PATH.match(path):
             return self._send_json(200, self.agent.triggers.get(m.group(1), m.group(2)).to_json())
         if m := PROVISION_PATH.match(path):
-            return self._send_json(200, provision_status(self.agent, m.group(1)))
+            return self._send_json(200, provision.provision_status(self.agent, m.group(1),
+                                                                   provision.qualifier_of(self.path)))
         if m := GPU_POOL_PATH.match(path):
             return self._send_json(200, gpu_pool(self.agent, m.group(1)))
         raise NotFound(f"no route {path}", code="NotFound")
@@ -231,7 +234,8 @@ class ControlHandler(_Handler):
             spec = self._json_body()
             return self._send_json(200, self.agent.triggers.put(m.group(1), m.group(2), spec).to_json())
         if m := PROVISION_PATH.match(path):
-            return self._send_json(200, put_provision(self.agent, m.group(1), self._json_body()))
+            return self._send_json(200, provision.put_provision(self.agent, m.group(1),
+                                                                provision.qualifier_of(self.path), self._json_body()))
         if m := GPU_POOL_PATH.match(path):
             return self._send_json(200, put_gpu_pool(self.agent, m.group(1), self._json_body()))
         raise NotFound(f"no route {path}", code="NotFound")
@@ -252,8 +256,7 @@ class ControlHandler(_Handler):
             self.agent.triggers.delete(m.group(1), m.group(2))
             return self._send(204, b"")
         if m := PROVISION_PATH.match(path):
-            if not self.agent.provision.delete(m.group(1)):
-                raise NotFound(f"function {m.group(1)} has no provision config here", code="ProvisionConfigNotFound")
+            provision.delete_provision(self.agent, m.group(1), provision.qualifier_of(self.path))
             return self._send(204, b"")
         if m := GPU_POOL_PATH.match(path):
             if not self.agent.cards.delete_pool(m.group(1)):
@@ -267,55 +270,6 @@ class ControlHandler(_Handler):
             return json.loads(self._body() or b"{}")
         except ValueError as exc:
             raise BadRequest(f"body is not JSON: {exc}") from exc
-
-
-def put_provision(agent: Agent, name: str, body: Any) -> dict[str, Any]:
-    """PUT /v1/functions/{name}/provision-config {config, rank, hosts, peers, peer_key}: FC's PutProvisionConfig for
-    this host; ``peers`` ([{name, address, port}], the hosts) and ``peer_key`` let one host decide for the fleet."""
-    agent.get_function(name)  # 404 for an unknown function
-    if not isinstance(body, dict) or not isinstance(body.get("config"), dict):
-        raise BadRequest("body must be {\"config\": {...}, \"rank\": n, \"hosts\": [...]}")
-    hosts = body.get("hosts") or [agent.config.host_name]
-    rank = body.get("rank", 0)
-    if not isinstance(rank, int) or not 0 <= rank < len(hosts):
-        raise BadRequest(f"rank must be an integer from 0 to {len(hosts) - 1}")
-    fleet = _provision_fleet(body, [str(h) for h in hosts])
-    try:
-        agent.provision.put(name, body["config"], rank, [str(h) for h in hosts], fleet)
-    except ValueError as exc:  # fc_common.provision's rule errors name the property
-        raise BadRequest(str(exc)) from None
-    return provision_status(agent, name)
-
-
-def _provision_fleet(body: dict[str, Any], hosts: list[str]) -> dict[str, Any]:
-    peers, key = body.get("peers") or [], body.get("peer_key") or ""
-    if not peers:
-        return {}
-    if not isinstance(peers, list) or not all(
-            isinstance(p, dict) and p.get("name") in hosts and isinstance(p.get("address"), str)
-            and isinstance(p.get("port", 9000), int) for p in peers):
-        raise BadRequest("peers must be a list of {name (one of hosts), address, port}")
-    if not isinstance(key, str) or len(key) < 32:
-        raise BadRequest("peer_key must be a string of at least 32 characters when peers are given")
-    return {"peers": [{"name": p["name"], "address": p["address"], "port": int(p.get("port", 9000))}
-                      for p in peers], "peer_key": key}
-
-
-def provision_status(agent: Agent, name: str) -> dict[str, Any]:
-    """FC's GetProvisionConfig answer for this host: target, current (provisioned instances started here: live ones
-    up to this host's share), current_error."""
-    scaler = agent.provision.get(name)
-    if scaler is None:
-        raise NotFound(f"function {name} has no provision config here", code="ProvisionConfigNotFound")
-    # A config serves LATEST (the provider refuses other qualifiers): published versions' pools are not counted.
-    live = [i for i in agent.instances(name) if i["state"] in ("ready", "busy", "frozen")
-            and i["qualifier"] in (None, "LATEST")]
-    return {"function_name": name, **scaler.record.config, "fleet_target": scaler.fleet_target,
-            "host_target": scaler.host_target,
-            # current: elastic instances beside the provisioned ones are not counted
-            "current": min(len(live), scaler.host_target), "current_error": scaler.error,
-            "rank": scaler.record.rank, "hosts": scaler.record.hosts, "decider": scaler.decider,
-            "decision_seq": scaler.seq}
 
 
 def put_gpu_pool(agent: Agent, name: str, body: Any) -> dict[str, Any]:

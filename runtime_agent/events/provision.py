@@ -1,5 +1,5 @@
-"""Provisioned instances over time: one ``FunctionScaler`` per function with a provision config decides the
-fleet-wide target (fc_common.provision: the scheduled action in effect, target tracking, else the default) and
+"""Provisioned instances over time: one ``FunctionScaler`` per function and qualifier with a provision config decides
+the fleet-wide target (fc_common.provision: the scheduled action in effect, target tracking, else the default) and
 this host's share of it; the facade keeps that many instances started, like min_instances.
 
 Target tracking, our documented choices (FC documents none):
@@ -15,6 +15,11 @@ Once per fleet: every host of the function gets the same config, the hosts' name
 addresses and a peer key. The lowest-ranked host that answers decides the fleet target from the fleet's samples,
 the others follow its decision (events/provision_fleet.py); host ``rank`` keeps ``share(target, rank, hosts)``
 instances. A config without peers (one host) decides alone. See docs/architecture.md.
+
+Qualifiers, as FC: LATEST or an alias (FC binds provision configs to aliases, never to a version directly). Each
+tick resolves the alias to the version it points at (its main one: a canary's additional version is served
+elastically) and that version's pool keeps the instances, so when the alias moves they move with it. Configs of one
+function coexist, one per qualifier; two resolving to the same version add up in its pool.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any, Callable, Mapping
 
 from fc_common import provision as rules
 
-from ..state.provisionstore import ProvisionRecord, ProvisionStore
+from ..state.provisionstore import LATEST, ProvisionRecord, ProvisionStore
 
 log = logging.getLogger("fc-agent")
 
@@ -74,6 +79,7 @@ class FunctionScaler:
     error: str | None = None
     seq: int = 0  # the fleet decision's number: the decider adds one on each change (events/provision_fleet.py)
     decider: str | None = None  # the host whose decision this one follows (itself when deciding); None: alone
+    version: str | None = None  # the version whose pool keeps the instances (LATEST, an id); None: alias gone
     _samples: dict[str, deque] = field(default_factory=dict)
     _last_out: float = float("-inf")
     _last_in: float = float("-inf")
@@ -152,42 +158,52 @@ class FunctionScaler:
 class ProvisionScalers:
     """The scalers of this host's functions, their configs kept in SQLite, ticked by the facade's reaper."""
 
-    def __init__(self, store: ProvisionStore, metrics: Callable[[str, set[str]], Mapping[str, float | None]],
-                 clock: Callable[[], float], tuning: Tuning | None = None) -> None:
+    def __init__(self, store: ProvisionStore, metrics: Callable[[str, str, set[str]], Mapping[str, float | None]],
+                 clock: Callable[[], float], tuning: Tuning | None = None,
+                 resolve: Callable[[str, str], str | None] = lambda _f, q: q) -> None:
         self._store = store
-        self._metrics = metrics  # (function, metric types) -> current values, None where not reported
+        self._metrics = metrics  # (function, version, metric types) -> current values, None where not reported
         self._clock = clock
         self._tuning = tuning or Tuning()
-        self._scalers: dict[str, FunctionScaler] = {}
+        self._resolve = resolve  # (function, qualifier) -> the version its instances belong to; None: no such alias
+        self._scalers: dict[tuple[str, str], FunctionScaler] = {}
         self._lock = threading.Lock()
         self._next_tick = 0.0
         # The fleet's exchange (events/provision_fleet.FleetDecisions), set by the facade; None: each host alone.
         self.fleet: Any = None
         for record in store.list():
-            self._scalers[record.function] = FunctionScaler(record, self._tuning)
+            self._scalers[record.key] = FunctionScaler(record, self._tuning)
 
     def put(self, function: str, config: dict[str, Any], rank: int, hosts: list[str],
-            fleet: dict[str, Any] | None = None) -> ProvisionRecord:
-        record = ProvisionRecord(function, config, rank, hosts, fleet or {})
+            fleet: dict[str, Any] | None = None, qualifier: str = LATEST) -> ProvisionRecord:
+        record = ProvisionRecord(function, config, rank, hosts, fleet or {}, qualifier)
         scaler = FunctionScaler(record, self._tuning)  # parses: a bad config raises before anything is stored
         self._store.put(record)
         with self._lock:
-            self._scalers[function] = scaler
+            self._scalers[record.key] = scaler
         self.tick(force=True)
         return record
 
-    def delete(self, function: str) -> bool:
+    def delete(self, function: str, qualifier: str | None = None) -> bool:
+        """One config, or with no qualifier all of the function's."""
         with self._lock:
-            self._scalers.pop(function, None)
-        return self._store.delete(function)
+            for key in [k for k in self._scalers if k[0] == function and qualifier in (None, k[1])]:
+                self._scalers.pop(key)
+        return self._store.delete(function, qualifier)
 
-    def get(self, function: str) -> FunctionScaler | None:
+    def get(self, function: str, qualifier: str = LATEST) -> FunctionScaler | None:
         with self._lock:
-            return self._scalers.get(function)
+            return self._scalers.get((function, qualifier))
 
-    def host_target(self, function: str) -> int:
-        scaler = self.get(function)
-        return scaler.host_target if scaler else 0
+    def of_version(self, function: str, version: str | None) -> list[FunctionScaler]:
+        """The configs whose instances the pool of ``version`` (None: LATEST) keeps now, by qualifier."""
+        version = version or LATEST
+        with self._lock:
+            return [s for (f, _q), s in sorted(self._scalers.items()) if f == function and s.version == version]
+
+    def pool_target(self, function: str, version: str | None) -> int:
+        """The instances this host keeps started in the pool of ``version``: its share of each config on it."""
+        return sum(s.host_target for s in self.of_version(function, version))
 
     def tick(self, force: bool = False) -> None:
         now = self._clock()
@@ -196,17 +212,30 @@ class ProvisionScalers:
         self._next_tick = now + TICK_SECONDS
         with self._lock:
             scalers = list(self._scalers.items())
-        for function, scaler in scalers:
+        for (function, qualifier), scaler in scalers:
             try:
+                self._follow(scaler)
                 wanted = {p.metric_type for p in scaler.config.tracking_policies}
-                values = self._metrics(function, wanted) if wanted else {}
+                values = self._metrics(function, scaler.version, wanted) if wanted and scaler.version else {}
                 before = scaler.fleet_target
                 if self.fleet is None or not self.fleet.step(scaler, values, now):
                     for metric_type in wanted:
                         scaler.observe(metric_type, values.get(metric_type), now)
                     scaler.decide(now)
+                if scaler.version is None:  # after decide(), which sets the policies' error
+                    scaler.error = (f"qualifier: alias {qualifier} of function {function} does not exist (deleted?): "
+                                    "no instances are provisioned for it")
                 if scaler.fleet_target != before:
-                    log.info("provision: %s target %d -> %d (this host keeps %d; decided by %s)", function, before,
-                             scaler.fleet_target, scaler.host_target, scaler.decider or "this host alone")
+                    log.info("provision: %s (%s) target %d -> %d (this host keeps %d; decided by %s)", function,
+                             qualifier, before, scaler.fleet_target, scaler.host_target,
+                             scaler.decider or "this host alone")
             except Exception:  # noqa: BLE001 - one function's scaler must not stop the others
-                log.exception("provision scaler: %s", function)
+                log.exception("provision scaler: %s (%s)", function, qualifier)
+
+    def _follow(self, scaler: FunctionScaler) -> None:
+        """Resolves the qualifier again: an alias that moved takes its provisioned instances to its new version."""
+        version = self._resolve(scaler.record.function, scaler.record.qualifier)
+        if version != scaler.version and scaler.version is not None:
+            log.info("provision: %s (%s) now provisions version %s (was %s)", scaler.record.function,
+                     scaler.record.qualifier, version, scaler.version)
+        scaler.version = version

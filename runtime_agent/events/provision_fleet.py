@@ -20,6 +20,8 @@ A host that decided while a lower one was away carries that decision in its post
 when its number is higher (a restarted decider starts at 0), so the fleet keeps its target and cooldowns across a
 failover. A follower that reaches a lower-ranked follower (not the decider) relays its samples through it: every
 post carries the fresh samples its sender holds. Hosts' clocks must agree to well under a tick (NTP), as for timers.
+Each config of a function (one per qualifier) is its own exchange: posts carry the qualifier (LATEST when absent,
+as from an agent from before qualifiers) and samples are kept per (function, qualifier).
 """
 
 from __future__ import annotations
@@ -74,11 +76,13 @@ def fleet_value(metric_type: str, samples: list[Mapping[str, Any]], fleet_target
 
 
 class FleetDecisions:
-    def __init__(self, me: str, scalers: Callable[[str], FunctionScaler | None], clock: Callable[[], float]) -> None:
+    def __init__(self, me: str, scalers: Callable[[str, str], FunctionScaler | None],
+                 clock: Callable[[], float]) -> None:
         self._me = me
-        self._scalers = scalers
+        self._scalers = scalers  # (function, qualifier) -> its scaler
         self._clock = clock
-        self._received: dict[str, dict[str, tuple[float, dict]]] = {}  # function -> host -> (arrived, sample)
+        # (function, qualifier) -> host -> (arrived, sample)
+        self._received: dict[tuple[str, str], dict[str, tuple[float, dict]]] = {}
         self._down: dict[str, float] = {}  # peer name -> passed over until
         self._lock = threading.Lock()
 
@@ -112,7 +116,7 @@ class FleetDecisions:
 
     def _decide(self, scaler: FunctionScaler, sample: dict[str, Any], now: float) -> None:
         fresh = now - FRESH_TICKS * TICK_SECONDS
-        others = [s for host, (at, s) in self._received.get(scaler.record.function, {}).items()
+        others = [s for host, (at, s) in self._received.get(scaler.record.key, {}).items()
                   if at >= fresh and host in scaler.record.hosts and host != self._me]
         samples = [sample, *others]
         for metric_type in {p.metric_type for p in scaler.config.tracking_policies}:
@@ -120,8 +124,8 @@ class FleetDecisions:
         before = scaler.fleet_target
         if scaler.decide(now) != before:
             scaler.seq += 1
-            log.info("provision: %s decided from %d hosts' samples (decision %d)", scaler.record.function,
-                     len(samples), scaler.seq)
+            log.info("provision: %s (%s) decided from %d hosts' samples (decision %d)", scaler.record.function,
+                     scaler.record.qualifier, len(samples), scaler.seq)
         scaler.decider = self._me
 
     def _post(self, peer: dict[str, Any], scaler: FunctionScaler, sample: dict[str, Any]) -> dict[str, Any] | None:
@@ -130,9 +134,9 @@ class FleetDecisions:
         record = scaler.record
         with self._lock:
             fresh = self._clock() - FRESH_TICKS * TICK_SECONDS
-            relayed = {h: s for h, (at, s) in self._received.get(record.function, {}).items()
+            relayed = {h: s for h, (at, s) in self._received.get(record.key, {}).items()
                        if at >= fresh and h not in (self._me, peer["name"])}
-            body: dict[str, Any] = {"function": record.function, "from": self._me,
+            body: dict[str, Any] = {"function": record.function, "qualifier": record.qualifier, "from": self._me,
                                     "config": config_digest(record.config), "decision": scaler.state(),
                                     "samples": {**relayed, self._me: sample}}
         body["mac"] = samples_mac(str(record.fleet.get("peer_key") or ""), body)
@@ -157,18 +161,20 @@ class FleetDecisions:
         """A peer's samples: kept for the decision, answered with the decision this host holds. None when this host
         holds no config for the function or the sender is not one of its hosts; PermissionError on a bad MAC."""
         function, sender = str(request["function"]), str(request["from"])
-        scaler = self._scalers(function)
+        qualifier = str(request.get("qualifier") or "LATEST")
+        scaler = self._scalers(function, qualifier)
         if scaler is None or sender not in scaler.record.hosts or sender == self._me:
             return None
         key = str(scaler.record.fleet.get("peer_key") or "")
         if not key or not hmac.compare_digest(samples_mac(key, request), str(request.get("mac"))):
-            raise PermissionError(f"samples of {function} are not signed with its provision config's peer key")
+            raise PermissionError(f"samples of {function} ({qualifier}) are not signed with its provision config's "
+                                  "peer key")
         samples, digest = request["samples"], config_digest(scaler.record.config)
         if not isinstance(samples, dict):
             raise ValueError("samples must be an object of host -> sample")
         now = self._clock()
         with self._lock:
-            got = self._received.setdefault(function, {})
+            got = self._received.setdefault((function, qualifier), {})
             for host, sample in samples.items():
                 if host in scaler.record.hosts and host != self._me and isinstance(sample, dict):
                     got[host] = (now, sample)

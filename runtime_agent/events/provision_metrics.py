@@ -1,4 +1,5 @@
-"""The three metrics FC's target tracking reads, measured on this host for one function:
+"""The three metrics FC's target tracking reads, measured on this host for one function version's pool (the one a
+provision config's qualifier resolves to):
 
 - ProvisionedConcurrencyUtilization: requests in flight / (this host's provisioned instances x instance
   concurrency); above 1 when elastic instances take the overflow;
@@ -43,21 +44,21 @@ def cpu_seconds(pid: int) -> float | None:
 
 class ProvisionMetrics:
     def __init__(self, pool: Callable[[str], FunctionPool | None], cards: HostCards,
-                 host_target: Callable[[str], int]) -> None:
-        self._pool = pool
+                 host_target: Callable[[str, str], int]) -> None:
+        self._pool = pool  # by pool key
         self._cards = cards
-        self._host_target = host_target
+        self._host_target = host_target  # (function, version) -> the instances this host keeps in that pool
         self._cpu: dict[str, tuple[float, float]] = {}  # instance id -> (when, cpu seconds)
 
-    def __call__(self, function: str, wanted: set[str]) -> dict[str, float | None]:
-        pool = self._pool(function)
+    def __call__(self, function: str, version: str, wanted: set[str]) -> dict[str, float | None]:
+        pool = self._pool(function if version == "LATEST" else f"{function}:{version}")  # FunctionRecord.pool_key
         if pool is None:
             return {}
         live = [i for i in pool.instances if i.container is not None]
         values: dict[str, float | None] = {"in_flight": sum(i.in_flight for i in live), "instances": len(live),
                                            "concurrency": pool.concurrency}
         if "ProvisionedConcurrencyUtilization" in wanted:
-            capacity = max(1, self._host_target(function)) * pool.concurrency
+            capacity = max(1, self._host_target(function, version)) * pool.concurrency
             values["ProvisionedConcurrencyUtilization"] = values["in_flight"] / capacity  # type: ignore[operator]
         if "CPUUtilization" in wanted:
             values["CPUUtilization"] = self._cpu_utilization(live, pool.size.cpu)

@@ -19,6 +19,7 @@ from .freezer import Freezer, FreezerError
 AGENT_LABEL = "fc.agent"  # value: the host name of the agent that owns the container
 FUNCTION_LABEL = "fc.function"
 INSTANCE_LABEL = "fc.instance"
+VERSION_LABEL = "fc.version"  # LATEST or the published version id whose pool the instance belongs to (for operators)
 
 
 CPU_PERIOD_US = 100_000

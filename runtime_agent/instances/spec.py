@@ -23,7 +23,7 @@ from fc_common import gpu, runtimes
 from fc_common.sizing import Size
 
 from ..errors import BadRequest, Conflict
-from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, ContainerSpec
+from .driver import AGENT_LABEL, FUNCTION_LABEL, INSTANCE_LABEL, VERSION_LABEL, ContainerSpec
 from .lifecycle import LifecycleHooks
 
 RUNTIME_PORT = 9000
@@ -221,7 +221,7 @@ def container_spec(name: str, spec: dict[str, Any], *, instance_id: str, host_na
         entrypoint=entrypoint,
         working_dir=working_dir,
         environment=env,
-        labels={AGENT_LABEL: host_name, FUNCTION_LABEL: name, INSTANCE_LABEL: instance_id},
+        labels={AGENT_LABEL: host_name, FUNCTION_LABEL: name, INSTANCE_LABEL: instance_id, VERSION_LABEL: qualifier},
         read_only_binds=binds,
         memory_mb=size.memory_mb,
         cpu=size.cpu,

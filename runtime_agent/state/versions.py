@@ -306,3 +306,26 @@ class QualifierResolver:
         if alias.extra is not None and self._random() < alias.extra[1]:
             return alias.extra[0]
         return alias.version_id
+
+    def check_provisioned(self, function: str, qualifier: str) -> None:
+        """FC binds a provision config to LATEST or an alias, never to a version directly (PutProvisionConfig's
+        qualifier is "the function alias or LATEST"; auto scaling "applies only at the alias level"). Raises the
+        error naming ``qualifier`` otherwise."""
+        if qualifier == LATEST:
+            return
+        if qualifier.isdigit():
+            raise BadRequest(f"qualifier: {qualifier} is a version id; FC provisions LATEST or an alias, not a version "
+                             f"directly: point an alias at version {qualifier} and provision the alias")
+        if not ALIAS_NAME.match(qualifier):
+            raise BadRequest(f"qualifier: {qualifier!r} is neither LATEST nor an alias name (letters, digits, '_' and "
+                             "'-', not starting with a digit or '-', 1-128 characters)")
+        if self._versions.alias_record(function, qualifier) is None:
+            raise NotFound(f"qualifier: alias {qualifier} of function {function} does not exist", code="AliasNotFound")
+
+    def provisioned_version(self, function: str, qualifier: str) -> str | None:
+        """The version whose pool keeps a provision config's instances: LATEST's, or the alias's main version (the
+        canary's additional version, if any, serves its share elastically); None when the alias is gone."""
+        if qualifier == LATEST:
+            return LATEST
+        alias = self._versions.alias_record(function, qualifier)
+        return alias.version_id if alias else None

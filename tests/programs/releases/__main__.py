@@ -1,7 +1,8 @@
 """A test program: one function, its published versions and an alias, all from stack config.
 
 Config: fleetFile, codeDir; versions: JSON list of FunctionVersion resource names (each publishes LATEST when it is
-created); alias: JSON {"version": a name from versions or a literal id, "weights": {name or id: weight}}."""
+created); alias: JSON {"version": a name from versions or a literal id, "weights": {name or id: weight}}; provision: a
+target for a ProvisionConfig on the alias (its qualifier is the alias's name, an output)."""
 
 import json
 
@@ -28,6 +29,11 @@ if alias:
                                                                     (alias.get("weights") or {}).items()}),
                     function=fn)
     pulumi.export("alias_version", prod.version_id)
+    if config.get_int("provision") is not None:
+        warm = fc.ProvisionConfig("prod-provision", fc.ProvisionConfigArgs(
+            target=config.get_int("provision"), qualifier=prod.alias_name), function=fn, fleet=fleet)
+        pulumi.export("provision_version", warm.version_id)
+        pulumi.export("provision_targets", warm.host_targets)
 
 pulumi.export("invoke_endpoints", fn.invoke_endpoints)
 pulumi.export("version_ids", {name: v.version_id for name, v in versions.items()})
