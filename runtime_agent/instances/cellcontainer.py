@@ -3,8 +3,8 @@ the engine is told afterwards, off the critical path (stem cells, issue 15; ``st
 
 A cell is built like an instance of its runtime (nobody, read-only root, no capabilities, no-new-privileges, pids
 limit, a 512 MB ``/tmp``, the runtime at ``/opt/fc-runtime``); its ``/code`` and ``/opt`` are its own empty folders,
-read-only and ``rslave`` (``mounts``). Its name is ``fc-cell-<id>`` until a function takes it; then the recorder
-renames it ``fc-<instance id>``, the name a container started for the instance has, so that ``docker ps`` names a
+read-only and ``rslave`` (``mounts``). Its name is ``fc-cell.<id>`` until a function takes it (no instance's
+name has a dot: function names have none); then the recorder renames it ``fc-<instance id>``, the name a container started for the instance has, so that ``docker ps`` names a
 function's containers alike whatever their birth (Docker cannot change a container's labels: an instance born a
 cell keeps ``fc.cell``; the agent itself finds instances by container id in its SQLite state).
 """
@@ -55,7 +55,7 @@ def container_spec(cell_id: str, runtime: str, folder: Path, *, image: str, toke
                    "FC_RUNTIME_PORT": str(RUNTIME_PORT), "PYTHONDONTWRITEBYTECODE": "1",
                    **layer_paths(runtime)}  # per runtime, never per function: read at the interpreter's start
     return ContainerSpec(
-        name=f"fc-cell-{cell_id}", image=image, command=builtin_command(runtime), environment=environment,
+        name=f"fc-cell.{cell_id}", image=image, command=builtin_command(runtime), environment=environment,
         labels={AGENT_LABEL: host_name, CELL_LABEL: cell_id, CELL_RUNTIME_LABEL: runtime},
         read_only_binds={str(BOOTSTRAP_DIR): "/opt/fc-runtime"},  # mounted after /opt (deeper last)
         propagated_binds={str(folder / "code"): "/code", str(folder / "opt"): "/opt"},

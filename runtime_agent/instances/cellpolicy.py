@@ -59,11 +59,12 @@ def fallback_reason(spec: dict[str, Any]) -> str | None:
 
 @dataclass(frozen=True)
 class CellSettings:
-    """The agent config's ``stem_cells`` object. Off by default: an instance started from a cell keeps the cell's
-    container labels (Docker cannot change a container's labels), so anything that finds an instance's container
-    by ``fc.function`` / ``fc.instance`` finds only ``fc.cell`` on it."""
+    """The agent config's ``stem_cells`` object. On by default (``{"enabled": false}`` turns them off). An instance
+    born a cell keeps the cell's labels (``fc.cell``; Docker cannot relabel a container) but is renamed
+    ``fc-<instance id>`` as a container started for it is named; the agent finds instances by container id in its
+    state, never by label (docs/architecture.md, "Finding a function's containers")."""
 
-    enabled: bool = False
+    enabled: bool = True
     min_per_runtime: int = 1
     max_per_runtime: int = 4
     window_seconds: float = 300.0
