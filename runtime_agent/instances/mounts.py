@@ -126,7 +126,9 @@ def remove_cell_folder(folder: Path) -> None:
     """A cell's folder once its container is gone: its mounts (a lazy unmount takes a layer mount's runtime bind with
     it), then the folders."""
     for target in (folder / "code", folder / "opt"):
-        while is_mounted(target):
+        for _ in range(4):  # stacked mounts, one at a time; bounded: a mount that will not go must not spin
+            if not is_mounted(target):
+                break
             detach(target)
     for path in (folder / "code", folder / "opt" / RUNTIME_MOUNTPOINT, folder / "opt", folder):
         if path.exists():
