@@ -21,6 +21,12 @@ from fc_provider._remote.signer import Credentials
 SYSTEMD_HOST = "lab-systemd"
 
 
+# Deploy options for a function whose floor is a twin of its container (start_twin): it starts in a container of its
+# own, not from a stem cell, whose command, environment and mounts are a cell's. PYTHONHASHSEED is read only when
+# an interpreter starts, so it is one of the stem cells' fall-backs (runtime_agent/instances/cellpolicy.py).
+OWN_CONTAINER = {"environment_variables": {"PYTHONHASHSEED": "0"}}
+
+
 def connection(lab: Lab, host_name: str) -> ops.FleetConnection:
     fleet = lab.fleet()
     if host_name == SYSTEMD_HOST:  # not in the fleet file: started on demand
@@ -107,3 +113,24 @@ def start_twin(client: Any, instance: Any) -> tuple[Any, str]:
 def published_port(twin: Any) -> int:
     """The host loopback port Docker published the twin's port 9000 on (served by docker-proxy)."""
     return int(twin.attrs["NetworkSettings"]["Ports"]["9000/tcp"][0]["HostPort"])
+
+
+@contextmanager
+def layer(conn: ops.FleetConnection, name: str, files: dict[str, str], runtime: str) -> Iterator[str]:
+    """Publishes ``files`` (path -> text) as a new version of layer ``name``; yields its ARN; deletes it afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for path, text in files.items():
+            Path(tmp, path).parent.mkdir(parents=True, exist_ok=True)
+            Path(tmp, path).write_text(text)
+        package = pack_code(tmp)
+    with ops.agent_session(conn, conn.hosts[0]) as (ssh, agent):
+        ssh.put_bytes(package.data, code_archive(package.checksum))
+        version = agent.next_layer_version(name)
+        record = agent.put_layer_version(name, version, {"code_checksum": package.checksum,
+                                                         "code_size": len(package.data),
+                                                         "compatible_runtime": [runtime]})
+    try:
+        yield record["layer_version_arn"]
+    finally:
+        with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+            agent.delete_layer_version(name, version)

@@ -11,7 +11,11 @@ config it found afterwards); today's path is measured on a function with disk_si
 timed from inside the host.
 
     bash scripts/quickstart.sh
-    .venv/bin/python bench/cold_start.py [--samples 20] [--memory 128] [--runtime python3.11] [--burst 20]
+    .venv/bin/python bench/cold_start.py [--samples 20] [--memory 128] [--runtime python3.11] [--burst 20] [--layer]
+
+``--layer``: two more functions per sample, both using one layer (a module the handler imports from /opt): one
+that takes a stem cell (the agent binds the merged layer tree into the cell's /opt at the hand-over) and one of
+today's path; reported as ``stem_cell_with_layer`` and ``today_with_layer`` next to the same without.
 
 (`fc-lab images --runtime R` builds a runtime's image; the benchmark loads it on the host.)
 """
@@ -19,6 +23,7 @@ timed from inside the host.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -44,13 +49,13 @@ def one(i):
         t = time.perf_counter()
         conns[i].request("POST", paths[i], body=b"{}", headers=head)
         r = conns[i].getresponse(); r.read()
-        out[i].append(time.perf_counter() - t if r.status == 200 else -1)
+        out[i].append(time.perf_counter() - t if r.status == 200 and not r.getheader("x-fc-error-type") else -1)
 threads = [threading.Thread(target=one, args=(i,)) for i in range(len(paths))]
 for t in threads: t.start()
 for t in threads: t.join()
 print(json.dumps(out))
 '''
-KEEP = ("runtime", "handler", "memory_size", "timeout", "code_checksum", "disk_size")
+KEEP = ("runtime", "handler", "memory_size", "timeout", "code_checksum", "disk_size", "layers")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -104,6 +109,7 @@ def main() -> None:
     ap.add_argument("--host", default="lab-1")
     ap.add_argument("--runtime", default="python3.11", choices=sorted(RUNTIME_BUILDS))
     ap.add_argument("--burst", type=int, default=20, help="first requests to this many functions at once (0: none)")
+    ap.add_argument("--layer", action="store_true", help="also measure functions with a layer, both ways")
     args = ap.parse_args()
     lab = Lab()
     lab.ensure_runtime_images([args.runtime], hosts=[args.host])
@@ -126,34 +132,57 @@ def run(lab: Lab, conn: ops.FleetConnection, args: argparse.Namespace, pool: int
     client = lab.docker_client(args.host)
     node = args.runtime.startswith("nodejs")
     source = "exports.handler = async () => 'ok';\n" if node else "def handler(event, context):\n    return 'ok'\n"
+    layered = ("const benchlayer = require('benchlayer');\nexports.handler = async () => benchlayer.WHO;\n" if node
+               else "import benchlayer\n\ndef handler(event, context):\n    return benchlayer.WHO\n")
+    layer_files = ({"nodejs/node_modules/benchlayer/index.js": "exports.WHO = 'layer';\n"} if node
+                   else {"python/benchlayer/__init__.py": "WHO = 'layer'\n"})
     nothing = ["node", "-e", "0"] if node else ["python3", "-c", "pass"]
     common = {"filename": "index.js" if node else "index.py", "runtime": args.runtime, "memory_size": args.memory}
-    floor, today, cell, warm = [], [], [], []
-    with _lab_agent.bench_key(conn) as key, \
-            _lab_agent.function(conn, "bench-cold", source, disk_size=1024, **common) as today_path, \
-            _lab_agent.function(conn, "bench-cell", source, **common) as cell_path:
+    floor, warm = [], []
+    series: dict[str, list[float]] = {"bench-cold": [], "bench-cell": []}
+    with contextlib.ExitStack() as stack:
+        key = stack.enter_context(_lab_agent.bench_key(conn))
+        paths = {"bench-cold": stack.enter_context(_lab_agent.function(conn, "bench-cold", source, disk_size=1024,
+                                                                       **common)),
+                 "bench-cell": stack.enter_context(_lab_agent.function(conn, "bench-cell", source, **common))}
+        if args.layer:
+            arn = stack.enter_context(_lab_agent.layer(conn, "bench-layer", layer_files, args.runtime))
+            for name, extra in (("bench-cold-layer", {"disk_size": 1024}), ("bench-cell-layer", {})):
+                paths[name] = stack.enter_context(_lab_agent.function(conn, name, layered, layers=[arn], **extra,
+                                                                      **common))
+                series[name] = []
         bench = Bench(lab, conn, args.host, _lab_agent.signer_source(key) + PROBE)
         with bench.api() as (_ssh, api):
-            specs = {n: api.get_function(n) for n in ("bench-cold", "bench-cell")}
+            specs = {n: api.get_function(n) for n in paths}
         bench.wait_cells(args.runtime, pool)
         for i in range(args.samples):
             t = time.perf_counter()
             client.containers.run(f"{RUNTIME_BUILDS[args.runtime].image}:latest", nothing, remove=True,
                                   user="65534:65534", mem_limit=f"{args.memory}m")
             floor.append(time.perf_counter() - t)
-            for name, path, into in (("bench-cold", today_path, today), ("bench-cell", cell_path, cell)):
+            for name, into in series.items():
                 bench.redeploy(name, specs[name], i)
                 time.sleep(0.5)  # let the retired instance go
                 bench.wait_cells(args.runtime, pool)  # refilled: no cell starts in the background meanwhile
-                into.extend(bench.first_requests([path], warm if name == "bench-cell" else None))
+                into.extend(bench.first_requests([paths[name]], warm if name == "bench-cell" else None))
         hand_over = bench.cells(args.runtime)["hand_over_ms"]
         burst = run_burst(bench, conn, args, source, common, pool) if args.burst else {}
     client.close()
+    today, cell = series["bench-cold"], series["bench-cell"]
     f, t, c = statistics.median(floor), statistics.median(today), statistics.median(cell)
-    return {"runtime": args.runtime, "memory_mb": args.memory, "samples": args.samples,
-            "floor_docker_run": summary(floor), "today_cold_start": summary(today), "stem_cell": summary(cell),
-            "warm_request_after_stem_cell": summary(warm), "today_over_floor": round(t / f, 2), "floor_over_stem_cell": round(f / c, 1),
-            "today_over_stem_cell": round(t / c, 1), "stem_cell_hand_over_median_ms": hand_over, "burst": burst}
+    result = {"runtime": args.runtime, "memory_mb": args.memory, "samples": args.samples,
+              "floor_docker_run": summary(floor), "today_cold_start": summary(today), "stem_cell": summary(cell),
+              "warm_request_after_stem_cell": summary(warm), "today_over_floor": round(t / f, 2),
+              "floor_over_stem_cell": round(f / c, 1), "today_over_stem_cell": round(t / c, 1),
+              "stem_cell_hand_over_median_ms": hand_over, "burst": burst}
+    if args.layer:
+        cl, tl = statistics.median(series["bench-cell-layer"]), statistics.median(series["bench-cold-layer"])
+        result.update({"stem_cell_with_layer": summary(series["bench-cell-layer"]),
+                       "today_with_layer": summary(series["bench-cold-layer"]),
+                       "stem_cell_with_layer_over_without": round(cl / c, 2),
+                       "floor_over_stem_cell_with_layer": round(f / cl, 1),
+                       "today_with_layer_over_stem_cell_with_layer": round(tl / cl, 1)})
+    return result
 
 
 def run_burst(bench: Bench, conn: ops.FleetConnection, args: argparse.Namespace, source: str, common: dict,

@@ -70,7 +70,8 @@ def main() -> None:
     address = conn.hosts[0].address
     source = "def handler(event, context):\n    return 'ok'\n"
     with _lab_agent.function(conn, "bench-resume", source, min_instances=1, hibernation=True,
-                             hibernation_grace_seconds=0.2) as path, _lab_agent.bench_key(conn) as key:
+                             hibernation_grace_seconds=0.2, **_lab_agent.OWN_CONTAINER) as path, \
+            _lab_agent.bench_key(conn) as key:
         probe = _lab_agent.signer_source(key) + PROBE
         for _ in range(300):
             ready = [i for i in _lab_agent.instances(conn, "bench-resume") if i["container_id"]]

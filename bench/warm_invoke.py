@@ -65,8 +65,8 @@ def main() -> None:
     lab = Lab()
     conn = _lab_agent.connection(lab, args.host)
     noop = "def handler(event, context):\n    return 'ok'\n"
-    with _lab_agent.function(conn, "bench-warm", noop, memory_size=args.memory) as _, \
-            _lab_agent.bench_key(conn) as key:
+    with _lab_agent.function(conn, "bench-warm", noop, memory_size=args.memory,
+                             **_lab_agent.OWN_CONTAINER) as _, _lab_agent.bench_key(conn) as key:
         args.function = "bench-warm"
         args.signer = _lab_agent.signer_source(key)
         run(lab, args)
@@ -80,6 +80,7 @@ def run(lab: Lab, args: argparse.Namespace) -> None:
 
     client = lab.docker_client(args.host)
     (instance,) = [c for c in client.containers.list() if c.labels.get("fc.function") == args.function][:1]
+    # (labelled: started in a container of its own, OWN_CONTAINER)
     # The floor: the same container's twin. Same CPU limits: a 128 MB function gets 1/16 vCPU, and CFS
     # throttling is part of its latency.
     twin, twin_ip = _lab_agent.start_twin(client, instance)

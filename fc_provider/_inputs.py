@@ -255,8 +255,9 @@ class StemCellsArgs(InputArgs):
     """Stem cells on every host of the fleet: started, frozen, code-less runtime containers that cold starts of
     built-in-runtime functions take instead of starting a container (docs/architecture.md, "Stem cells").
 
-    :param enabled: Keep stem cells. Default False (an instance started from a cell carries the cell's container
-           labels, ``fc.cell``, not ``fc.function`` / ``fc.instance``).
+    :param enabled: Keep stem cells. Default True. An instance born a cell is named ``fc-<instance id>`` as any
+           instance's container is, but keeps the cell's labels (``fc.cell``, not ``fc.function`` / ``fc.instance``):
+           find a function's containers by name or with ``fc instances`` (docs/architecture.md).
     :param min_per_runtime: Idle cells kept per built-in runtime a deployed function uses. Default 1.
     :param max_per_runtime: At most this many idle cells per runtime, whatever the demand. Default 4 (at most 64).
     :param window_seconds: Demand is the cold starts of the last this many seconds. Default 300.

@@ -99,7 +99,8 @@ class FleetArgs:
         :param invoke_port_guards: ``fc.InvokePortGuardsArgs`` or the same as a dict: the invoke port's head and
                keep-alive timeouts and its connection cap. Default: 10 s, 60 s, 1024 connections.
         :param stem_cells: ``fc.StemCellsArgs`` or the same as a dict: keep started, code-less runtime containers
-               that cold starts take (tens of milliseconds instead of a container start). Default off.
+               that cold starts take (tens of milliseconds instead of a container start). Default on, sized by
+               demand ({"enabled": False} turns them off).
         """
         self.hosts = list(hosts)
         self.ssh_private_key = ssh_private_key

@@ -42,7 +42,7 @@ class AgentConfig:
     # The host's GPUs as the Fleet declares them (fc_common.gpu.parse_host_gpus); null: none.
     gpus: dict | None = None
     # Stem cells (instances/cellpolicy.CellSettings): started, code-less runtime containers that cold starts take;
-    # null or {"enabled": false}: off. Their mounts live under run_dir (a tmpfs: gone at reboot, as the cells).
+    # null: on, with the defaults; {"enabled": false}: off. Their mounts live under run_dir (a tmpfs: gone at reboot, as the cells).
     stem_cells: dict | None = None
     run_dir: Path = Path("/run/fc-agent")
     # Target tracking's window and cooldowns (events/provision.Tuning.from_config: window_seconds,

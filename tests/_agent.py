@@ -4,6 +4,7 @@ invoke it over HTTP, and the small web servers the custom-runtime tests run."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 import threading
 import time
@@ -147,15 +148,44 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> 
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def burst(lab: Any, conn: ops.FleetConnection, url: str, requests: int, label: str) -> tuple[list, int]:
-    """Sends ``requests`` concurrent invocations; returns their results and the peak number of containers with
-    ``label`` a sampler saw meanwhile (the sampler stops when the burst ends)."""
+# A container of an instance is named fc-<instance id> whatever its birth, and an instance id is
+# <function>-<12 hex>: a stem cell (named fc-cell.<id> while idle) is renamed so at its hand-over, in the background.
+# The labels fc.function / fc.instance are only on containers started for an instance (Docker cannot relabel one).
+INSTANCE_NAME = re.compile(r"^fc-(?P<instance>(?P<function>[A-Za-z0-9_-]+)-[0-9a-f]{12})$")
+
+
+def instance_containers(client: Any, host: str, function: str | None = None, *, all: bool = False) -> dict:
+    """The containers of ``host``'s instances (of ``function``; None: of any), by instance id, whatever their birth
+    (idle stem cells are no instance's). ``all``: stopped ones too."""
+    found = {}
+    for container in client.containers.list(all=all, filters={"label": f"fc.agent={host}"}):
+        match = INSTANCE_NAME.match(container.name)
+        if match and (function is None or match["function"] == function):
+            found[match["instance"]] = container
+    return found
+
+
+def container_of(lab: Any, conn: ops.FleetConnection, instance_id: str) -> Any:
+    """The container of one instance, by the id the agent's state holds for it (at once, whatever its birth)."""
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+        (container_id,) = [i["container_id"] for i in agent.instances() if i["instance_id"] == instance_id]
     client = lab.docker_client(conn.hosts[0].name)
+    try:
+        return client.containers.get(container_id)
+    finally:
+        client.close()
+
+
+def burst(lab: Any, conn: ops.FleetConnection, url: str, requests: int, function: str | None) -> tuple[list, int]:
+    """Sends ``requests`` concurrent invocations; returns their results and the peak number of instance containers
+    (of ``function``; None: of any function) a sampler saw meanwhile (the sampler stops when the burst ends)."""
+    host = conn.hosts[0].name
+    client = lab.docker_client(host)
     peak, stop = [0], threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], len(client.containers.list(filters={"label": label})))
+            peak[0] = max(peak[0], len(instance_containers(client, host, function)))
             stop.wait(0.05)
 
     sampler = threading.Thread(target=sample)

@@ -18,7 +18,7 @@ import pytest
 from runtime_agent.api import peer as peer_api
 from runtime_agent.errors import AgentError
 from runtime_agent.events.provision import SCALE_IN_COOLDOWN, WINDOW_SECONDS, FunctionScaler, Tuning
-from runtime_agent.events.provision_fleet import SAMPLES_PATH, FleetDecisions, fleet_value, samples_mac
+from runtime_agent.events.provision_fleet import FleetDecisions, fleet_value, samples_mac
 from runtime_agent.state.provisionstore import ProvisionRecord
 
 CONFIG = {"target": 1, "target_tracking_policies": [

@@ -38,12 +38,16 @@ def conn(lab: Lab, lab_fleet: dict, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def running(lab: Lab, conn: ops.FleetConnection) -> dict[str, int]:
-    """The function's running containers on the host's engine, by their fc.version label."""
+    """The function's containers running on the host's engine, by the version the agent runs in them (a container
+    born from a stem cell carries no fc.version label: the agent's state says which instance it is)."""
+    with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
+        version_of = {i["container_id"]: i["qualifier"] for i in agent.instances() if i["function_name"] == FUNCTION}
     client = lab.docker_client(conn.hosts[0].name)
     try:
         counts: dict[str, int] = {}
-        for c in client.containers.list(filters={"label": f"fc.function={FUNCTION}"}):
-            counts[c.labels["fc.version"]] = counts.get(c.labels["fc.version"], 0) + 1
+        for c in client.containers.list():
+            if c.id in version_of:
+                counts[version_of[c.id]] = counts.get(version_of[c.id], 0) + 1
         return counts
     finally:
         client.close()

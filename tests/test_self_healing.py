@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from _agent import deploy, install, instances, post
+from _agent import deploy, install, instance_containers, instances, post
 from _steady_load import steady_load
 
 from fc_lab import Lab
@@ -37,7 +37,7 @@ def host_file(lab: Lab, host: str, path: str) -> str:
 def running_containers(lab: Lab, host: str) -> set[str]:
     client = lab.docker_client(host)
     try:
-        return {c.labels["fc.instance"] for c in client.containers.list(filters={"label": f"fc.agent={host}"})}
+        return set(instance_containers(client, host))  # whatever their birth (idle stem cells are none)
     finally:
         client.close()
 

@@ -217,7 +217,8 @@ def test_what_cannot_be_injected_starts_its_own_container(cells_conn: ops.FleetC
                                                           tmp_path: Path) -> None:
     _idle(cells_conn, 2)
     for name, spec in (("cell-disk", {"disk_size": 1024}), ("cell-offline", {"internet_access": False}),
-                       ("cell-dns", {"custom_dns": {"name_servers": ["10.0.0.53"]}})):
+                       ("cell-dns", {"custom_dns": {"name_servers": ["10.0.0.53"]}}),
+                       ("cell-hashseed", {"environment_variables": {"PYTHONHASHSEED": "0"}})):
         url = deploy(cells_conn, tmp_path / name, name, NOOP, **spec)
         status, headers, body = post(url)
         assert status == 200 and body == b"ok", body
@@ -286,3 +287,22 @@ def test_after_kill_9_cells_are_re_adopted_or_removed_never_handed_out_twice(
     taken = _container_of(cells_conn, "cell-next", fresh["x-fc-instance-id"])
     assert taken in idle[1:] or taken not in containers  # a re-adopted idle cell (or a new one), never a used one
     assert taken not in busy | {half_taken}
+
+
+def test_which_functions_may_take_a_cell_and_why_not() -> None:
+    """The fall-back rules as the agent applies them (cellpolicy.FALLBACKS): each names its reason."""
+    from runtime_agent.instances.cellpolicy import fallback_reason
+
+    plain = {"runtime": "python3.11", "handler": "index.handler"}
+    for spec in (plain, {**plain, "layers": ["acs:fc:local:fleet:layers/l/versions/1"]},
+                 {**plain, "environment_variables": {"PYTHONPATH": "/code/vendor", "NODE_ENV": "production",
+                                                     "PYTHONUNBUFFERED": "1", "TZ": "UTC"}}):
+        assert fallback_reason(spec) is None, spec  # layers and these variables are given at the assignment
+    for spec, words in (({**plain, "runtime": "custom.debian12"}, "not a built-in"),
+                        ({**plain, "internet_access": False}, "internet_access"),
+                        ({**plain, "disk_size": 1024}, "disk_size"),
+                        ({**plain, "environment_variables": {"LD_LIBRARY_PATH": "/code/x"}}, "LD_"),
+                        ({**plain, "runtime": "nodejs20", "environment_variables": {"NODE_OPTIONS": "--x"}},
+                         "NODE_OPTIONS")):
+        reason = fallback_reason(spec)
+        assert reason is not None and words in reason, (spec, reason)

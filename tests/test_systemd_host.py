@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from _agent import deploy, install, instances, post, wait_for
+from _agent import deploy, install, instance_containers, instances, post, wait_for
 from _pulumi import Stack
 from _steady_load import CLEAN_ERRORS, invoke_once, steady_load
 from test_deploy import write_code
@@ -70,7 +70,7 @@ def unit_property(lab: Lab, name: str) -> str:
 def agent_containers(lab: Lab) -> set[str]:
     client = lab.docker_client("lab-systemd")
     try:
-        return {c.labels["fc.instance"] for c in client.containers.list(filters={"label": "fc.agent=lab-systemd"})}
+        return set(instance_containers(client, "lab-systemd"))  # whatever their birth (idle stem cells are none)
     finally:
         client.close()
 

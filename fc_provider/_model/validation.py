@@ -61,7 +61,7 @@ class InvokePortGuardsModel(_Strict):
 class StemCellsModel(_Strict):
     """The agent's ``stem_cells`` (runtime_agent/instances/cellpolicy.CellSettings checks the same on the host)."""
 
-    enabled: bool = False
+    enabled: bool = True
     min_per_runtime: int = Field(default=1, ge=0, le=64)
     max_per_runtime: int = Field(default=4, ge=0, le=64)
     window_seconds: float = Field(default=300, gt=0)

@@ -168,9 +168,10 @@ def _instances(args: argparse.Namespace, conn: Any, out: _Out) -> int:
     if out.as_json:
         out.json(rows)
     elif rows:
-        out.table(["HOST", "INSTANCE", "STATE", "IN FLIGHT", "RESUMES", "SECONDS"],
-                  [[r["host"], r["instance_id"], r["state"], r.get("in_flight"), r.get("resumes"),
-                    r.get("seconds")] for r in rows])
+        # The container id: exact whatever the instance's birth (a stem cell keeps its labels; docs/architecture.md).
+        out.table(["HOST", "INSTANCE", "CONTAINER", "STATE", "IN FLIGHT", "RESUMES", "SECONDS"],
+                  [[r["host"], r["instance_id"], (r.get("container_id") or "")[:12], r["state"], r.get("in_flight"),
+                    r.get("resumes"), r.get("seconds")] for r in rows])
     else:
         out.err.print(f"fc: no instances of {args.name} (scaled to zero, or not deployed)", markup=False,
                       highlight=False)

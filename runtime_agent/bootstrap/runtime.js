@@ -166,6 +166,9 @@ function assign(req, body) {
   const environment = JSON.parse(body.toString()).environment;
   for (const key of Object.keys(process.env)) delete process.env[key]; // the cell's own variables go, its token too
   Object.assign(process.env, environment);
+  // The module search paths again from the function's NODE_PATH (Node reads it once, at its start; the layers'
+  // folders did not exist then, and a function may set its own NODE_PATH).
+  require("module")._initPaths();
   process.chdir(environment.FC_FUNC_CODE_PATH || CODE_DIR); // the mounted code, not the folder it started in
   return [200, "assigned"];
 }

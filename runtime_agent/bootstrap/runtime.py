@@ -28,6 +28,8 @@ CODE_DIR = os.environ.get("FC_FUNC_CODE_PATH", "/code")
 PORT = int(os.environ.get("FC_RUNTIME_PORT", "9000"))
 LOG_TAIL_BYTES = 4096
 STEM_CELL_TOKEN = os.environ.get("FC_STEM_CELL_TOKEN")
+STARTED_PYTHONPATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class Credentials:
@@ -160,8 +162,7 @@ class RuntimeHandler(BaseHTTPRequestHandler):
         os.environ.clear()  # the cell's own variables (its token too) go; the function's alone remain
         os.environ.update(environment)
         code_dir = environment.get("FC_FUNC_CODE_PATH", CODE_DIR)
-        if code_dir not in sys.path:
-            sys.path.insert(0, code_dir)
+        _search_paths(code_dir, environment.get("PYTHONPATH", ""))
         os.chdir(code_dir)  # the mounted code, not the empty folder the process started in
         importlib.invalidate_caches()  # the finders may have listed /code while it was still empty
         sys.path_importer_cache.clear()
@@ -177,6 +178,15 @@ class RuntimeHandler(BaseHTTPRequestHandler):
         self._headers_buffer.append(b"\r\n")
         self._headers_buffer.append(body)
         self.flush_headers()
+
+
+def _search_paths(code_dir: str, pythonpath: str) -> None:
+    """sys.path as a process started with the function's PYTHONPATH has it (the code folder, this file's folder, the
+    PYTHONPATH entries, the interpreter's own); the cell started with its runtime's default PYTHONPATH. The layers'
+    folders (/opt/python...) did not exist then: the cleared importer cache finds them now."""
+    entries = [p for p in pythonpath.split(os.pathsep) if p]
+    rest = [p for p in sys.path if p not in STARTED_PYTHONPATH and p not in (CODE_DIR, code_dir, SCRIPT_DIR)]
+    sys.path[:] = [code_dir, SCRIPT_DIR, *entries, *rest]
 
 
 def main() -> None:

@@ -34,9 +34,22 @@ FALLBACKS: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
      lambda s: int(s.get("disk_size") or CELL_DISK_MB) != CELL_DISK_MB),
     ("it uses GPU cards (device requests are made when a container starts)",
      lambda s: bool(s.get("gpu_config") or s.get("gpu_memory_size"))),
-    ("it uses layers (not injected yet: /opt would have to be mounted over the runtime's own mount)",
-     lambda s: bool(s.get("layers") or s.get("layer_checksums"))),
+    ("environment_variables sets a variable its interpreter or the dynamic loader reads only when the process "
+     "starts (LD_*, PYTHON* but PYTHONPATH, NODE_OPTIONS...): a cell's process started before it was assigned",
+     lambda s: any(_read_at_start(name) for name in s.get("environment_variables") or {})),
 )
+
+
+# Read when a process starts, with no effect later; PYTHONPATH and NODE_PATH are not among them: a cell's runtime
+# rebuilds its search paths from them at its assignment. PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE hold in every
+# cell already (python3 -u; set in the cell's environment). NODE_ENV and the like are read by code at run time.
+_NODE_AT_START = ("NODE_OPTIONS", "NODE_EXTRA_CA_CERTS", "NODE_ICU_DATA", "NODE_PRESERVE_SYMLINKS")
+_PYTHON_AT_ANY_TIME = ("PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")
+
+
+def _read_at_start(name: str) -> bool:
+    return (name.startswith("LD_") or name in _NODE_AT_START
+            or (name.startswith("PYTHON") and name not in _PYTHON_AT_ANY_TIME))
 
 
 def fallback_reason(spec: dict[str, Any]) -> str | None:
@@ -46,11 +59,12 @@ def fallback_reason(spec: dict[str, Any]) -> str | None:
 
 @dataclass(frozen=True)
 class CellSettings:
-    """The agent config's ``stem_cells`` object. Off by default: an instance started from a cell keeps the cell's
-    container labels (Docker cannot change a container's labels), so anything that finds an instance's container
-    by ``fc.function`` / ``fc.instance`` finds only ``fc.cell`` on it."""
+    """The agent config's ``stem_cells`` object. On by default (``{"enabled": false}`` turns them off). An instance
+    born a cell keeps the cell's labels (``fc.cell``; Docker cannot relabel a container) but is renamed
+    ``fc-<instance id>`` as a container started for it is named; the agent finds instances by container id in its
+    state, never by label (docs/architecture.md, "Finding a function's containers")."""
 
-    enabled: bool = False
+    enabled: bool = True
     min_per_runtime: int = 1
     max_per_runtime: int = 4
     window_seconds: float = 300.0

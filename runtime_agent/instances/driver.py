@@ -102,6 +102,8 @@ class ContainerDriver(Protocol):
 
     def update_limits(self, container_id: str, memory_mb: int, cpu: float) -> None: ...
 
+    def rename(self, container_id: str, name: str) -> None: ...
+
     def has_image(self, image: str) -> bool: ...
 
     def load_image(self, path: str, ref: str) -> None: ...
@@ -256,6 +258,14 @@ class DockerDriver:
                                               cpu_quota=_quota(cpu))
         except docker.errors.DockerException as exc:
             raise DriverError(f"cannot update the limits of {container_id[:12]}: {exc}") from exc
+
+    def rename(self, container_id: str, name: str) -> None:
+        """Names the container ``name`` (a stem cell, once it is an instance: issue 15); a no-op if it has it."""
+        try:
+            if self._client.api.inspect_container(container_id)["Name"].lstrip("/") != name:
+                self._client.api.rename(container_id, name)
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"cannot rename {container_id[:12]} to {name}: {exc}") from exc
 
     def destroy(self, container_id: str) -> None:
         try:

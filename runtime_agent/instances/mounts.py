@@ -1,15 +1,21 @@
-"""Mounts that put a function's code into a stem cell that is already running (stem cells, issue 15).
+"""Mounts that put a function's code and layers into a stem cell that is already running (stem cells, issue 15).
 
-A cell's container mounts its own empty folder ``<cells>/<cell>/code`` at ``/code``, read-only and ``rslave``:
-mounts made later on the host under that folder propagate into the container, none go the other way. When a
-function takes the cell, the agent bind-mounts the function's unpacked code onto the folder; the container then
-sees it at ``/code``, exactly as a container started for the function sees its bind mount.
+A cell's container mounts its own empty folders ``<cells>/<cell>/code`` at ``/code`` and ``<cells>/<cell>/opt`` at
+``/opt``, read-only and ``rslave``: mounts made later on the host under those folders propagate into the container,
+none go the other way. The built-in runtime is mounted by the engine at ``/opt/fc-runtime`` over the cell's
+``/opt``. When a function takes the cell, the agent bind-mounts the function's unpacked code onto the code folder;
+the container then sees it at ``/code``, exactly as a container started for the function sees its bind mount. A
+function with layers also gets its merged layer tree (state/layers.py) bound onto the ``opt`` folder, and the
+built-in runtime bound again at ``opt/fc-runtime`` inside it: the layer mount covers the engine's ``/opt/fc-runtime``
+in the container, and the second bind keeps the runtime's own files where they were (as on the normal path, where
+the engine mounts the merged tree at ``/opt`` and the runtime over it).
 
 Read-only: a bind mount is created writable (MS_RDONLY is ignored on the first bind) and a later remount to
 read-only is per mount, never propagated; so the code is bound from a read-only view of the code store
 (``<views>/code``, bound once and remounted read-only, private to the host). A bind of a read-only mount is a
-read-only clone, and so is every copy propagation makes of it: the container's ``/code`` is read-only from the
-moment it appears. The container has no capabilities, so it can neither unmount nor remount it.
+read-only clone, and so is every copy propagation makes of it: the container's ``/code`` (and ``/opt``) is
+read-only from the moment it appears. The views: ``code`` (the code store), ``layers`` (the merged layer trees),
+``runtime`` (the built-in runtime's folder). The container has no capabilities, so it can neither unmount nor remount it.
 
 Everything here is a plain mount(2)/umount2(2) through libc (a few microseconds; the ``mount`` tool costs a
 process start each time). Linux only; the agent runs as root.
@@ -31,6 +37,8 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
+RUNTIME_MOUNTPOINT = "fc-runtime"  # /opt/fc-runtime (state/layers.py leaves the same folder in each merged tree)
+VIEWS = ("code", "layers", "runtime")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
@@ -86,6 +94,22 @@ def bind(source: Path, target: Path) -> None:
     _mount(str(source), target, MS_BIND)
 
 
+def make_cell_folder(folder: Path) -> None:
+    """A new cell's folders: ``code`` and ``opt`` (with the ``fc-runtime`` mount point the engine needs: it cannot
+    create one inside a read-only ``/opt``)."""
+    (folder / "code").mkdir(parents=True)
+    (folder / "opt" / RUNTIME_MOUNTPOINT).mkdir(parents=True)
+
+
+def inject(folder: Path, views: Path, code: Path, layers: Path | None) -> None:
+    """Gives a cell its function's files: ``code`` (relative to the code view) at ``/code`` and, with layers,
+    ``layers`` (relative to the layers view) at ``/opt`` with the runtime bound back at ``/opt/fc-runtime``."""
+    bind(views / "code" / code, folder / "code")
+    if layers is not None:
+        bind(views / "layers" / layers, folder / "opt")
+        bind(views / "runtime", folder / "opt" / RUNTIME_MOUNTPOINT)
+
+
 def detach(target: Path) -> None:
     """Lazy unmount: the mount goes from the host now; copies in a container vanish with the container."""
     if _libc.umount2(str(target).encode(), MNT_DETACH) != 0:
@@ -99,18 +123,23 @@ def is_mounted(target: Path) -> bool:
 
 
 def remove_cell_folder(folder: Path) -> None:
-    """A cell's folder once its container is gone: its code mount, then the folder."""
-    detach(folder / "code")
-    for path in (folder / "code", folder):
+    """A cell's folder once its container is gone: its mounts (a lazy unmount takes a layer mount's runtime bind with
+    it), then the folders."""
+    for target in (folder / "code", folder / "opt"):
+        for _ in range(4):  # stacked mounts, one at a time; bounded: a mount that will not go must not spin
+            if not is_mounted(target):
+                break
+            detach(target)
+    for path in (folder / "code", folder / "opt" / RUNTIME_MOUNTPOINT, folder / "opt", folder):
         if path.exists():
             os.rmdir(path)
 
 
 def purge_mounts(run_dir: Path) -> None:
-    """When uninstalling (after every container went): the cells' code mounts and the read-only views."""
+    """When uninstalling (after every container went): the cells' mounts and the read-only views."""
     cells = run_dir / "cells"
     for folder in cells.iterdir() if cells.is_dir() else ():
         remove_cell_folder(folder)
-    for path in (run_dir / "views" / "code", cells):
+    for path in (*(run_dir / "views" / view for view in VIEWS), cells):
         if is_mounted(path):
             detach(path)

@@ -1,76 +1,54 @@
 """Stem cells: started, frozen, code-less runtime containers that a cold start takes instead of starting one.
 
-A cell is a container built like an instance of its runtime (nobody, read-only root, no capabilities,
-no-new-privileges, pids limit, a 512 MB ``/tmp``, the runtime at ``/opt/fc-runtime``) whose ``/code`` is its own
-empty folder ``<run>/cells/<id>/code``, mounted read-only and ``rslave``. Its runtime starts, answers ``GET /``,
-and waits for ``POST /assign``; the cell is then frozen. A cold start that may use one (``cellpolicy``) takes an
-idle cell of its runtime and, in this order: marks it assigned in SQLite (never handed out twice, even after
-``kill -9``), thaws it, writes the function's memory and CPU limits into its cgroup, bind-mounts the function's
-code read-only onto the cell's folder (it appears at ``/code`` in the container: ``mounts``), and posts the
-function's environment and handler to the runtime over the agent's connection to it. The engine's update call
-then records the same limits (``docker inspect``) off the critical path. The cell is that function's instance for
-its whole life and is never returned; the refill thread starts another.
+A cell (``cellcontainer``: built like an instance of its runtime) has its own empty folders
+``<run>/cells/<id>/code`` and ``.../opt`` at ``/code`` and ``/opt``, read-only and ``rslave``. Its runtime starts,
+answers ``GET /``, and waits for ``POST /assign``; the cell is then frozen. A cold start that may use one
+(``cellpolicy``) takes an idle cell of its runtime and, in this order: marks it assigned in SQLite (never handed
+out twice, even after ``kill -9``), thaws it, writes the function's memory and CPU limits into its cgroup,
+bind-mounts the function's code (and its merged layers, with the runtime bound back inside them) read-only onto
+the cell's folders (they appear at ``/code`` and ``/opt`` in the container: ``mounts``), and posts the function's
+environment and handler to the runtime over the agent's connection to it. The engine's update call then records
+the same limits (``docker inspect``) and the container is renamed after its instance, off the critical path. The
+cell is that function's instance for its whole life and is never returned; the refill thread starts another.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
-import json
 import logging
-import queue
 import statistics
 import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from fc_common.sizing import Size
 
-from . import mounts
+from . import cellcontainer, mounts
 from .capacity import Capacity, HostRoom
-from .cellpolicy import CELL_DISK_MB, CellPolicy, CellSettings, NoStemCells, fallback_reason
+from .cellcontainer import CELL_LABEL, Cell, CellError, Record, Recorder
+from .cellpolicy import CellPolicy, CellSettings, NoStemCells, fallback_reason
 from .cgroups import CgroupError, CgroupLimits
-from .driver import AGENT_LABEL, ContainerDriver, ContainerInfo, ContainerSpec, DriverError
+from .driver import ContainerDriver, ContainerInfo, ContainerSpec, DriverError
 from .freezer import Freezer, FreezerError
-from .spec import BOOTSTRAP_DIR, RUNTIME_DIGEST, RUNTIME_PORT, STARTUP_CPU, builtin_command, layer_paths
+from .spec import BOOTSTRAP_DIR, RUNTIME_DIGEST, STARTUP_CPU
 from ..state.cellstore import ASSIGNED, CellStore
+from ..state.layers import MERGED_DIR
 
 log = logging.getLogger("fc-agent")
 
-CELL_LABEL = "fc.cell"
-CELL_RUNTIME_LABEL = "fc.cell.runtime"
 REFILL_PERIOD = 0.5
 REFILL_DELAY = 1.0  # no cell starts within this long of a take: container starts would slow a burst's hand-overs
 HAND_OVER_STEPS = ("thaw", "limits", "mount", "assign")  # timed per take (info()'s hand_over_ms)
-READY_TIMEOUT = 30.0
-
-
-class CellError(Exception):
-    pass
-
-
-@dataclass
-class Cell:
-    id: str
-    runtime: str
-    container: ContainerInfo
-    token: str
-    folder: Path
-
-    @property
-    def key(self) -> str:  # the cell's reservation in the capacity ledger
-        return f"cell:{self.id}"
 
 
 class StemCells:
     def __init__(self, settings: CellSettings, *, driver: ContainerDriver, store: CellStore, capacity: Capacity,
                  released: Callable[[], None], host_name: str, secret: str, images: dict[str, str],
-                 run_dir: Path, code_root: Path, deployed: Callable[[], set[str]],
+                 run_dir: Path, code_root: Path, layers_root: Path, deployed: Callable[[], set[str]],
                  waiting: Callable[[], bool]) -> None:
         self.settings = settings
         self.policy = CellPolicy(settings)
@@ -78,6 +56,7 @@ class StemCells:
         self._released = released  # a reservation came back: waiting requests may fit now
         self._host_name, self._secret, self._images = host_name, secret.encode(), images
         self._cells_dir, self._views_dir, self._code_root = run_dir / "cells", run_dir / "views", code_root
+        self._layers_root = layers_root
         self._deployed, self._waiting = deployed, waiting
         self._idle: dict[str, list[Cell]] = {}
         self._assigned: dict[str, Cell] = {}  # container id -> cell that became an instance
@@ -87,8 +66,7 @@ class StemCells:
         self._last_take = 0.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._refill_loop, name="stem-cells", daemon=True)
-        self._to_record: queue.SimpleQueue[tuple[str, int, float]] = queue.SimpleQueue()
-        self._recorder = threading.Thread(target=self._record_limits, name="stem-cell-limits", daemon=True)
+        self._recorder = Recorder(driver, lambda container_id: self._assigned.get(container_id) is None)
         self.size = Size(0.0, settings.memory_mb)  # frozen: no CPU; memory at the cell's limit
 
     @classmethod
@@ -101,7 +79,8 @@ class StemCells:
             return NoStemCells(config.run_dir)
         cells = cls(settings, driver=driver, store=store, capacity=room.capacity, released=room.wake_all,
                     host_name=config.host_name, secret=config.token, images=config.runtime_images,
-                    run_dir=config.run_dir, code_root=config.code_dir, waiting=room.needs_room,
+                    run_dir=config.run_dir, code_root=config.code_dir,
+                    layers_root=config.state_dir / "layers" / MERGED_DIR, waiting=room.needs_room,
                     deployed=lambda: {p.record.spec["runtime"] for p in pools() if not fallback_reason(p.record.spec)})
         room.reclaimers.append(cells.reclaim)
         return cells
@@ -109,7 +88,8 @@ class StemCells:
     # start-up and reconcile ----------------------------------------------------------------------------------
     def prepare(self) -> None:
         mounts.make_shared_root(self._cells_dir)
-        mounts.read_only_view(self._code_root, self._views_dir / "code")
+        for view, source in (("code", self._code_root), ("layers", self._layers_root), ("runtime", BOOTSTRAP_DIR)):
+            mounts.read_only_view(source, self._views_dir / view)
 
     def reconcile(self, owned: list[ContainerInfo]) -> set[str]:
         """After a restart: idle cells that still run this runtime build are re-adopted (still frozen); assigned
@@ -125,6 +105,8 @@ class StemCells:
             folder = self._cells_dir / cell_id
             if row is not None and row.state == ASSIGNED:
                 self._assigned[container.id] = Cell(cell_id, row.runtime, container, "", folder)
+                if row.instance_id:  # named after its instance (again: the rename may not have happened)
+                    self._recorder.put(Record(container.id, f"fc-{row.instance_id}"))
                 continue
             if (row is None or not container.running or row.digest != RUNTIME_DIGEST[:16]
                     or row.image != self._images.get(row.runtime)):
@@ -195,10 +177,12 @@ class StemCells:
             # (under a 128 MB function's 1/16 vCPU, Node.js took ~200 ms over it: two throttled 100 ms periods).
             limits.set_cpu(max(spec.cpu, STARTUP_CPU))
             marks.append(time.perf_counter())
-            code_dir = Path(next(src for src, dst in spec.read_only_binds.items() if dst == "/code"))
-            mounts.bind(self._views_dir / "code" / code_dir.relative_to(self._code_root), cell.folder / "code")
+            binds = {dst: Path(src) for src, dst in spec.read_only_binds.items()}
+            layers = binds.get("/opt")  # the merged layers, if the function has any
+            mounts.inject(cell.folder, self._views_dir, binds["/code"].relative_to(self._code_root),
+                          layers.relative_to(self._layers_root) if layers is not None else None)
             marks.append(time.perf_counter())
-            self._assign(cell, spec.environment)
+            cellcontainer.assign(cell, spec.environment)
             if not boost:  # no initializer to run: the function's own limit from its first request on
                 limits.set_cpu(spec.cpu)
             marks.append(time.perf_counter())
@@ -208,32 +192,8 @@ class StemCells:
             self._retire(cell)
             return fallback(spec), False
         self._timings.append({step: (b - a) * 1000 for step, a, b in zip(HAND_OVER_STEPS, marks, marks[1:])})
-        self._to_record.put((cell.container.id, spec.memory_mb, spec.cpu))
+        self._recorder.put(Record(cell.container.id, spec.name, spec.memory_mb, spec.cpu))
         return cell.container, not boost
-
-    def _assign(self, cell: Cell, environment: dict[str, str]) -> None:
-        body = json.dumps({"environment": environment}).encode()
-        conn = http.client.HTTPConnection(cell.container.address, RUNTIME_PORT, timeout=5)
-        try:
-            conn.request("POST", "/assign", body, {"x-fc-cell-token": cell.token, "content-type": "application/json"})
-            reply = conn.getresponse()
-            answer = reply.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise CellError(f"the cell's runtime did not take the assignment: {exc}") from exc
-        finally:
-            conn.close()
-        if reply.status != 200:
-            raise CellError(f"the cell's runtime refused the assignment: {reply.status} {answer[:200]!r}")
-
-    def _record_limits(self) -> None:
-        """One thread records the limits with the engine, one container after another: a burst of hand-overs
-        must not start a burst of runc processes competing with the functions' first requests for CPU."""
-        while True:
-            container_id, memory_mb, cpu = self._to_record.get()
-            try:
-                self._driver.update_limits(container_id, memory_mb, cpu)
-            except DriverError as exc:  # gone already (a one-request instance may stop first): nothing to record
-                log.info("stem cells: limits of %s not recorded: %s", container_id[:12], exc)
 
     def retired(self, container_id: str) -> None:
         """The instance a cell became has stopped (its container is gone): its mounts and folder go too."""
@@ -314,8 +274,10 @@ class StemCells:
             return False  # the host is full: cells only take room nobody uses
         folder = self._cells_dir / cell_id
         try:
-            (folder / "code").mkdir(parents=True)
-            container = self._driver.start(self._container_spec(cell_id, runtime, folder))
+            mounts.make_cell_folder(folder)
+            container = self._driver.start(cellcontainer.container_spec(
+                cell_id, runtime, folder, image=self._images[runtime], token=self._token(cell_id),
+                host_name=self._host_name, memory_mb=self.settings.memory_mb))
         except (OSError, DriverError) as exc:
             log.warning("stem cells: cannot start a %s cell: %s", runtime, exc)
             self._capacity.release(f"cell:{cell_id}")
@@ -324,7 +286,7 @@ class StemCells:
             return False
         cell = Cell(cell_id, runtime, container, self._token(cell_id), folder)
         try:
-            self._wait_ready(cell)
+            cellcontainer.wait_ready(cell, self._driver, self._stopping)
             Freezer.for_pid(container.pid).freeze()
             self._store.add_idle(cell_id, container.id, runtime, self._images[runtime], RUNTIME_DIGEST[:16])
         except (CellError, FreezerError, OSError) as exc:
@@ -334,38 +296,6 @@ class StemCells:
         with self._lock:
             self._idle.setdefault(runtime, []).append(cell)
         return True
-
-    def _container_spec(self, cell_id: str, runtime: str, folder: Path) -> ContainerSpec:
-        environment = {"FC_STEM_CELL_TOKEN": self._token(cell_id), "FC_FUNC_CODE_PATH": "/code",
-                       "FC_RUNTIME_PORT": str(RUNTIME_PORT), "PYTHONDONTWRITEBYTECODE": "1",
-                       **layer_paths(runtime)}  # per runtime, never per function: read at the interpreter's start
-        return ContainerSpec(
-            name=f"fc-cell-{cell_id}", image=self._images[runtime], command=builtin_command(runtime),
-            environment=environment,
-            labels={AGENT_LABEL: self._host_name, CELL_LABEL: cell_id, CELL_RUNTIME_LABEL: runtime},
-            read_only_binds={str(BOOTSTRAP_DIR): "/opt/fc-runtime"},
-            propagated_binds={str(folder / "code"): "/code"},
-            memory_mb=self.settings.memory_mb, cpu=STARTUP_CPU, tmp_size_mb=CELL_DISK_MB, working_dir="/",
-        )
-
-    def _wait_ready(self, cell: Cell) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            conn = http.client.HTTPConnection(cell.container.address, RUNTIME_PORT, timeout=1)
-            try:
-                conn.request("GET", "/")
-                if conn.getresponse().status == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            finally:
-                conn.close()
-            if time.monotonic() > deadline or self._stopping.is_set():
-                raise CellError(f"its runtime did not answer within {READY_TIMEOUT:g}s")
-            report = self._driver.exit_report(cell.container.id)
-            if report is not None:
-                raise CellError(f"its process {report}")
-            time.sleep(0.02)
 
     # helpers --------------------------------------------------------------------------------------------------
     def _token(self, cell_id: str) -> str:

@@ -30,6 +30,7 @@ from .codestore import CodeStore
 
 MAX_LAYERS = 5
 LAYER_NAME = re.compile(rf"^{arns.LAYER_NAME}$")
+MERGED_DIR = "merged"  # <layers root>/merged/<key>/: the merged trees (stem cells bind them from a view of it)
 RUNTIME_MOUNTPOINT = "fc-runtime"  # /opt/fc-runtime: the built-in runtime is mounted over the merged /opt
 
 SCHEMA = """
@@ -69,7 +70,7 @@ class LayerRecord:
 class Layers:
     def __init__(self, database: Path, code: CodeStore, root: Path) -> None:
         self._code = code
-        self._merged = root / "merged"
+        self._merged = root / MERGED_DIR
         self._merged.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(database), check_same_thread=False, isolation_level=None)
