@@ -6,7 +6,6 @@ alias). The fleet-wide decision per qualifier: test_provision_fleet_rules.py; th
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import pytest
