@@ -317,10 +317,13 @@ class SimulatedGpuArgs(InputArgs):
 
     :param type: The card type they stand for, e.g. "fc.gpu.tesla.1". Required.
     :param count: How many, 1-64. Default 1.
+    :param mig_profiles: The MIG layout each of these cards is split into, e.g. ["3g.48gb", "3g.48gb"] (only card
+        types with MIG: fc.gpu.hopper.1); its MIG devices are leased, the card never whole. Default none (no MIG).
     """
 
     type: str
     count: int = 1
+    mig_profiles: Optional[Sequence[str]] = None
 
 
 @dataclasses.dataclass(kw_only=True)
