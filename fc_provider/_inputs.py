@@ -299,13 +299,16 @@ class DestinationConfigArgs(InputArgs):
 
 @dataclasses.dataclass(kw_only=True)
 class GpuConfigArgs(InputArgs):
-    """FC's ``gpuConfig`` (runtime custom-container only): whole cards of one type per instance. Docker cannot cap
-    the GPU memory a container uses, so a part of a card is refused rather than promised.
+    """FC's ``gpuConfig`` (runtime custom-container only): whole cards of one type per instance, or one MIG device
+    (cards with MIG only). Docker cannot cap the GPU memory a container uses, so any other part of a card is
+    refused rather than promised.
 
     :param gpu_type: A card type of the catalog (fc_common/gpu.py): "fc.gpu.tesla.1", "fc.gpu.ampere.1",
            "fc.gpu.ada.1", "fc.gpu.ada.2", "fc.gpu.ada.3", "fc.gpu.hopper.1", "fc.gpu.xpu.1". Required.
     :param gpu_memory_size: MB: the memory of one or more whole cards of that type (e.g. 49152 for one
-           fc.gpu.ada.1). The function's cpu and memory_size must be among FC's choices for those cards. Required.
+           fc.gpu.ada.1). The function's cpu and memory_size must be among FC's choices for those cards. Or, for a
+           card type with MIG (fc.gpu.hopper.1), one MIG profile's memory (e.g. 49152 for 3g.48gb): one MIG device
+           of that size, which a host must report; cpu and memory_size then up to one card's largest. Required.
     """
 
     gpu_type: pulumi.Input[str]
@@ -318,10 +321,13 @@ class SimulatedGpuArgs(InputArgs):
 
     :param type: The card type they stand for, e.g. "fc.gpu.tesla.1". Required.
     :param count: How many, 1-64. Default 1.
+    :param mig_profiles: The MIG layout each of these cards is split into, e.g. ["3g.48gb", "3g.48gb"] (only card
+        types with MIG: fc.gpu.hopper.1); its MIG devices are leased, the card never whole. Default none (no MIG).
     """
 
     type: str
     count: int = 1
+    mig_profiles: Optional[Sequence[str]] = None
 
 
 @dataclasses.dataclass(kw_only=True)

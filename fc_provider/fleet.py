@@ -56,7 +56,8 @@ class HostArgs:
         :param gpus: ``fc.HostGpusArgs`` or the same as a dict: the host's real cards {"type": "fc.gpu.ada.1",
                "source": "nvml" | "nvidia-smi"} (found and counted by the agent; the host needs the NVIDIA driver
                and container toolkit), or simulated cards for a lab without a GPU {"simulated": [{"type":
-               "fc.gpu.tesla.1", "count": 2}]} (named SIMULATED everywhere; never mixed with real ones). Default
+               "fc.gpu.tesla.1", "count": 2}]}, optionally split into MIG devices "mig_profiles": ["3g.48gb", ...]
+               (named SIMULATED everywhere; never mixed with real ones). Default
                none: the host runs no GPU function.
         """
         self.name, self.address, self.host_public_key = name, address, host_public_key

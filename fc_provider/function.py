@@ -141,7 +141,8 @@ class FunctionArgs:
                Default none.
         :param gpu_config: ``fc.GpuConfigArgs`` or the same as a dict, FC's names: {"gpu_type": "fc.gpu.ada.1",
                "gpu_memory_size": 49152}. Runtime custom-container only. Whole cards only (Docker cannot cap GPU
-               memory): gpu_memory_size is the memory of one or more cards, and cpu and memory_size must be among
+               memory): gpu_memory_size is the memory of one or more cards (or, on fc.gpu.hopper.1, one MIG profile's
+               memory: one MIG device a host reports), and cpu and memory_size must be among
                FC's choices for them (cpu is then required). Each instance leases its cards exclusively on its
                host, by UUID; placement and the agent count cards like cpu and memory. Default none.
         """

@@ -244,3 +244,154 @@ def test_the_gpu_check_script_runs_without_a_gpu_or_docker_and_says_what_it_coul
                  "freeze and thaw with GPU memory held"):
         assert f"NOT CHECKED  {step}:" in done.stdout, done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+# MIG ------------------------------------------------------------------------------------------------------------
+HOPPER_MIG = {"gpu_config": {"gpu_type": "fc.gpu.hopper.1", "gpu_memory_size": 49152}, "cpu": 2, "memory_size": 4096}
+
+
+def test_a_mig_profile_size_of_a_card_with_mig_passes_preview_and_needs_one_mig_device() -> None:
+    assert failures(HOPPER_MIG) == []
+    need = gpu.GpuNeed.of({**GPU_FN, **HOPPER_MIG})
+    assert need == gpu.GpuNeed("fc.gpu.hopper.1", 1, 49152) and need.unit == "fc.gpu.hopper.1/mig-48gb"
+    assert failures({"gpu_config": {"gpu_type": "fc.gpu.hopper.1", "gpu_memory_size": 98304}, "cpu": 16,
+                     "memory_size": 98304}) == []  # a whole card stays a whole card (FC's choices)
+    assert gpu.GpuNeed.of({**GPU_FN, "gpu_config": {"gpu_type": "fc.gpu.hopper.1", "gpu_memory_size": 98304}}) \
+        == gpu.GpuNeed("fc.gpu.hopper.1", 1)
+    assert list(gpu.MIG_PROFILES) == ["fc.gpu.hopper.1"]  # the only card of the catalog with MIG
+
+
+@pytest.mark.parametrize(("change", "prop", "phrase"), [
+    ({"gpu_config": {"gpu_type": "fc.gpu.hopper.1", "gpu_memory_size": 10240}}, "gpu_config",
+     "or one MIG profile's memory: 12288 (1g.12gb), 24576 (1g.24gb), 24576 (2g.24gb), 49152 (3g.48gb), "
+     "49152 (4g.48gb), 98304 (7g.96gb) MB; got 10240"),
+    ({"gpu_config": {"gpu_type": "fc.gpu.ada.1", "gpu_memory_size": 24576}}, "gpu_config",
+     "fc.gpu.ada.1 has no MIG (only fc.gpu.hopper.1 in the catalog do); got 24576"),
+    ({**HOPPER_MIG, "cpu": 17}, "cpu", "at most 16"),
+    ({**HOPPER_MIG, "memory_size": 131072}, "memory_size", "128 to 98304 MB"),
+])
+def test_a_size_neither_whole_cards_nor_a_mig_profile_is_refused_listing_the_valid_sizes(
+        change: dict, prop: str, phrase: str) -> None:
+    found = failures(change)
+    assert any(p == prop and phrase in r for p, r in found), found
+
+
+@pytest.mark.parametrize(("gpus", "phrase"), [
+    ({"simulated": [{"type": "fc.gpu.ada.1", "mig_profiles": ["3g.48gb"]}]},
+     "gpus.simulated[0].mig_profiles: fc.gpu.ada.1 has no MIG"),
+    ({"simulated": [{"type": "fc.gpu.hopper.1", "mig_profiles": ["3g.40gb"]}]},
+     "must be a list of fc.gpu.hopper.1 MIG profiles (1g.12gb"),
+    ({"simulated": [{"type": "fc.gpu.hopper.1", "mig_profiles": ["4g.48gb", "4g.48gb"]}]},
+     "take 8 compute slices; a card has 7"),
+])
+def test_a_simulated_mig_layout_must_fit_its_card(gpus: dict, phrase: str) -> None:
+    with pytest.raises(gpu.GpuConfigError) as error:
+        gpu.parse_host_gpus(gpus)
+    assert phrase in str(error.value)
+
+
+def test_simulated_mig_devices_say_so_and_their_parent_is_not_leasable() -> None:
+    declared = gpu.parse_host_gpus({"simulated": [
+        {"type": "fc.gpu.hopper.1", "count": 1, "mig_profiles": ["3g.48gb", "3g.48gb"]},
+        {"type": "fc.gpu.hopper.1", "count": 1}]})
+    assert declared.declared_cards() == {"fc.gpu.hopper.1/mig-48gb": 2, "fc.gpu.hopper.1": 1}
+    report = inventory_for(declared, "lab-1").probe()
+    assert [(d.uuid, d.name, d.unit, d.parent_uuid) for d in report.devices] == [
+        ("SIM-GPU-lab-1-0", "SIMULATED fc.gpu.hopper.1", None, None),
+        ("SIM-GPU-lab-1-0-MIG-0", "SIMULATED fc.gpu.hopper.1 MIG 3g.48gb", "fc.gpu.hopper.1/mig-48gb",
+         "SIM-GPU-lab-1-0"),
+        ("SIM-GPU-lab-1-0-MIG-1", "SIMULATED fc.gpu.hopper.1 MIG 3g.48gb", "fc.gpu.hopper.1/mig-48gb",
+         "SIM-GPU-lab-1-0"),
+        ("SIM-GPU-lab-1-1", "SIMULATED fc.gpu.hopper.1", "fc.gpu.hopper.1", None)]
+    assert all(gpu.is_simulated_uuid(d.uuid) for d in report.devices)
+
+
+MIG_UUIDS = ["MIG-4c1e7a52-9b3d-5f60-8e2a-1d7c9b0e3f41", "MIG-7d2f8b63-0c4e-5a71-9f3b-2e8d0c1f4a52",
+             "MIG-8e3a9c74-1d5f-5b82-a04c-3f9e1d2a5b63"]
+
+
+def test_nvidia_smi_list_adds_the_mig_devices_under_their_card() -> None:
+    from runtime_agent.instances.gpu.smi import parse_list
+
+    cards = parse_csv((DATA / "nvidia-smi-mig.csv").read_text(), "fc.gpu.hopper.1")
+    report = parse_list((DATA / "nvidia-smi-L-mig.txt").read_text(), cards)
+    parent = "GPU-0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    assert [(d.uuid, d.unit, d.mig_profile, d.parent_uuid, d.memory_total_mib) for d in report.devices[2:]] == [
+        (MIG_UUIDS[0], "fc.gpu.hopper.1/mig-40gb", "3g.40gb", parent, 40960),
+        (MIG_UUIDS[1], "fc.gpu.hopper.1/mig-20gb", "2g.20gb", parent, 20480),
+        (MIG_UUIDS[2], "fc.gpu.hopper.1/mig-10gb", "1g.10gb", parent, 10240)]
+    assert [d.unit for d in report.devices[:2]] == [None, "fc.gpu.hopper.1"]  # the MIG parent: never whole
+    with pytest.raises(GpuInventoryError, match="line 2 is a MIG device under no card in MIG mode"):
+        parse_list("GPU 1: NVIDIA A100-SXM4-80GB (UUID: GPU-1b2c3d4e-5f6a-4b7c-9d8e-0f1a2b3c4d5e)\n"
+                   f"  MIG 1g.10gb     Device  0: (UUID: {MIG_UUIDS[0]})\n", cards)
+    with pytest.raises(GpuInventoryError, match="line 1 is neither a GPU nor a MIG line"):
+        parse_list("No devices were found\n", cards)
+
+
+class _StandInMigNvml(_StandInNvml):
+    """NVML's call surface for the same A100 layout: card 0 in MIG mode with three MIG devices in slots 0, 2, 5
+    (empty slots raise NOT_FOUND, as NVML does), card 1 not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cards = [("GPU-0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", 81920, 0, 0),
+                      ("GPU-1b2c3d4e-5f6a-4b7c-9d8e-0f1a2b3c4d5e", 81920, 1, 0)]
+        # slot -> (uuid, name as drivers report it, MiB total as a real 3g.40gb/2g.20gb/1g.10gb shows)
+        self.migs = {0: (MIG_UUIDS[0], "NVIDIA A100-SXM4-80GB MIG 3g.40gb", 40192),
+                     2: (MIG_UUIDS[1], "NVIDIA A100-SXM4-80GB MIG 2g.20gb", 19968),
+                     5: (MIG_UUIDS[2], "NVIDIA A100-SXM4-80GB MIG 1g.10gb", 9856)}
+
+    def nvmlDeviceGetMigMode(self, h: int) -> list[int]:
+        return [1, 1] if h == 0 else [0, 0]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h: int) -> int:
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h: int, slot: int) -> str:
+        if slot not in self.migs:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return f"mig{slot}"
+
+    def nvmlDeviceGetUUID(self, h: int | str) -> str:
+        return self.migs[int(h[3:])][0] if isinstance(h, str) else super().nvmlDeviceGetUUID(h)
+
+    def nvmlDeviceGetName(self, h: int | str) -> bytes:
+        return self.migs[int(h[3:])][1].encode() if isinstance(h, str) else b"NVIDIA A100-SXM4-80GB"
+
+    def nvmlDeviceGetMemoryInfo(self, h: int | str) -> SimpleNamespace:
+        if isinstance(h, str):
+            return SimpleNamespace(total=self.migs[int(h[3:])][2] * 1024 * 1024, used=0)
+        return super().nvmlDeviceGetMemoryInfo(h)
+
+
+def test_nvml_lists_mig_devices_read_only_and_agrees_with_nvidia_smi_on_them() -> None:
+    stand_in = _StandInMigNvml()
+    report = NvmlInventory("fc.gpu.hopper.1", stand_in).probe()  # type: ignore[arg-type]
+    from runtime_agent.instances.gpu.smi import parse_list
+
+    smi = parse_list((DATA / "nvidia-smi-L-mig.txt").read_text(),
+                     parse_csv((DATA / "nvidia-smi-mig.csv").read_text(), "fc.gpu.hopper.1"))
+    key = [(d.uuid, d.unit, d.mig_profile, d.parent_uuid) for d in report.devices]
+    assert key == [(d.uuid, d.unit, d.mig_profile, d.parent_uuid) for d in smi.devices[:1]] + [
+        (d.uuid, d.unit, d.mig_profile, d.parent_uuid) for d in smi.devices[2:]] + [
+        (smi.devices[1].uuid, "fc.gpu.hopper.1", None, None)]
+    assert stand_in.calls == ["init", "shutdown"]  # nothing but reads in between (no MIG changes exist here)
+
+
+def test_placement_counts_mig_devices_like_cards() -> None:
+    from fc_provider._model.placement import Need, PlacementError, place
+
+    key = "ssh-ed25519 AAAA"
+    hosts = [{"name": "sim-mig", "address": "10.0.0.2", "host_public_key": key, "gpus": {"simulated": [
+        {"type": "fc.gpu.hopper.1", "count": 1, "mig_profiles": ["3g.48gb", "3g.48gb"]}]}}]
+    spec = {**GPU_FN, **HOPPER_MIG, "min_instances": 2}
+    need = Need.of(spec)
+    assert (need.gpu_type, need.gpu_cards) == ("fc.gpu.hopper.1/mig-48gb", 2)
+    assert place({"selector": {}, "replicas": 1}, hosts, [], need, lambda names: {n: None for n in names}) == [
+        "sim-mig"]
+    with pytest.raises(PlacementError, match="3 fc.gpu.hopper.1/mig-48gb card"):
+        place({"selector": {}, "replicas": 1}, hosts, [], Need.of({**spec, "min_instances": 3}),
+              lambda names: {n: None for n in names})
+    whole = Need.of({**GPU_FN, "gpu_config": {"gpu_type": "fc.gpu.hopper.1", "gpu_memory_size": 98304}})
+    with pytest.raises(PlacementError):  # the card in MIG mode is never a whole card
+        place({"selector": {}, "replicas": 1}, hosts, [], whole, lambda names: {n: None for n in names})

@@ -27,7 +27,9 @@ class Need:
 
     cpu: float
     memory_mb: int
-    gpu_type: Optional[str] = None  # GPU functions: whole cards of this type, counted like cpu and memory
+    # GPU functions: whole cards of this type, or MIG devices of this type and size (fc_common.gpu.unit_key),
+    # counted like cpu and memory
+    gpu_type: Optional[str] = None
     gpu_cards: int = 0
 
     @classmethod
@@ -35,7 +37,7 @@ class Need:
         size = Size.of(spec)  # the agent's own rule, so placement and the host's reservations agree
         count = max(int(spec.get("min_instances") or 0), 1)
         gpus = GpuNeed.of(spec)
-        return cls(round(size.cpu * count, 4), size.memory_mb * count, gpus.gpu_type if gpus else None,
+        return cls(round(size.cpu * count, 4), size.memory_mb * count, gpus.unit if gpus else None,
                    gpus.cards * count if gpus else 0)
 
 

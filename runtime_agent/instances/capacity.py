@@ -112,7 +112,7 @@ class HostRoom:
         return True
 
     def _fits(self, pool: FunctionPool) -> bool:
-        cards_ok = pool.gpus is None or (self.cards is not None and self.cards.free(pool.gpus.gpu_type,
+        cards_ok = pool.gpus is None or (self.cards is not None and self.cards.free(pool.gpus.unit,
                                                                                     pool.function)
                                          >= pool.gpus.cards)
         return cards_ok and self.capacity.fits(pool.size)
@@ -148,7 +148,7 @@ class HostRoom:
         # Short of cards only: evicting instances that hold none of that type would free nothing it needs.
         cards_only = pool.gpus is not None and self.capacity.fits(pool.size)
         for other in self._pools():
-            if other is pool or (cards_only and (other.gpus is None or other.gpus.gpu_type != pool.gpus.gpu_type)):
+            if other is pool or (cards_only and (other.gpus is None or other.gpus.unit != pool.gpus.unit)):
                 continue
             live = [i for i in other.instances if i.state not in (InstanceState.DRAINING, InstanceState.STOPPED)]
             idle = sorted((i for i in live if i.state in (InstanceState.READY, InstanceState.FROZEN)
@@ -173,12 +173,12 @@ class HostRoom:
         return self.capacity.describe(pool.size)
 
     def committed_cards(self) -> dict[str, int]:
-        """Cards per type that functions' min_instances promise (max(min_instances, 1) instances each)."""
+        """Cards per unit (type, or MIG type and size) that functions' min_instances promise (max(min_instances, 1) instances each)."""
         committed: dict[str, int] = {}
         for pool in self._pools():
             if pool.gpus is not None:
                 n = max(int(pool.record.spec.get("min_instances") or 0), 1) * pool.gpus.cards
-                committed[pool.gpus.gpu_type] = committed.get(pool.gpus.gpu_type, 0) + n
+                committed[pool.gpus.unit] = committed.get(pool.gpus.unit, 0) + n
         return committed
 
     def usage(self) -> dict[str, dict[str, float | int]]:

@@ -1,5 +1,5 @@
 """The host's cards and who holds them: ``HostCards`` probes the inventory and Docker's GPU support once at start,
-leases whole cards to instances (first free by UUID, one SQLite transaction per lease: ``state.cardstore``),
+leases whole cards or MIG devices (a card in MIG mode never whole) to instances (first free by UUID, one SQLite transaction per lease: ``state.cardstore``),
 releases them when an instance has stopped (a frozen instance keeps its card), re-adopts leases from container
 labels after a restart, and says what a GPU instance's container gets: explicit UUIDs in the device request (never
 a count), or for simulated cards no device request at all."""
@@ -57,14 +57,16 @@ class HostCards:
         except Exception as exc:  # noqa: BLE001 - reported in /v1/info and in every refusal
             self.support = GpuSupport(None, "unknown", f"cannot ask Docker about GPU support: {exc}")
 
-    def _cards_of(self, gpu_type: str) -> list[str]:
-        return sorted(d.uuid for d in self.report.devices if d.gpu_type == gpu_type and not d.mig_mode)
+    def _cards_of(self, unit: str) -> list[str]:
+        """The leasable devices of a ``unit_key``: whole cards of a type (never a card in MIG mode), or the MIG
+        devices of a type and size."""
+        return sorted(d.uuid for d in self.report.devices if d.unit == unit)
 
-    def free(self, gpu_type: str, function: str | None = None) -> int:
+    def free(self, unit: str, function: str | None = None) -> int:
         with self._lock:
             if function is not None:
-                return len(self._usable(function, gpu_type))
-            return sum(1 for uuid in self._cards_of(gpu_type) if uuid not in self._holder)
+                return len(self._usable(function, unit))
+            return sum(1 for uuid in self._cards_of(unit) if uuid not in self._holder)
 
     # pools --------------------------------------------------------------------------------------------------
     def put_pool(self, name: str, gpu_type: str, count: int, functions: list[str], mix_mode: bool) -> list[str]:
@@ -122,11 +124,11 @@ class HostCards:
         if self.support is not None and self.support.mode is None:
             raise Conflict(f"function {name} needs GPUs but {where} has {self.support.problem}",
                            code="GpuUnavailable")
-        have = len(self._cards_of(need.gpu_type))
+        have = len(self._cards_of(need.unit))
         if have < need.cards:
-            kinds = ", ".join(sorted({d.gpu_type for d in self.report.devices})) or "none"
-            raise Conflict(f"function {name} needs {need.cards} {need.gpu_type} card(s) per instance; {where} "
-                           f"has {have} ({self.report.source} cards of type {kinds})", code="GpuUnavailable")
+            kinds = ", ".join(sorted({d.unit for d in self.report.devices if d.unit})) or "none"
+            raise Conflict(f"function {name} needs {need.describe()} per instance; {where} has {have} "
+                           f"({self.report.source} cards of type {kinds})", code="GpuUnavailable")
 
     # leases -------------------------------------------------------------------------------------------------
     def _owner(self) -> dict[str, str]:
@@ -151,7 +153,7 @@ class HostCards:
     def lease(self, instance_id: str, function: str, need: GpuNeed) -> list[str] | None:
         """Whole free cards for one instance, or None when too few are free (the caller queues, then throttles)."""
         with self._lock:
-            free = self._usable(function, need.gpu_type)
+            free = self._usable(function, need.unit)
             if len(free) < need.cards:
                 return None
             chosen = free[:need.cards]
@@ -241,7 +243,9 @@ class HostCards:
         types: dict[str, dict[str, int]] = {}
         owner = self._owner()
         for device in self.report.devices:
-            t = types.setdefault(device.gpu_type, {"total": 0, "leased": 0, "committed": 0, "reserved": 0})
+            if device.unit is None:
+                continue  # a card in MIG mode: its MIG devices are counted instead
+            t = types.setdefault(device.unit, {"total": 0, "leased": 0, "committed": 0, "reserved": 0})
             t["total"] += 1
             t["leased"] += device.uuid in holders
             t["reserved"] += device.uuid in owner
@@ -260,7 +264,7 @@ class HostCards:
             return (f"GPU pool {bound[0]} exhausted: its {len(bound[2])} {need.gpu_type} card(s) here serve "
                     f"{len(bound[2]) // need.cards} instance(s) of {need.cards} card(s), all busy (no mix mode: no "
                     "elastic instances beyond the pool)")
-        total = len(self._cards_of(need.gpu_type))
-        return (f"GPU cards exhausted: an instance needs {need.cards} {need.gpu_type} card(s); the host has "
-                f"{total} ({self.report.source}), {self.free(need.gpu_type, function)} free for this function; "
+        total = len(self._cards_of(need.unit))
+        return (f"GPU cards exhausted: an instance needs {need.describe()}; the host has "
+                f"{total} ({self.report.source}), {self.free(need.unit, function)} free for this function; "
                 "the others are leased by running, starting or hibernated instances or reserved by GPU pools")

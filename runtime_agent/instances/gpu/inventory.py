@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from fc_common.gpu import HostGpus
+from fc_common.gpu import HostGpus, profile_memory_mb, unit_key
 
 
 class GpuInventoryError(Exception):
@@ -28,7 +28,16 @@ class GpuDevice:
     memory_total_mib: int
     memory_used_mib: int | None = None  # None: not reported (simulated cards, or [N/A])
     utilization_pct: int | None = None
-    mig_mode: bool = False
+    mig_mode: bool = False  # a parent card split into MIG devices: never leased whole
+    mig_profile: str | None = None  # a MIG device: its profile ("3g.48gb"); its uuid is "MIG-..." (real)
+    parent_uuid: str | None = None  # a MIG device: the card it is part of
+
+    @property
+    def unit(self) -> str | None:
+        """What the ledger leases this device as (``fc_common.gpu.unit_key``), or None for a card in MIG mode."""
+        if self.mig_profile is not None:
+            return unit_key(self.gpu_type, profile_memory_mb(self.mig_profile))
+        return None if self.mig_mode else self.gpu_type
 
     def to_json(self) -> dict:
         return asdict(self)
