@@ -75,7 +75,10 @@ def test_the_bundle_compiles_and_the_agent_serves_on_python(version: str, bundle
     token, control, invoke = secrets.token_urlsafe(16), free_port(), free_port()
     config = {"host_name": f"py{version}", "token": token, "state_dir": str(tmp_path / "state"),
               "access_keys_dir": str(tmp_path / "keys"), "control_port": control, "invoke_address": "127.0.0.1",
-              "invoke_port": invoke, "docker_url": f"unix://{socket_path}"}
+              "invoke_port": invoke, "docker_url": f"unix://{socket_path}",
+              # This agent runs in the machine's own mount namespace, not a lab host's: no stem cells (their
+              # mounts would be this machine's), and its run folder is the test's.
+              "stem_cells": {"enabled": False}, "run_dir": str(tmp_path / "run")}
     (tmp_path / "config.json").write_text(json.dumps(config))
     pidfile = tmp_path / "agent.pid"
     log = (tmp_path / "agent.log").open("wb")

@@ -55,25 +55,40 @@ def _mount(source: str | None, target: Path, flags: int) -> None:
         raise MountError(f"mount {source or ''} on {target} (flags {flags:#x}) failed: {os.strerror(err)}")
 
 
-def mount_points() -> dict[str, str]:
-    """Mount point -> its optional fields (``shared:N``, ``master:N``...) from /proc/self/mountinfo."""
-    points: dict[str, str] = {}
+def _mount_table() -> dict[str, tuple[str, str]]:
+    """Mount id -> (mount point, optional fields such as ``shared:N``), from /proc/self/mountinfo."""
+    table: dict[str, tuple[str, str]] = {}
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split(" ")
-        optional = fields[6:fields.index("-")]
-        points[fields[4].replace("\\040", " ")] = " ".join(optional)
-    return points
+        table[fields[0]] = (fields[4].replace("\\040", " "), " ".join(fields[6:fields.index("-")]))
+    return table
+
+
+def visible_mount(path: Path) -> str | None:
+    """The optional fields (``shared:N``...) of the mount whose root ``path`` is, or None if ``path`` is no mount
+    point. Asked of the kernel (the mount an open folder is on), not read from mountinfo by path: a mount hidden
+    under a later one on a parent folder is listed there too (a lab host's namespace is copied from the machine's
+    with whatever is mounted below /run, then given a /run of its own), and it is no mount point."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        mnt_id = next(line.split()[1] for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
+                      if line.startswith("mnt_id:"))
+    finally:
+        os.close(fd)
+    point, optional = _mount_table().get(mnt_id, ("", ""))
+    return optional if point == str(path) else None
 
 
 def make_shared_root(folder: Path) -> None:
     """Makes ``folder`` a mount of its own with shared propagation (docker's ``rslave`` needs a shared or slave
     source); idempotent."""
     folder.mkdir(parents=True, exist_ok=True)
-    points = mount_points()
-    if str(folder) not in points:
+    if visible_mount(folder) is None:
         _mount(str(folder), folder, MS_BIND)
-        points = mount_points()
-    if "shared:" not in points.get(str(folder), ""):
+    if "shared:" not in (visible_mount(folder) or ""):
         _mount(None, folder, MS_SHARED)
 
 
@@ -82,7 +97,9 @@ def read_only_view(source: Path, view: Path) -> None:
     earlier run may show a folder since replaced (an uninstall removes the state folder)."""
     view.mkdir(parents=True, exist_ok=True)
     source.mkdir(parents=True, exist_ok=True)
-    while str(view) in mount_points():
+    for _ in range(8):  # stacked binds of earlier runs, one at a time; bounded
+        if visible_mount(view) is None:
+            break
         detach(view)
     _mount(str(source), view, MS_BIND)
     _mount(None, view, MS_PRIVATE)
@@ -119,7 +136,7 @@ def detach(target: Path) -> None:
 
 
 def is_mounted(target: Path) -> bool:
-    return str(target) in mount_points()
+    return visible_mount(target) is not None
 
 
 def remove_cell_folder(folder: Path) -> None:
