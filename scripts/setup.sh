@@ -36,6 +36,8 @@ fi
 
 bash scripts/build-pulumi.sh >/dev/null
 bash scripts/build-versitygw.sh >/dev/null  # the S3 server of the OSS-trigger tests and examples/object_pipeline
+# nats-server 2.15 (Debian's 2.9 cannot fsync each write): the JetStream task queue's server, shipped to the hosts
+bash scripts/build-nats-server.sh >/dev/null
 .venv/bin/fc-lab images >/dev/null
 # The other runtimes' images (fc_lab/_images.py) build once, cached, in the background: only the tests that run
 # those runtimes wait for them (a lock per image makes them wait instead of building twice).
