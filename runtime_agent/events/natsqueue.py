@@ -47,6 +47,9 @@ STOP_POLL_S = 1.0  # how soon a holder sees a stop made elsewhere
 PARK_S = 2.0  # a prefetched task no worker here took within this goes back to the other hosts
 READY_PER_FUNCTION = 2
 PUBLISH_TRIES_S = 10.0
+# what JetStream answers while a stream or bucket elects a leader (a member lost or restarted): tried again
+TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError,
+             nats.js.errors.NoStreamResponseError)
 
 
 @dataclass
@@ -116,7 +119,7 @@ class NatsQueue(OutboxOnNats, ConfigsOnNats):
                     if entry is None or nr.decode(entry.value)["request_id"] != task.request_id:
                         return False
                     break
-                except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+                except TRANSIENT:
                     if time.monotonic() > deadline:
                         raise
                     await asyncio.sleep(0.2)
@@ -125,7 +128,7 @@ class NatsQueue(OutboxOnNats, ConfigsOnNats):
                     await self.bus.js.publish(f"fctasks.{task.function}", key.encode(), stream=TASKS_STREAM,
                                               headers={"Nats-Msg-Id": key})
                     return True
-                except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+                except TRANSIENT:
                     if time.monotonic() > deadline:
                         await quietly(records.delete(key))  # no 202 then: the caller may send it again
                         raise
