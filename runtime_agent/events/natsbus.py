@@ -166,7 +166,11 @@ class NatsBus:
 
         async def shut() -> None:
             if self.nc is not None and not self.nc.is_closed:
-                await self.nc.drain()
+                await asyncio.wait_for(self.nc.close(), 3)
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:  # prefetchers, the tender: ended here rather than destroyed with the loop
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         try:
             asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
