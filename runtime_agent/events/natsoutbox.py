@@ -1,5 +1,5 @@
-"""The JetStream queue's destination outbox and its AsyncInvokeConfig store, as the two halves of ``NatsQueue``
-(natsqueue.py) that touch neither claims nor leases.
+"""The parts of ``NatsQueue`` (natsqueue.py) that touch neither claims nor leases: the destination outbox, the
+AsyncInvokeConfig store, and the list and metrics queries.
 
 Outbox: a task's end writes its destination event into its record (one compare-and-set with the end), then
 publishes it to ``FC_DELIVERIES`` (``Nats-Msg-Id`` = the task's key + ``.delivery``: a republish after a crash is
@@ -20,8 +20,9 @@ from typing import Any, Callable
 
 import nats
 
-from .natsbus import DELIVERIES_STREAM, NatsBus, get_entry, quietly
-from .taskrows import Delivery
+from . import natsrecords as nr
+from .natsbus import DELIVERIES_STREAM, TASKS_STREAM, NatsBus, QueueUnavailable, get_entry, quietly
+from .taskrows import Delivery, Task
 
 
 class OutboxOnNats:
@@ -120,3 +121,60 @@ class ConfigsOnNats:
             await self.bus.configs.delete(key)
             return True
         return self._call(delete)
+
+
+class QueriesOnNats:
+    bus: NatsBus
+    _held: dict[str, Any]
+
+    def _call(self, make: Callable[[], Any]) -> Any:
+        raise NotImplementedError
+
+    def list(self, function: str, *, prefix: str | None, status: str | None, begin_ms: int | None,
+             end_ms: int | None, descending: bool, limit: int, after: tuple[int, Any] | None,
+             qualifier: str | None = None) -> list[Task]:
+        """Reads every record of the function (one watch of ``<function>.>``), then filters and pages in
+        (enqueued_ms, key) order, as TaskStore pages by (enqueued_ms, id)."""
+        records = self._call(lambda: self._scan(function))
+        picked = [r for r in records if nr.matches(r, prefix=prefix, status=status, begin_ms=begin_ms,
+                                                   end_ms=end_ms, qualifier=qualifier)]
+        order = sorted(((r["enqueued_ms"], nr.key_of(function, r["task_id"])), r) for r in picked)
+        if descending:
+            order.reverse()
+        if after is not None:
+            mark = (int(after[0]), str(after[1]))
+            order = [(k, r) for k, r in order if (k < mark if descending else k > mark)]
+        return [nr.to_task(r) for _, r in order[:limit]]
+
+    async def _scan(self, function: str) -> list[dict]:
+        watcher = await self.bus.records.watch(f"{function}.>", ignore_deletes=True)
+        out = []
+        try:
+            while True:
+                entry = await watcher.updates(timeout=10)
+                if entry is None:
+                    break
+                out.append(nr.decode(entry.value))
+                if not entry.delta:
+                    break
+        finally:
+            await quietly(watcher.stop())
+        return out
+
+    def stats(self, now_ms: int) -> dict[str, dict[str, float]]:
+        """Per function: messages not yet acked (waiting anywhere, or in hand on some host), in hand here, and the
+        age of the oldest message. Empty while the cluster cannot be reached (metrics must not fail)."""
+        async def gather() -> dict[str, dict[str, float]]:
+            info = await self.bus.js.stream_info(TASKS_STREAM, subjects_filter="fctasks.>")
+            out: dict[str, dict[str, float]] = {}
+            for subject, count in (info.state.subjects or {}).items():
+                function = subject.split(".", 1)[1]
+                first = await self.bus.js.get_msg(TASKS_STREAM, seq=1, subject=subject, next=True)
+                age = (now_ms / 1000 - first.time.timestamp()) if first.time else 0.0
+                in_hand = sum(1 for h in self._held.values() if h.function == function and h.claimed)
+                out[function] = {"waiting": count - in_hand, "in_hand": in_hand, "oldest_age_s": max(0.0, age)}
+            return out
+        try:
+            return self.bus.call(gather, timeout=2)
+        except QueueUnavailable:
+            return {}

@@ -35,7 +35,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from . import natsrecords as nr
 from .natsbus import TASKS_STREAM, NatsBus, NatsSettings, QueueUnavailable, get_entry, quietly
-from .natsoutbox import ConfigsOnNats, OutboxOnNats
+from .natsoutbox import ConfigsOnNats, OutboxOnNats, QueriesOnNats
 from .states import TaskStatus
 from .taskrows import NewTask, Task
 
@@ -62,7 +62,7 @@ class _Held:
     stop_seen: bool = False
 
 
-class NatsQueue(OutboxOnNats, ConfigsOnNats):
+class NatsQueue(OutboxOnNats, ConfigsOnNats, QueriesOnNats):
     def __init__(self, settings: NatsSettings, boot_id: str, host: str, functions: Callable[[], Iterable[str]],
                  clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.boot_id, self.host = boot_id, host
@@ -155,17 +155,22 @@ class NatsQueue(OutboxOnNats, ConfigsOnNats):
             await asyncio.sleep(STOP_POLL_S)
 
     async def _beat(self) -> None:
+        """Heartbeats first, for every held task (a publish each, nothing awaited from the cluster), so a slow
+        cluster never lets this host's leases lapse; then parked tasks given back, then stops looked for."""
         now, lease = time.monotonic(), self.bus.settings.ack_wait_seconds
+        for held in list(self._held.values()):
+            if now - held.beat > lease / 3:
+                await quietly(held.msg.in_progress())
+                held.beat = now
         for key, held in list(self._held.items()):
             if not held.claimed and now - held.since > PARK_S:
                 self._drop_ready(key)
                 await self._settle(key, nak=True)
-                continue
-            if now - held.beat > lease / 3:
-                await quietly(held.msg.in_progress())
-                held.beat = now
-            if held.claimed and not held.stop_seen:
-                entry = await get_entry(self.bus.records, key)
+            elif held.claimed and not held.stop_seen:
+                try:
+                    entry = await asyncio.wait_for(get_entry(self.bus.records, key), STOP_POLL_S * 2)
+                except (asyncio.TimeoutError, nats.errors.Error):
+                    continue  # looked for again next round
                 record = nr.decode(entry.value) if entry else None
                 if record and record["status"] == TaskStatus.STOPPING.value and record["instance_id"]:
                     held.stop_seen = True
@@ -273,7 +278,7 @@ class NatsQueue(OutboxOnNats, ConfigsOnNats):
                 if claimed:
                     self._held[key].claimed = True
                     return nr.to_task(record)  # type: ignore[arg-type]
-                await self._settle(key)  # stopped (or gone) while it waited here: its message is done
+                await self._release(key, record, False)  # stopped (or gone) while it waited here
 
         return self._call(take)
 
@@ -285,7 +290,8 @@ class NatsQueue(OutboxOnNats, ConfigsOnNats):
         async def go() -> bool:
             record, changed = await self._mutate(task, lambda r: nr.retry(
                 r, self.boot_id, not_before_ms=not_before_ms, charged=charged, detail=detail, now_ms=now_ms))
-            await self._release(task, record, nak_delay_s=max(0.0, (not_before_ms - self._clock_ms()) / 1000))
+            await self._release(task, record, bool(changed),
+                                nak_delay_s=max(0.0, (not_before_ms - self._clock_ms()) / 1000))
             return bool(changed)
         return self._holding(task, go)
 
@@ -298,7 +304,7 @@ class NatsQueue(OutboxOnNats, ConfigsOnNats):
                 charged=charged))
             if record and record["delivery"] and not record["delivery"]["published"]:
                 await self._publish_delivery(task, record)  # also when an earlier try's answer was lost
-            await self._release(task, record)
+            await self._release(task, record, bool(changed))
             return bool(changed)
         return self._holding(task, go)
 
@@ -312,14 +318,17 @@ class NatsQueue(OutboxOnNats, ConfigsOnNats):
             self.bus.loop.call_soon_threadsafe(self._held.pop, task, None)
             raise
 
-    async def _release(self, key: str, record: dict | None, *, nak_delay_s: float | None = None) -> None:
-        """Acks (or with ``nak_delay_s``, naks) the message of a task this host held; only forgets it when
-        another host holds the task by now (this host's lease ran out): an ack from here would take the message
-        from under the new holder."""
-        if record is not None and record["lease_owner"] not in (None, self.boot_id):
-            self._held.pop(key, None)
-            return
-        await self._settle(key, nak=nak_delay_s is not None, delay_s=nak_delay_s)
+    async def _release(self, key: str, record: dict | None, changed: bool, *,
+                       nak_delay_s: float | None = None) -> None:
+        """After a holder's retry or end. Its own write done: nak (retry, with its delay) or ack (end). Refused:
+        ack only a message whose task is gone or has ended; otherwise this host's lease ran out meanwhile and the
+        task is waiting for, or held by, another host: the message is only forgotten here (an ack would take it
+        from under the task; it comes back, or has already, to whoever runs the task now)."""
+        if changed:
+            return await self._settle(key, nak=nak_delay_s is not None, delay_s=nak_delay_s)
+        if record is None or record["status"] in nr.TERMINAL_VALUES:
+            return await self._settle(key)
+        self._held.pop(key, None)
 
     def request_stop(self, function: str, task_id: str, now_ms: int) -> tuple[Task, str] | None:
         key = nr.key_of(function, task_id)
@@ -335,8 +344,12 @@ class NatsQueue(OutboxOnNats, ConfigsOnNats):
         return before[0], new or record["status"]
 
     def status_of(self, task: str) -> str | None:  # type: ignore[override]
-        entry = self._call(lambda: get_entry(self.bus.records, task))
+        entry = self._holding(task, lambda: get_entry(self.bus.records, task))  # asked by the task's holder
         return nr.decode(entry.value)["status"] if entry else None
+
+    def release(self, task: str) -> None:  # type: ignore[override]
+        """The worker gave up on it: no more heartbeats, so the lease runs out and some host recovers it."""
+        self.bus.loop.call_soon_threadsafe(self._held.pop, task, None)
 
     def recover(self, now_ms: int) -> list[Task]:
         """Nothing to do at start: a lease here is JetStream's ack wait, and what an earlier boot held comes back
@@ -351,55 +364,6 @@ class NatsQueue(OutboxOnNats, ConfigsOnNats):
     def events(self, task: str) -> list[dict[str, Any]]:  # type: ignore[override]
         entry = self._call(lambda: get_entry(self.bus.records, task))
         return nr.decode(entry.value)["events"] if entry else []
-
-    def list(self, function: str, *, prefix: str | None, status: str | None, begin_ms: int | None,
-             end_ms: int | None, descending: bool, limit: int, after: tuple[int, Any] | None,
-             qualifier: str | None = None) -> list[Task]:
-        """Reads every record of the function (one watch of ``<function>.>``), then filters and pages in
-        (enqueued_ms, key) order, as TaskStore pages by (enqueued_ms, id)."""
-        records = self._call(lambda: self._scan(function))
-        picked = [r for r in records if nr.matches(r, prefix=prefix, status=status, begin_ms=begin_ms,
-                                                   end_ms=end_ms, qualifier=qualifier)]
-        order = sorted(((r["enqueued_ms"], nr.key_of(function, r["task_id"])), r) for r in picked)
-        if descending:
-            order.reverse()
-        if after is not None:
-            mark = (int(after[0]), str(after[1]))
-            order = [(k, r) for k, r in order if (k < mark if descending else k > mark)]
-        return [nr.to_task(r) for _, r in order[:limit]]
-
-    async def _scan(self, function: str) -> list[dict]:
-        watcher = await self.bus.records.watch(f"{function}.>", ignore_deletes=True)
-        out = []
-        try:
-            while True:
-                entry = await watcher.updates(timeout=10)
-                if entry is None:
-                    break
-                out.append(nr.decode(entry.value))
-                if not entry.delta:
-                    break
-        finally:
-            await quietly(watcher.stop())
-        return out
-
-    def stats(self, now_ms: int) -> dict[str, dict[str, float]]:
-        """Per function: messages not yet acked (waiting anywhere, or in hand on some host), in hand here, and the
-        age of the oldest message. Empty while the cluster cannot be reached (metrics must not fail)."""
-        async def gather() -> dict[str, dict[str, float]]:
-            info = await self.bus.js.stream_info(TASKS_STREAM, subjects_filter="fctasks.>")
-            out: dict[str, dict[str, float]] = {}
-            for subject, count in (info.state.subjects or {}).items():
-                function = subject.split(".", 1)[1]
-                first = await self.bus.js.get_msg(TASKS_STREAM, seq=1, subject=subject, next=True)
-                age = (now_ms / 1000 - first.time.timestamp()) if first.time else 0.0
-                in_hand = sum(1 for h in self._held.values() if h.function == function and h.claimed)
-                out[function] = {"waiting": count - in_hand, "in_hand": in_hand, "oldest_age_s": max(0.0, age)}
-            return out
-        try:
-            return self.bus.call(gather, timeout=2)
-        except QueueUnavailable:
-            return {}
 
     def purge(self, before_ms: int) -> int:
         return 0  # the records bucket keeps each entry 7 days after its last write (its max age) and drops it

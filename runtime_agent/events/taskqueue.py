@@ -13,6 +13,8 @@ Promises every backend keeps:
   atomic step, so a task's end and its delivery are never split by a crash;
 - ``Task.id`` is the backend's handle of a task (``TaskRef``: SQLite's row id, JetStream's record key), passed
   back to the transitions;
+- ``release`` is called when a worker gave up on a task it holds after an unexpected error: the task stays in
+  hand until the backend's lease rule recovers it (SQLite: the next boot; JetStream: the lease runs out);
 - ``attach`` hands the backend two callbacks: ``ready(function)`` when a task of that function can be claimed
   (a backend whose tasks arrive from elsewhere nudges the workers), ``end_instance(function, instance_id)`` when a
   task running here was stopped from another host or its lease was lost (SQLite's store needs neither).
@@ -47,6 +49,7 @@ class TaskQueue(Protocol):
     def request_stop(self, function: str, task_id: str, now_ms: int) -> tuple[Task, str] | None: ...
     def status_of(self, task: TaskRef) -> str | None: ...
     def recover(self, now_ms: int) -> list[Task]: ...
+    def release(self, task: TaskRef) -> None: ...
 
     # the destination outbox
     def due_deliveries(self, now_ms: int, limit: int = 50) -> list[Delivery]: ...

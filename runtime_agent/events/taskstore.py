@@ -78,6 +78,9 @@ class TaskStore:
         self._committer = threading.Thread(target=self._commit_loop, name="task-commit", daemon=True)
         self._committer.start()
 
+    def release(self, task: int) -> None:
+        """Nothing to do: a task left in hand under this boot is recovered by the next boot (``recover``)."""
+
     def attach(self, *, ready: Callable[[str], None], end_instance: Callable[[str, str], Any]) -> None:
         """Nothing to attach: the workers hear of this host's enqueues from the invoker, and stops and restarts
         are this host's own (``recover``)."""
