@@ -160,7 +160,7 @@ def test_with_one_host_cut_off_the_others_finish_every_queued_task(fleet, lab: L
             raise AssertionError(f"{exc}; tasks: {states}; logs: {logs}") from exc
     finally:
         subprocess.run(["ip", "link", "set", veth, "up"], check=True)
-    assert {t["status"] for t in done} == {"Succeeded"}
+    assert {t["status"] for t in done} == {"Succeeded"}, [t for t in done if t["status"] != "Succeeded"]
     recovered = [t for t in done if any(json.loads(e["eventDetail"] or "{}").get("Error") == "LeaseExpired"
                                         for e in t["events"])]
     assert recovered, "at least the task lab-2 was running came back to the others"

@@ -211,12 +211,15 @@ class NatsQueue(OutboxOnNats, ConfigsOnNats, QueriesOnNats):
         record = nr.decode(entry.value)
         now = self._clock_ms()
         if record["status"] in nr.IN_HAND_VALUES:  # its holder's lease ran out
-            was = record["status"]
+            was, owner = record["status"], record["lease_owner"]
             record, _ = await self._mutate(key, lambda r: r["status"] in nr.IN_HAND_VALUES and
                                            bool(nr.recover(r, now, "LeaseExpired")))
             log.info("task %s was %s on %s when its lease ran out: recovered", key, was,
                      (record or {}).get("host"))
-            if record and was == TaskStatus.RUNNING.value and record["host"] == self.host and record["instance_id"]:
+            # An earlier agent of this host may still run the old call in that instance; this agent's own worker
+            # let go of the task only after its call ended, and the instance may run another task by now.
+            if (record and was == TaskStatus.RUNNING.value and record["host"] == self.host
+                    and owner != self.boot_id and record["instance_id"]):
                 await asyncio.to_thread(self._end_instance, function, record["instance_id"])
         if record is None or record["status"] in nr.TERMINAL_VALUES:
             if record and record["delivery"] and not record["delivery"]["published"]:
