@@ -1,24 +1,24 @@
-"""The durable step of accepting an async event, on the local queue and on a JetStream cluster, in the same run:
-- local: ``TaskStore.enqueue`` (the agent's SQLite queue: group commit, fsynced before it returns) from
-  ``--clients`` threads, on the disk the lab hosts use;
-- nats: what a fleet-wide queue's accept would await, from ``--clients`` concurrent accepts: the task's record
-  created in an R3 KV bucket (dedupe beyond the window) and its message published to an R3 work-queue stream
-  (``Nats-Msg-Id`` = task id), each acknowledged by a majority of the three nats-servers (one per lab host, in
-  its namespace; the client reaches them over the lab bridge). Also the publish alone, and both with one of the
-  three hosts' servers killed.
+"""The two task-queue backends in the same run, on the same machine: the local SQLite queue (``TaskStore``, the
+default) and the fleet-wide JetStream queue (``NatsQueue``) on a 3-member cluster of the project's nats-server
+v2.15.2 (one per lab host, in its namespace, ``sync_interval: always``, R3), as the agent uses them:
+- accepted events/s: ``--clients`` threads calling the backend's ``enqueue`` (what ``AsyncInvoker.enqueue`` awaits
+  before the 202: SQLite's group commit, fsynced; JetStream's KV create + stream publish, each acknowledged by a
+  majority that fsynced it), also with one of the three nats-servers killed;
+- enqueue-to-start p50/p99 when idle: ``AsyncInvoker`` with 4 workers on each backend and a runner that only
+  records when the task reached it (no container: the queue's part alone), one event at a time.
 The HTTP part of accepting (wire, signature, 202) is the same for both and is measured by bench/async_accept.py.
 
-Needs the 3-host lab (`fc-lab up`) and Debian's nats-server (scripts/setup.sh).
+Needs the 3-host lab (`fc-lab up`) and the nats-server build (scripts/setup.sh).
 
-    .venv/bin/python bench/async_nats.py [--clients 32] [--events 3000] [--rounds 3]
+    .venv/bin/python bench/async_nats.py [--clients 32] [--events 3000] [--rounds 3] [--latency-samples 200]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -26,29 +26,33 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import nats  # noqa: E402
 from _nats import Cluster, cluster  # noqa: E402
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
 
 from fc_lab import Lab  # noqa: E402
+from runtime_agent.events.asyncinvoke import AsyncInvoker  # noqa: E402
+from runtime_agent.events.natsqueue import NatsQueue, NatsSettings  # noqa: E402
+from runtime_agent.events.runner import PoolPressure, RunResult  # noqa: E402
 from runtime_agent.events.taskstore import NewTask, TaskStore  # noqa: E402
 
 BODY = b'{"n": 1}'
 DAY_MS = 86_400_000
 
 
-def local_round(store: TaskStore, clients: int, per_client: int) -> float:
+def accept_round(enqueue: Callable[[NewTask], bool], clients: int, per_client: int, function: str) -> float:
     go = threading.Barrier(clients + 1)
+    now = int(time.time() * 1000)
 
     def client() -> None:
-        tasks = [NewTask("bench", uuid.uuid4().hex, "LATEST", uuid.uuid4().hex, False, BODY, 3, 1, DAY_MS)
-                 for _ in range(per_client)]
+        tasks = [NewTask(function, "t" + uuid.uuid4().hex, "LATEST", uuid.uuid4().hex, False, BODY, 3, now,
+                         now + DAY_MS) for _ in range(per_client)]
         go.wait()
         for task in tasks:
-            assert store.enqueue(task)
+            assert enqueue(task)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
@@ -60,59 +64,88 @@ def local_round(store: TaskStore, clients: int, per_client: int) -> float:
     return clients * per_client / (time.perf_counter() - t0)
 
 
-async def _retrying(what, deadline_s: float = 30):
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            return await what()
-        except (nats.errors.Error, asyncio.TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.25)
+class RecordingRunner:
+    """The queue's side of the facade, without containers: notes when each task reached it."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.cond = threading.Condition()
+
+    def function_exists(self, name: str) -> bool:
+        return True
+
+    def pressure(self, name: str | None = None) -> dict[str, PoolPressure]:
+        return {"bench": PoolPressure(8, 0)}
+
+    def run_task(self, name: str, body: bytes, *, request_id: str, task_id: str, qualifier: str,
+                 on_instance: Callable[[str], None]) -> RunResult:
+        on_instance("bench-instance")
+        with self.cond:
+            self.started[task_id] = time.perf_counter()
+            self.cond.notify_all()
+        return RunResult(200, {}, b"ok")
+
+    def end_instance(self, name: str, instance_id: str) -> bool:
+        return False
 
 
-async def nats_round(js, kv, clients: int, per_client: int, with_record: bool) -> float:
-    async def client() -> None:
-        for _ in range(per_client):
-            task_id = uuid.uuid4().hex
-            if with_record:
-                await _retrying(lambda: kv.create(task_id, b'{"status": "Enqueued"}'))
-            await _retrying(lambda: js.publish("tasks.bench", BODY, headers={"Nats-Msg-Id": task_id}, timeout=10))
+def latency(queue: Callable[[Path, str], Any], folder: Path, samples: int) -> dict[str, float]:
+    runner = RecordingRunner()
+    invoker = AsyncInvoker(folder / "latency.db", runner, workers=4, registry=CollectorRegistry(), queue=queue)
+    invoker.start()
+    try:
+        gaps = []
+        for n in range(samples + 5):
+            t0 = time.perf_counter()
+            task_id = invoker.enqueue("bench", BODY, request_id=uuid.uuid4().hex)
+            with runner.cond:
+                runner.cond.wait_for(lambda: task_id in runner.started, timeout=30)
+            if n >= 5:  # the first few warm the consumers
+                gaps.append((runner.started[task_id] - t0) * 1000)
+            time.sleep(0.02)  # idle between events
+        gaps.sort()
+        return {"p50_ms": round(statistics.median(gaps), 2), "p99_ms": round(gaps[int(len(gaps) * 0.99) - 1], 2)}
+    finally:
+        invoker.close()
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return clients * per_client / (time.perf_counter() - t0)
 
-
-async def measure(c: Cluster, store: TaskStore, args: argparse.Namespace) -> dict:
+def measure(c: Cluster, folder: Path, args: argparse.Namespace) -> dict:
     per_client = max(1, args.events // args.clients)
-    nc = await nats.connect(servers=c.servers("lab-1"), user=c.user, password=c.password,
-                            max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    js = nc.jetstream()
-    await _retrying(lambda: js.add_stream(StreamConfig(
-        name="TASKS", subjects=["tasks.>"], retention=RetentionPolicy.WORK_QUEUE, storage=StorageType.FILE,
-        num_replicas=3, duplicate_window=120)))
-    kv = await _retrying(lambda: js.create_key_value(bucket="task-records", replicas=3, history=1))
-    out: dict[str, list[float]] = {"local": [], "nats_record_and_message": [], "nats_message_only": []}
-    for _ in range(args.rounds):
-        out["local"].append(await asyncio.to_thread(local_round, store, args.clients, per_client))
-        out["nats_record_and_message"].append(await nats_round(js, kv, args.clients, per_client, True))
-        out["nats_message_only"].append(await nats_round(js, kv, args.clients, per_client, False))
-    c.kill("lab-3")
-    down = {"local": await asyncio.to_thread(local_round, store, args.clients, per_client),
-            "nats_record_and_message": await nats_round(js, kv, args.clients, per_client, True)}
-    await nc.close()
+    settings = NatsSettings.from_config(c.settings()["nats"])
+    store = TaskStore(folder / "tasks.db", "bench")
+    nats_accept = NatsQueue(settings, "bench-accept", "bench", lambda: [])
+    try:
+        nats_accept.bus.call(lambda: _noop(), timeout=60)  # connected, streams and buckets declared
+        out: dict[str, list[float]] = {"local": [], "nats": []}
+        for _ in range(args.rounds):
+            out["local"].append(accept_round(store.enqueue, args.clients, per_client, "bench-accept"))
+            out["nats"].append(accept_round(nats_accept.enqueue, args.clients, per_client, "bench-accept"))
+        lat = {"local": latency(TaskStore, folder, args.latency_samples),
+               "nats": latency(lambda _db, boot: NatsQueue(settings, boot, "bench", lambda: ["bench"]), folder,
+                               args.latency_samples)}
+        c.kill("lab-3")
+        time.sleep(5)  # the streams' leaders on lab-3 are re-elected
+        down = {"local": accept_round(store.enqueue, args.clients, per_client, "bench-accept"),
+                "nats": accept_round(nats_accept.enqueue, args.clients, per_client, "bench-accept")}
+    finally:
+        nats_accept.close()
+        store.close()
     med = {k: statistics.median(v) for k, v in out.items()}
     return {
         "accepted_per_s": {k: round(v) for k, v in med.items()},
-        "ratio_nats_to_local": round(med["nats_record_and_message"] / med["local"], 2),
-        "ratio_nats_message_only_to_local": round(med["nats_message_only"] / med["local"], 2),
-        "one_host_down_per_s": {k: round(v) for k, v in down.items()},
-        "ratio_nats_to_local_one_host_down": round(down["nats_record_and_message"] / down["local"], 2),
+        "ratio_nats_to_local": round(med["nats"] / med["local"], 2),
         "rounds": {k: [round(x) for x in v] for k, v in out.items()},
+        "one_host_down_per_s": {k: round(v) for k, v in down.items()},
+        "ratio_nats_to_local_one_host_down": round(down["nats"] / down["local"], 2),
+        "enqueue_to_start_idle": lat,
+        "ratio_nats_to_local_p50": round(lat["nats"]["p50_ms"] / lat["local"]["p50_ms"], 2),
         "clients": args.clients, "events_per_round": per_client * args.clients,
-        "load_average": [round(x, 1) for x in os.getloadavg()],
+        "latency_samples": args.latency_samples, "load_average": [round(x, 1) for x in os.getloadavg()],
     }
+
+
+async def _noop() -> None:
+    return None
 
 
 def main() -> None:
@@ -120,20 +153,18 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--events", type=int, default=3000, help="events per round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--latency-samples", type=int, default=200)
     ap.add_argument("--dir", default="/var/lib/fc-bench", help="where the local queue's file goes")
     args = ap.parse_args()
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=args.dir))
-    store = TaskStore(folder / "tasks.db", "bench")
+    load_before = [round(x, 1) for x in os.getloadavg()]
     try:
         with cluster(Lab(), ["lab-1", "lab-2", "lab-3"]) as c:
-            result = asyncio.run(measure(c, store, args))
+            result = measure(c, folder, args)
     finally:
-        store.close()
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
-    print(json.dumps(result, indent=2))
+    print(json.dumps({**result, "load_average_before": load_before}, indent=2))
 
 
 if __name__ == "__main__":

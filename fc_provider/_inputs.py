@@ -274,6 +274,26 @@ class StemCellsArgs(InputArgs):
 
 
 @dataclasses.dataclass(kw_only=True)
+class NatsTaskQueueArgs(InputArgs):
+    """The fleet's asynchronous tasks on a NATS JetStream cluster instead of each host's own SQLite queue: any host
+    accepts, any host with the function runs, and no task is lost or stranded when one whole host is (replicas 3,
+    every write fsynced before its ack). The Fleet installs nats-server v2.15.2 (the project's build, shipped) on
+    ``hosts`` and keeps it running next to the agent (docs/architecture.md, "A fleet-wide queue").
+
+    :param hosts: The names of the 3 (or 5) fleet hosts that run the cluster's members. Required.
+    :param ack_wait_seconds: A claimed task's lease: a host that stops answering for this long (gone, cut off)
+           loses its tasks to the other hosts. Default 30 (3-600).
+    """
+
+    hosts: Sequence[str]
+    ack_wait_seconds: Optional[float] = None
+
+    def to_input(self) -> dict[str, Any]:
+        return {"nats": {"hosts": list(self.hosts), **({"ack_wait_seconds": self.ack_wait_seconds}
+                                                       if self.ack_wait_seconds is not None else {})}}
+
+
+@dataclasses.dataclass(kw_only=True)
 class DestinationArgs(InputArgs):
     """Where an asynchronous invocation's outcome goes (FC's ``Destination``).
 

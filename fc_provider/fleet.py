@@ -21,16 +21,18 @@ from pulumi.dynamic import (
 )
 
 from ._errors import FcProviderError, brief_errors
-from ._inputs import HostCapacityArgs, HostGpusArgs, InvokePortGuardsArgs, StemCellsArgs, nested
+from ._inputs import HostCapacityArgs, HostGpusArgs, InvokePortGuardsArgs, NatsTaskQueueArgs, StemCellsArgs, nested
 from ._model.bundle import agent_version
 from ._model.images import described, project_tarballs
+from ._model.natsconf import CLIENT_PORT, NATS_USER, members, nats_server_build
 from ._model.validation import FleetModel, check
 from ._remote import commands as cmd
 from ._remote import fleetops as ops
+from ._remote import natsops
 from ._remote.lock import DEFAULT_TIMEOUT_SECONDS
 
 _SETTINGS = ("runtime_images", "idle_timeout_seconds", "stem_cells")
-_OUTPUT_ONLY = {"__provider", "token", "connection", "agent_versions", "missing_images"}
+_OUTPUT_ONLY = {"__provider", "token", "connection", "agent_versions", "missing_images", "nats_password"}
 _NOT_DIFFED = _OUTPUT_ONLY | {"stack", "fleet_name"}  # who deploys is recorded, not configured
 
 
@@ -78,7 +80,8 @@ class FleetArgs:
                  lock_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
                  image_tarballs: Optional[Mapping[str, str]] = None,
                  invoke_port_guards: Union[InvokePortGuardsArgs, Mapping[str, Any], None] = None,
-                 stem_cells: Union[StemCellsArgs, Mapping[str, Any], None] = None) -> None:
+                 stem_cells: Union[StemCellsArgs, Mapping[str, Any], None] = None,
+                 task_queue: Union[str, NatsTaskQueueArgs, Mapping[str, Any]] = "local") -> None:
         """
         :param hosts: The hosts. At least one.
         :param ssh_private_key: The private key SSH logs in with (OpenSSH or PEM, unencrypted). Always stored as a
@@ -102,6 +105,11 @@ class FleetArgs:
         :param stem_cells: ``fc.StemCellsArgs`` or the same as a dict: keep started, code-less runtime containers
                that cold starts take (tens of milliseconds instead of a container start). Default on, sized by
                demand ({"enabled": False} turns them off).
+        :param task_queue: Where asynchronous tasks wait: "local" (each host's own SQLite queue: a task waits on
+               the host that accepted it), or ``fc.NatsTaskQueueArgs(hosts=[3 host names])`` / the same as
+               {"nats": {"hosts": [...], "ack_wait_seconds": 30}}: a NATS JetStream cluster on those hosts (the
+               Fleet ships nats-server and keeps it running), shared by every host, so any host accepts and any
+               host runs, and a whole host lost loses no task. Default "local".
         """
         self.hosts = list(hosts)
         self.ssh_private_key = ssh_private_key
@@ -112,6 +120,9 @@ class FleetArgs:
         self.stem_cells = nested("stem_cells", stem_cells, StemCellsArgs)
         self.image_tarballs = dict(project_tarballs(runtime_images) if image_tarballs is None else image_tarballs)
         self.invoke_port_guards = nested("invoke_port_guards", invoke_port_guards, InvokePortGuardsArgs) or {}
+        self.task_queue = task_queue if isinstance(task_queue, str) else (
+            task_queue.to_input() if isinstance(task_queue, NatsTaskQueueArgs) else nested(
+                "task_queue", task_queue, NatsTaskQueueArgs))
 
     @classmethod
     def from_fleet_file(cls, path: str | Path, **overrides: Any) -> "FleetArgs":
@@ -145,7 +156,39 @@ def _settings(props: dict[str, Any], host_name: str) -> dict[str, Any]:
         settings["capacity_memory_mb"] = int(capacity["memory_mb"])
     if host.get("gpus"):
         settings["gpus"] = host["gpus"]
+    nats = _nats(props)
+    if nats:  # every host's agent uses the cluster, member or not
+        addresses = {h["name"]: h["address"] for h in props["hosts"]}
+        settings["task_queue"] = {"nats": {
+            "servers": [f"nats://{addresses[n]}:{CLIENT_PORT}" for n in nats["hosts"]], "user": NATS_USER,
+            "password": props["nats_password"], "replicas": len(nats["hosts"]),
+            "ack_wait_seconds": float(nats.get("ack_wait_seconds", 30))}}
     return settings
+
+
+def _nats(props: dict[str, Any]) -> dict[str, Any] | None:
+    queue = props.get("task_queue")
+    return queue.get("nats") if isinstance(queue, dict) else None
+
+
+def _with_nats_password(props: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The cluster's password (a secret output): generated once, kept across updates."""
+    if not _nats(props):
+        return {**props, "nats_password": None}
+    return {**props, "nats_password": (olds or {}).get("nats_password") or secrets.token_urlsafe(24)}
+
+
+def _install_queue_members(props: dict[str, Any], conn: ops.FleetConnection) -> None:
+    """Ships nats-server to the queue's hosts, writes each member's config and (re)starts it."""
+    nats = _nats(props)
+    if not nats:
+        return
+    addresses = {h["name"]: h["address"] for h in props["hosts"]}
+    configs = {m.server_name: m for m in members([(n, addresses[n]) for n in nats["hosts"]],
+                                                 props["nats_password"], sync_always=True)}
+    binary = nats_server_build()
+    ops.on_hosts("task queue member", [h for h in conn.hosts if h.name in configs],
+                 lambda h: natsops.install_member(conn.private_key, h, configs[h.name], binary))
 
 
 def _registration(id_: str, props: dict[str, Any]) -> str:
@@ -164,6 +207,10 @@ def _digests(props: dict[str, Any]) -> dict[str, str]:
 class FleetProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = [CheckFailure(p, r) for p, r in check(FleetModel, news)]
+        if _nats(news) and not nats_server_build().is_file():
+            failures.append(CheckFailure("task_queue", f"task_queue.nats: the nats-server build "
+                                         f"{nats_server_build()} does not exist; run scripts/build-nats-server.sh "
+                                         f"(scripts/setup.sh does) or set FC_NATS_SERVER to a nats-server 2.10+"))
         failures += [CheckFailure("image_tarballs", f"{ref}: {image['error']}")
                      for ref, image in sorted((news.get("images") or {}).items())
                      if isinstance(image, dict) and image.get("error")]
@@ -185,6 +232,7 @@ class FleetProvider(ResourceProvider):
             infos = ops.roll("agent upgrade", list(conn.hosts), install)
         else:
             infos = ops.on_hosts("agent install", list(conn.hosts), install)
+        _install_queue_members(props, conn)  # after the agents: the supervisor runs from the agent's release
         tokens = {info["token"] for info in infos.values()}
         token = tokens.pop() if len(tokens) == 1 else ""
         return {**props, "token": token, "connection": _connection(props, token),
@@ -197,7 +245,7 @@ class FleetProvider(ResourceProvider):
             # A host may already run an agent for another stack: share it, and its token.
             found = {t for t in ops.host_tokens(conn).values() if t}
             seed = found.pop() if len(found) == 1 else secrets.token_urlsafe(32)
-            outs = self._deploy(props, seed, _registration("", props), rolling=False)
+            outs = self._deploy(_with_nats_password(props), seed, _registration("", props), rolling=False)
         return CreateResult(id_=f"fleet-{secrets.token_hex(4)}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -218,7 +266,8 @@ class FleetProvider(ResourceProvider):
         conn = ops.FleetConnection.from_dict(_connection(news, olds.get("token") or ""))
         old_conn = ops.FleetConnection.from_dict(_connection({**olds, "hosts": removed}, olds.get("token") or ""))
         with ops.fleet_lock(conn, list(conn.hosts) + list(old_conn.hosts), "agent upgrade"):
-            outs = self._deploy(news, olds.get("token") or secrets.token_urlsafe(32), registration, rolling=True)
+            outs = self._deploy(_with_nats_password(news, olds), olds.get("token") or secrets.token_urlsafe(32),
+                                registration, rolling=True)
             if removed:  # functions placed there are removed after this (they depend on the fleet): do not wait for them
                 ops.on_hosts("agent removal", list(old_conn.hosts),
                              lambda h: ops.retire_agent(old_conn, h, _registration(id_, olds), keep_if_functions=False))
@@ -282,6 +331,8 @@ class Fleet(pulumi.dynamic.Resource):
             "invoke_port_guards": args.invoke_port_guards,
             "lock_timeout_seconds": args.lock_timeout_seconds,
             "stem_cells": args.stem_cells,
+            "task_queue": args.task_queue,
+            "nats_password": None,
             "images": described(args.image_tarballs),
             "agent_version": agent_version(),
             "stack": f"{pulumi.get_project()}/{pulumi.get_stack()}",
@@ -291,5 +342,5 @@ class Fleet(pulumi.dynamic.Resource):
             "agent_versions": None,
         }
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["token", "connection", "ssh_private_key"]))
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["token", "connection", "ssh_private_key", "nats_password"]))
         super().__init__(FleetProvider(), resource_name, props, opts)

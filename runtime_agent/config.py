@@ -39,6 +39,9 @@ class AgentConfig:
     routing_seed: int | None = None
     # Threads that run queued asynchronous tasks (each holds one instance slot while its task runs).
     async_workers: int = 16
+    # Where async tasks are queued (events/taskqueue.backend): "local", the host's SQLite file, or
+    # {"nats": {"servers": [...], "user": ..., "password": ..., "replicas": 3}}, the fleet's JetStream cluster.
+    task_queue: str | dict = "local"
     # The host's GPUs as the Fleet declares them (fc_common.gpu.parse_host_gpus); null: none.
     gpus: dict | None = None
     # Stem cells (instances/cellpolicy.CellSettings): started, code-less runtime containers that cold starts take;

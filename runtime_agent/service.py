@@ -18,6 +18,7 @@ from fc_common.gpu import GpuNeed, parse_host_gpus
 from .config import AgentConfig
 from .errors import Conflict, InstanceStartError, NotFound
 from .events.asyncinvoke import AsyncInvoker
+from .events.taskqueue import backend as task_queue_backend
 from .events.firings import TriggerFirings
 from .events.oss import OssTriggers
 from .events.poolrunner import PoolRunner
@@ -99,8 +100,10 @@ class Agent:
         self.invoke = self.invocations.invoke  # the invoke API's, the triggers' and the async workers' one path
         self.enqueue_async = self.invocations.enqueue_async
         runner = PoolRunner(self._all_pools, self._pools.get, self.firings.watched(self.invoke))
+        queue = task_queue_backend(config.task_queue, host=config.host_name,
+                                   functions=lambda: [p.function for p in self._all_pools()])
         self.async_invoker = AsyncInvoker(config.state_dir / "tasks.db", runner, workers=config.async_workers,
-                                          registry=self.metrics.registry)
+                                          registry=self.metrics.registry, queue=queue)
         # Provisioned instances (fc.ProvisionConfig): this host's share of each config's target (per function and
         # qualifier: LATEST or an alias), kept started in the pool of the version the qualifier resolves to.
         self.provision = ProvisionScalers(

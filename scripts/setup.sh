@@ -5,10 +5,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$FC_REPO"
 
-# haproxy: the front door of CustomDomain (lab hosts share the machine's binaries, so one install serves them all);
-# nats-server: the JetStream cluster of the fleet-wide task queue's tests (tests/test_nats_cluster.py)
+# haproxy: the front door of CustomDomain (lab hosts share the machine's binaries, so one install serves them all).
+# (nats-server is built, not installed: Debian's 2.9 cannot fsync each write; see scripts/build-nats-server.sh.)
 PACKAGES=(docker.io debootstrap openssh-server iproute2 procps psmisc curl util-linux tar gzip ca-certificates systemd sudo
-          haproxy nats-server)
+          haproxy)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,8 +18,8 @@ if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian's nats-server package enables a loopback server of its own; the fleet's hosts (and the tests) start theirs
-# with their own configuration, so the packaged service is never wanted.
+# Debian's nats-server package, where a machine still has it, enables a loopback server of its own; the fleet's
+# hosts (and the tests) start theirs with their own configuration, so the packaged service is never wanted.
 if [[ -d /run/systemd/system ]] && systemctl is-enabled nats-server >/dev/null 2>&1; then
   systemctl disable --now nats-server >/dev/null 2>&1 || true
 fi
@@ -36,6 +36,8 @@ fi
 
 bash scripts/build-pulumi.sh >/dev/null
 bash scripts/build-versitygw.sh >/dev/null  # the S3 server of the OSS-trigger tests and examples/object_pipeline
+# nats-server 2.15 (Debian's 2.9 cannot fsync each write): the JetStream task queue's server, shipped to the hosts
+bash scripts/build-nats-server.sh >/dev/null
 .venv/bin/fc-lab images >/dev/null
 # The other runtimes' images (fc_lab/_images.py) build once, cached, in the background: only the tests that run
 # those runtimes wait for them (a lock per image makes them wait instead of building twice).

@@ -1,11 +1,14 @@
-"""A JetStream cluster on lab hosts, for the tests and the benchmark of the fleet-wide task queue's building
-blocks: one nats-server per host, in the host's own namespaces, configured by ``fc_provider._model.natsconf``
-(the files the Fleet would write), started in the background and killed by pid afterwards."""
+"""A JetStream cluster on lab hosts, for the tests and the benchmark of the fleet-wide task queue: one nats-server
+per host (the project's build, scripts/build-nats-server.sh, v2.15.2), in the host's own namespaces, configured by
+``fc_provider._model.natsconf`` (the files the Fleet writes, ``sync_interval: always``), started in the background
+and killed by pid afterwards."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import socket
+import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +19,14 @@ from fc_lab import Lab
 from fc_provider._model.natsconf import CLIENT_PORT, members
 
 FOLDER = "/var/lib/fc-agent/nats-test"  # per host: the hosts share the rest of /var/lib
+REPO = Path(__file__).resolve().parent.parent
+
+
+@functools.lru_cache(maxsize=1)
+def nats_server() -> str:
+    """The cached nats-server build (lab hosts share the machine's files outside their private folders)."""
+    return subprocess.run(["bash", str(REPO / "scripts" / "build-nats-server.sh")], check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 @dataclass
@@ -42,6 +53,10 @@ class Cluster:
     def kill(self, name: str) -> None:
         """kill -9 of that host's nats-server (what a host whose power went would do to it)."""
         _kill(self.members[name].pid)
+
+    def settings(self, **extra: object) -> dict:
+        """The agent config's ``task_queue`` for this cluster."""
+        return {"nats": {"servers": self.servers(), "user": self.user, "password": self.password, **extra}}
 
 
 def _kill(pid: int) -> None:
@@ -71,14 +86,15 @@ def _wait_listening(address: str, port: int, timeout: float = 20) -> None:
 def cluster(lab: Lab, names: list[str]) -> Iterator[Cluster]:
     hosts = {h["name"]: h["address"] for h in lab.fleet()["hosts"]}
     password = secrets.token_urlsafe(24)
-    configs = members([(n, hosts[n]) for n in names], password, store_dir=f"{FOLDER}/jetstream")
+    configs = members([(n, hosts[n]) for n in names], password, store_dir=f"{FOLDER}/jetstream", sync_always=True)
+    binary = nats_server()
     started: dict[str, Member] = {}
     try:
         for config in configs:
             name = config.server_name
             lab.run(name, ["sh", "-c", f"rm -rf {FOLDER} && mkdir -p -m 700 {FOLDER} && umask 077 && "
                                        f"cat > {FOLDER}/nats.conf"], input=config.render(), text=True, check=True)
-            out = lab.run(name, ["sh", "-c", f"setsid nats-server -c {FOLDER}/nats.conf > {FOLDER}/log 2>&1 "
+            out = lab.run(name, ["sh", "-c", f"setsid {binary} -c {FOLDER}/nats.conf > {FOLDER}/log 2>&1 "
                                              f"< /dev/null & echo $!"], capture_output=True, text=True, check=True)
             started[name] = Member(name, hosts[name], int(out.stdout.strip()))
         for member in started.values():

@@ -1,8 +1,9 @@
 """The building blocks of the opt-in fleet-wide task queue (issue 12), on a real JetStream cluster of three
-nats-servers in the lab hosts' namespaces, configured by the files the Fleet would write (natsconf): a work-queue
+nats-servers (the project's v2.15.2 build) in the lab hosts' namespaces, configured by the files the Fleet would write (natsconf): a work-queue
 stream with three replicas accepts on one host and delivers on another, dedupes by task id (``Nats-Msg-Id``
 within the window, a KV ``create`` beyond it), keeps accepting and delivering with a whole host's server killed,
-and delivers each message exactly once to acking workers. Not yet the agent's queue: see docs/architecture.md."""
+and delivers each message exactly once to acking workers. The agent's queue built on them (natsqueue.py) is tested
+in test_nats_queue.py, and the Fleet that runs the cluster in test_nats_fleet.py."""
 
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ from .archive import Package, pack_trees
 
 VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client",
             "cronsim",
+            # nats-py, the JetStream client of the fleet-wide task queue (events/natsqueue.py)
+            "nats",
             # boto3 for OSS triggers (listing a bucket): botocore ships every AWS service's model; only S3's and
             # the shared files are packed (BOTOCORE_DATA)
             "boto3", "botocore", "s3transfer", "jmespath", "dateutil")

@@ -1,15 +1,16 @@
-"""The nats-server configuration of one fleet host in the JetStream cluster that an opt-in fleet-wide task queue
-would use (issue 12, not wired yet; see docs/architecture.md "A fleet-wide queue"): client and cluster ports on
-the host's own address, JetStream's file store, routes to every other member, and one user/password for both
-clients and routes (never anonymous).
+"""The nats-server configuration of one fleet host in the JetStream cluster of the fleet-wide task queue
+(``FleetArgs.task_queue = fc.NatsTaskQueueArgs(...)``; docs/architecture.md "A fleet-wide queue"): client and
+cluster ports on the host's own address, JetStream's file store, routes to every other member, and one
+user/password for both clients and routes (never anonymous); and where the nats-server build the Fleet ships is.
 
 Durability: Debian 12's nats-server (2.9.10) has no ``sync_interval``; it acknowledges a publish to an R3 stream
-once a majority of members has it (written, not fsynced), so an accepted event survives a ``kill -9`` of any
-member and the loss of one whole host, but not a power cut of a majority at once. ``sync_always`` writes
-``sync_interval: always`` (fsync before each ack) for nats-server 2.10 and later."""
+once a majority of members has it (written, not fsynced). So the project builds nats-server v2.15.2
+(scripts/build-nats-server.sh) and the Fleet ships that build and writes ``sync_interval: always`` (``sync_always``):
+every member fsyncs each write before it acknowledges it."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,17 @@ from pathlib import Path
 import jinja2
 
 CLIENT_PORT, CLUSTER_PORT = 4222, 6222
+NATS_SERVER_VERSION = "v2.15.2"
+NATS_USER = "fc-agent"
+
+
+def nats_server_build() -> Path:
+    """The nats-server the Fleet ships: $FC_NATS_SERVER, else the build scripts/setup.sh caches
+    (``$FC_CACHE_DIR/nats-server-v2.15.2/nats-server``, FC_CACHE_DIR defaulting to ~/.cache/fc-provider)."""
+    if os.environ.get("FC_NATS_SERVER"):
+        return Path(os.environ["FC_NATS_SERVER"])
+    cache = Path(os.environ.get("FC_CACHE_DIR") or Path.home() / ".cache" / "fc-provider")
+    return cache / f"nats-server-{NATS_SERVER_VERSION}" / "nats-server"
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # names and addresses go into a quoted config string
 _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)

@@ -84,6 +84,28 @@ class StemCellsModel(_Strict):
         return self
 
 
+class NatsQueueModel(_Strict):
+    """``task_queue: {"nats": {...}}``: the fleet's JetStream cluster (runtime_agent/events/natsqueue.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    hosts: list[str] = Field(min_length=3, max_length=5)
+    ack_wait_seconds: float = Field(default=30, ge=3, le=600)
+
+    @field_validator("hosts")
+    @classmethod
+    def _odd_and_distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("the queue's hosts must be distinct")
+        if len(v) % 2 == 0:
+            raise ValueError("an odd number of hosts (3 or 5): JetStream needs a majority to accept a write")
+        return v
+
+
+class TaskQueueModel(_Strict):
+    model_config = ConfigDict(extra="forbid")
+    nats: NatsQueueModel
+
+
 class FleetModel(_Strict):
     hosts: list[HostModel] = Field(min_length=1)
     ssh_private_key: str = Field(min_length=1)
@@ -95,6 +117,7 @@ class FleetModel(_Strict):
     lock_timeout_seconds: float = Field(default=120, ge=0, le=86400)
     stem_cells: StemCellsModel | None = None
     images: dict[str, dict[str, Any]] = Field(default_factory=dict)  # ref -> {path, sha256}: checked by the Fleet
+    task_queue: Any = "local"  # "local" or a TaskQueueModel (see _task_queue)
 
     @field_validator("hosts")
     @classmethod
@@ -104,6 +127,30 @@ class FleetModel(_Strict):
         if dupes:
             raise ValueError(f"host names must be unique; repeated: {', '.join(dupes)}")
         return hosts
+
+    @field_validator("task_queue", mode="before")
+    @classmethod
+    def _task_queue(cls, v: Any) -> Any:
+        if v in (None, "local"):
+            return "local"
+        if not isinstance(v, dict) or set(v) != {"nats"}:
+            raise ValueError(f'{str(v)[:60]!r} is neither "local" nor {{"nats": {{"hosts": [3 host names], '
+                             f'"ack_wait_seconds": 30}}}} (fc.NatsTaskQueueArgs)')
+        try:
+            return TaskQueueModel.model_validate(v)
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: "
+                                       f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())) from None
+
+    @model_validator(mode="after")
+    def _queue_hosts_in_fleet(self) -> "FleetModel":
+        if isinstance(self.task_queue, TaskQueueModel):
+            names = {h.name for h in self.hosts}
+            unknown = [n for n in self.task_queue.nats.hosts if n not in names]
+            if unknown:
+                raise ValueError(f"task_queue.nats.hosts: {', '.join(unknown)} not among the fleet's hosts "
+                                 f"({', '.join(sorted(names))})")
+        return self
 
 
 class HookModel(_Strict):

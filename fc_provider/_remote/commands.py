@@ -16,6 +16,12 @@ AGENT_PIDFILE = f"{AGENT_STATE}/agent.pid"
 SUPERVISOR_PIDFILE = f"{AGENT_STATE}/supervisor.pid"
 AGENT_LOG = f"{AGENT_STATE}/agent.log"
 SYSTEMD_UNIT = "/etc/systemd/system/fc-agent.service"
+# The fleet-wide task queue's member on a queue host (FleetArgs.task_queue nats): its config (0600: it holds the
+# cluster's password), its store, its log, and the supervisor that keeps it running (runtime_agent.supervisor).
+NATS_CONFIG = f"{AGENT_CONFIG_DIR}/nats-server.conf"
+NATS_STORE = f"{AGENT_STATE}/jetstream"
+NATS_SUPERVISOR_PIDFILE = f"{AGENT_STATE}/nats-supervisor.pid"
+NATS_LOG = f"{AGENT_STATE}/nats-server.log"
 # The agent is supervised by systemd when the host runs it (the unit above), else by runtime_agent.supervisor.
 _SYSTEMD = f"[ -d /run/systemd/system ] && [ -f {SYSTEMD_UNIT} ]"
 # A process is alive when it exists and is no zombie (a killed process whose parent has not reaped it yet still
@@ -149,7 +155,38 @@ def uninstall_agent() -> list[str]:
     databases = [f"{db}{suffix}" for db in ("agent.db", "tasks.db") for suffix in ("", "-wal", "-shm")]
     state = [f"{AGENT_STATE}/{name}" for name in (*databases, "code", "layers", "logs", "images")]
     return ["rm", "-rf", f"{AGENT_ROOT}/releases", f"{AGENT_ROOT}/current", AGENT_CONFIG, FLEET_REGISTRY,
-            ACCESS_KEYS, *state, AGENT_PIDFILE, SUPERVISOR_PIDFILE, AGENT_LOG]
+            ACCESS_KEYS, *state, AGENT_PIDFILE, SUPERVISOR_PIDFILE, AGENT_LOG, f"{AGENT_ROOT}/nats", NATS_CONFIG,
+            NATS_STORE, NATS_SUPERVISOR_PIDFILE, NATS_LOG]
+
+
+def nats_binary(digest: str) -> str:
+    """Where the shipped nats-server build lives, by the first 16 hex digits of its sha256."""
+    return f"{AGENT_ROOT}/nats/{digest}/nats-server"
+
+
+def start_nats(binary: str) -> list[str]:
+    """Starts nats-server under runtime_agent.supervisor (in its own session, restarted whenever it exits), unless
+    its supervisor already runs; waits for the supervisor's pidfile."""
+    script = (
+        f"{_ALIVE}p=$(cat {NATS_SUPERVISOR_PIDFILE} 2>/dev/null); if alive \"$p\"; then exit 0; fi; "
+        f"mkdir -p -m 700 {NATS_STORE} && cd {AGENT_ROOT}/current && PYTHONPATH={AGENT_ROOT}/current setsid -f "
+        f"python3 -m runtime_agent.supervisor --pidfile {NATS_SUPERVISOR_PIDFILE} -- {shlex.quote(binary)} -c "
+        f"{NATS_CONFIG} </dev/null >>{NATS_LOG} 2>&1 || exit 1; "
+        f"for i in $(seq 100); do [ -s {NATS_SUPERVISOR_PIDFILE} ] && exit 0; sleep 0.1; done; "
+        f"echo 'nats-server supervisor did not start' >&2; tail -20 {NATS_LOG} >&2; exit 1"
+    )
+    return ["sh", "-c", script]
+
+
+def stop_nats(timeout_s: int = 20) -> list[str]:
+    """Stops nats-server's supervisor (TERM: it stops nats-server, which shuts down cleanly), KILL after the
+    timeout. Succeeds when nothing runs."""
+    script = (
+        f"{_ALIVE}p=$(cat {NATS_SUPERVISOR_PIDFILE} 2>/dev/null); "
+        f"if alive \"$p\"; then kill -TERM \"$p\"; i=0; while alive \"$p\" && [ $i -lt {timeout_s * 10} ]; do "
+        f"sleep 0.1; i=$((i+1)); done; kill -KILL \"$p\" 2>/dev/null; fi; rm -f {NATS_SUPERVISOR_PIDFILE}; exit 0"
+    )
+    return ["sh", "-c", script]
 
 
 def image_tarball(sha256: str) -> str:

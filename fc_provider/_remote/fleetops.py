@@ -292,6 +292,7 @@ def uninstall_agent(conn: FleetConnection, host: HostSpec) -> None:
 
 def _uninstall(ssh: SSHSession) -> None:
     ssh.run(cmd.stop_agent())
+    ssh.run(cmd.stop_nats())  # the task queue's member, on a queue host
     ssh.run(cmd.remove_unit())
     ssh.run(cmd.purge_instances())
     ssh.run(cmd.uninstall_agent())

@@ -75,6 +75,7 @@ class AsyncInvoker:
         self.outbox = Outbox(self.store, self._deliver_to_function, self.metrics.deliveries_result, clock_ms)
         self.workers = Workers(self.store, runner, count=workers, policy=RetryPolicy(), on_end=self._end,
                                on_retry=self.metrics.retried, clock_ms=clock_ms)
+        self.store.attach(ready=self.workers.nudge, end_instance=runner.end_instance)
         self._last_purge = 0.0
 
     def start(self) -> None:
@@ -262,10 +263,10 @@ def _encode_token(task: Task) -> str:
     return base64.urlsafe_b64encode(json.dumps([task.enqueued_ms, task.id]).encode()).decode()
 
 
-def _decode_token(token: str) -> tuple[int, int]:
+def _decode_token(token: str) -> tuple[int, int | str]:
     try:
-        ms, rowid = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return int(ms), int(rowid)
+        ms, handle = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(ms), handle if isinstance(handle, str) else int(handle)  # the backend's Task.id: int or str
     except (ValueError, TypeError) as exc:
         raise BadRequest(f"nextToken {token[:64]!r} is not a token this API returned") from exc
 

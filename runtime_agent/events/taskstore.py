@@ -24,7 +24,7 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .states import IN_HAND, WAITING, TaskStatus
 from .taskrows import SCHEMA, SELECT_TASKS, Delivery, NewTask, Task
@@ -77,6 +77,13 @@ class TaskStore:
         self._closed = False
         self._committer = threading.Thread(target=self._commit_loop, name="task-commit", daemon=True)
         self._committer.start()
+
+    def release(self, task: int) -> None:
+        """Nothing to do: a task left in hand under this boot is recovered by the next boot (``recover``)."""
+
+    def attach(self, *, ready: Callable[[str], None], end_instance: Callable[[str, str], Any]) -> None:
+        """Nothing to attach: the workers hear of this host's enqueues from the invoker, and stops and restarts
+        are this host's own (``recover``)."""
 
     def close(self) -> None:
         with self._pending_cond:

@@ -104,8 +104,9 @@ class Workers:
                 self._in_flight[task.function] = self._in_flight.get(task.function, 0) + 1
             try:
                 self._work(task)
-            except Exception:  # noqa: BLE001 - the task stays in hand; a restart recovers it
+            except Exception:  # noqa: BLE001 - the task stays in hand: the queue's lease rule recovers it
                 log.exception("running task %s of %s", task.task_id, task.function)
+                self._store.release(task.id)
             finally:
                 with self._cond:
                     self._in_flight[task.function] -= 1
