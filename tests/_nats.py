@@ -89,6 +89,13 @@ def cluster(lab: Lab, names: list[str]) -> Iterator[Cluster]:
     configs = members([(n, hosts[n]) for n in names], password, store_dir=f"{FOLDER}/jetstream", sync_always=True)
     binary = nats_server()
     started: dict[str, Member] = {}
+    for name in names:  # a member left by another test would answer in ours' place, with another password
+        try:
+            socket.create_connection((hosts[name], CLIENT_PORT), timeout=1).close()
+        except OSError:
+            continue
+        raise RuntimeError(f"something already listens on {name}'s NATS port {CLIENT_PORT}: a queue member left "
+                           "running by an earlier test or Fleet")
     try:
         for config in configs:
             name = config.server_name

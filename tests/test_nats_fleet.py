@@ -66,7 +66,9 @@ def fleet(lab: Lab, lab_fleet: dict) -> Iterator[tuple[str, dict]]:
     try:
         yield created.id, created.outs
     finally:
-        provider.delete(created.id, created.outs)
+        provider.delete(created.id, created.outs)  # keeps the agents (and their queue members): they serve FN
+        for index in range(3):  # so that the next test's cluster gets the queue's ports, and no agent is left over
+            ops.uninstall_agent(_conn(created.outs, index), _conn(created.outs, index).hosts[0])
 
 
 def _conn(outs: dict, index: int) -> ops.FleetConnection:
