@@ -191,6 +191,14 @@ def _install_queue_members(props: dict[str, Any], conn: ops.FleetConnection) -> 
                  lambda h: natsops.install_member(conn.private_key, h, configs[h.name], binary))
 
 
+def _retire_queue_members(olds: dict[str, Any], news: dict[str, Any], conn: ops.FleetConnection) -> None:
+    """Stops the queue members of hosts that stay in the fleet but leave the queue (back to "local", or other
+    hosts named); hosts that leave the fleet lose theirs with the agent."""
+    staying = set((_nats(news) or {}).get("hosts") or [])
+    leaving = [h for h in conn.hosts if h.name in set((_nats(olds) or {}).get("hosts") or []) - staying]
+    ops.on_hosts("task queue member removal", leaving, lambda h: natsops.retire_member(conn.private_key, h))
+
+
 def _registration(id_: str, props: dict[str, Any]) -> str:
     """The name this Fleet registers under on its hosts: the same for every attempt of one stack's Fleet (a failed
     create leaves no stray registration behind), different between stacks."""
@@ -268,6 +276,7 @@ class FleetProvider(ResourceProvider):
         with ops.fleet_lock(conn, list(conn.hosts) + list(old_conn.hosts), "agent upgrade"):
             outs = self._deploy(_with_nats_password(news, olds), olds.get("token") or secrets.token_urlsafe(32),
                                 registration, rolling=True)
+            _retire_queue_members(olds, news, conn)
             if removed:  # functions placed there are removed after this (they depend on the fleet): do not wait for them
                 ops.on_hosts("agent removal", list(old_conn.hosts),
                              lambda h: ops.retire_agent(old_conn, h, _registration(id_, olds), keep_if_functions=False))

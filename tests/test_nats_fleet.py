@@ -129,3 +129,16 @@ def test_the_fleet_runs_the_cluster_and_every_agent_uses_it(fleet, lab: Lab, tmp
     task = wait_for(done, f"task {task_id} to succeed", 120)
     assert task["returnPayload"] == "hello"
 
+
+
+def test_back_to_the_local_queue_stops_every_member_and_removes_its_files(fleet, lab: Lab, lab_fleet: dict) -> None:
+    id_, outs = fleet
+    news = _props(lab_fleet, "local")
+    FleetProvider().update(id_, outs, news)
+    for host in ("lab-1", "lab-2", "lab-3"):
+        alive = lab.run(host, ["sh", "-c", f"kill -0 $(cat {cmd.NATS_SUPERVISOR_PIDFILE} 2>/dev/null) 2>/dev/null"])
+        assert alive.returncode != 0, f"the queue member's supervisor still runs on {host}"
+        left = lab.run(host, ["ls", cmd.NATS_CONFIG, cmd.NATS_STORE], capture_output=True, text=True)
+        assert left.returncode != 0 and not left.stdout.strip(), left.stdout
+        config = json.loads(lab.run(host, ["cat", cmd.AGENT_CONFIG], capture_output=True, text=True).stdout)
+        assert config.get("task_queue") in (None, "local"), config["task_queue"]

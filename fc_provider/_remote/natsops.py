@@ -52,3 +52,12 @@ def install_member(private_key: str, host: HostSpec, member: NatsMember, binary:
             ssh.run(cmd.stop_nats())  # a new config or build: nats-server starts again with it
         ssh.run(cmd.start_nats(remote))
     return {"binary": remote, "restarted": changed}
+
+
+def retire_member(private_key: str, host: HostSpec) -> None:
+    """A host that is no longer one of the queue's members (its Fleet went back to the local queue, or named other
+    hosts): nats-server stopped, its config and stream files removed. The tasks those files held were the cluster's
+    (3 replicas): the hosts that stay members keep them, and a queue given up whole has no more readers."""
+    with _pool.session(host, private_key) as ssh:
+        ssh.run(cmd.stop_nats())
+        ssh.run(["rm", "-rf", cmd.NATS_CONFIG, cmd.NATS_STORE])
