@@ -285,10 +285,12 @@ class FleetProvider(ResourceProvider):
     @brief_errors
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """Refresh: which agent version answers healthy on each host now, and which shipped images its engine lacks.
-        A host whose agent is gone, stopped, of another version or unsupervised, or whose engine lost an image, shows
-        up as drift, and the next `pulumi up` reinstalls the agent or ships the image again."""
+        A host whose agent is gone, stopped, of another version or unsupervised, whose task queue member is not
+        running, or whose engine lost an image, shows up as drift, and the next `pulumi up` reinstalls the agent,
+        starts the member or ships the image again."""
         conn = ops.FleetConnection.from_dict(_connection(props, props["token"]))
         shipped = sorted(props.get("images") or {})
+        members = set((_nats(props) or {}).get("hosts") or [])
 
         def probe(host: ops.HostSpec) -> tuple[str, list[str]]:
             try:
@@ -299,6 +301,8 @@ class FleetProvider(ResourceProvider):
                     missing = [ref for ref in shipped if not agent.has_image(ref)]
                     if ssh.run(cmd.supervision(), check=False).stdout.strip() == "none":
                         return f"unsupervised: {version}", missing  # nothing would restart it: drift, up repairs
+                    if host.name in members and ssh.run(cmd.nats_supervised(), check=False).exit_status != 0:
+                        return f"task queue member down: {version}", missing  # up starts it again
                     return version, missing
             except FcProviderError as exc:
                 return f"unavailable: {getattr(exc, 'reason', exc)}"[:200], []

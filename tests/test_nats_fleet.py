@@ -131,6 +131,18 @@ def test_the_fleet_runs_the_cluster_and_every_agent_uses_it(fleet, lab: Lab, tmp
 
 
 
+def test_a_stopped_member_is_drift_on_refresh_and_up_starts_it_again(fleet, lab: Lab, lab_fleet: dict) -> None:
+    id_, outs = fleet
+    lab.run("lab-3", cmd.stop_nats(), check=True)
+    found = FleetProvider().read(id_, outs).outs["agent_versions"]
+    assert found["lab-3"].startswith("task queue member down: "), found
+    assert not found["lab-1"].startswith("task queue member down"), found
+    news = _props(lab_fleet, {"nats": {"hosts": ["lab-1", "lab-2", "lab-3"], "ack_wait_seconds": 5}})
+    FleetProvider().update(id_, outs, news)
+    assert lab.run("lab-3", cmd.nats_supervised()).returncode == 0
+    assert not FleetProvider().read(id_, outs).outs["agent_versions"]["lab-3"].startswith("task queue member")
+
+
 def test_back_to_the_local_queue_stops_every_member_and_removes_its_files(fleet, lab: Lab, lab_fleet: dict) -> None:
     id_, outs = fleet
     news = _props(lab_fleet, "local")

@@ -178,6 +178,11 @@ def start_nats(binary: str) -> list[str]:
     return ["sh", "-c", script]
 
 
+def nats_supervised() -> list[str]:
+    """Exits 0 when the queue member's supervisor runs (it restarts nats-server itself), else 1."""
+    return ["sh", "-c", f"{_ALIVE}alive \"$(cat {NATS_SUPERVISOR_PIDFILE} 2>/dev/null)\""]
+
+
 def stop_nats(timeout_s: int = 20) -> list[str]:
     """Stops nats-server's supervisor (TERM: it stops nats-server, which shuts down cleanly), KILL after the
     timeout. Succeeds when nothing runs."""
