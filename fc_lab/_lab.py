@@ -86,13 +86,7 @@ class Lab:
             raise LabError("n_hosts must be between 1 and 200")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            meta = self._meta()
-            self._check_owner(meta)
-            self._write_meta({**meta, "prefix": self.prefix, "subnet": self.subnet})
-            self._ensure_client_key()
-            self._ensure_mountpoints()
-            self._note_netns_dir()
-            _net.ensure_bridge(f"{self.prefix}br", f"{self.subnet}.1")
+            self._prepare(mountpoints=True)
             wanted = [self._spec(i) for i in range(1, n_hosts + 1)]
             extra = [s for s in self._existing_specs() if s.index > n_hosts]
             with ThreadPoolExecutor(max_workers=max(1, min(8, n_hosts + 1))) as pool:
@@ -138,18 +132,25 @@ class Lab:
         except (OSError, ValueError) as exc:
             raise LabError(f"no readable fleet file in {self.state_dir}; run `fc-lab up`") from exc
 
+    def _prepare(self, *, mountpoints: bool) -> None:
+        """What every host of the lab needs first (under the lab's lock): this lab owns its folder, the client key,
+        the netns folder and the bridge; ``mountpoints``: the folders the namespace hosts bind over."""
+        meta = self._meta()
+        self._check_owner(meta)
+        self._write_meta({**meta, "prefix": self.prefix, "subnet": self.subnet})
+        self._ensure_client_key()
+        if mountpoints:
+            self._ensure_mountpoints()
+        self._note_netns_dir()
+        _net.ensure_bridge(f"{self.prefix}br", f"{self.subnet}.1")
+
     def systemd_host(self) -> dict[str, Any]:
         """The extra host ``lab-systemd``, whose init is systemd (see ``_systemd_host``), started on first use and
         kept until ``down``; returns its entry in the shape of the fleet file's hosts. It is not in fleet.json:
         only the tests that need systemd deploy to it. Raises LabError when it cannot run here."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            meta = self._meta()
-            self._check_owner(meta)
-            self._write_meta({**meta, "prefix": self.prefix, "subnet": self.subnet})
-            self._ensure_client_key()
-            self._note_netns_dir()
-            _net.ensure_bridge(f"{self.prefix}br", f"{self.subnet}.1")
+            self._prepare(mountpoints=False)
             spec = self._systemd_spec()
             if not _systemd_host.status(spec).healthy:
                 _systemd_host.teardown(spec, keep_identity=True)

@@ -10,7 +10,7 @@ authenticated by its own token instead of an access key's signature:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import unquote
 
 from ..errors import BadRequest, NotFound, Unauthorized
@@ -28,55 +28,39 @@ def is_peer_path(path: str) -> bool:
 
 
 def serve(agent: Any, path: str, body: bytes, request_id: str) -> InvokeResult:
-    if path == CLAIM_PATH:
-        answer: dict[str, Any] = {"holder": _timer_claim(agent, body)}
-    elif path == OSS_CLAIM_PATH:
-        answer = {"holder": _oss_claim(agent, body)}
+    if path in (CLAIM_PATH, OSS_CLAIM_PATH):
+        answer: dict[str, Any] = {"holder": _exchange(agent, path, body)}
     elif path == SAMPLES_PATH:
-        answer = _provision_samples(agent, body)
+        answer = _exchange(agent, path, body)
     else:
         answer = {"delivered": _s3_events(agent, path[len(S3_EVENTS_PATH):], body)}
     return InvokeResult(200, {**_JSON, "x-fc-request-id": request_id}, json.dumps(answer).encode())
 
 
-def _timer_claim(agent: Any, body: bytes) -> Any:
-    """Answers the holder of the tick a peer claims."""
+# The peer exchanges (events/peerclaim.py posts them): what a malformed body is called, how this host answers one
+# (None: it holds no such thing; PermissionError: a bad MAC or a stranger), and the 404 for None.
+_EXCHANGES: dict[str, tuple[str, Callable[[Any, Any], Any], str, str]] = {
+    CLAIM_PATH: ("timer claim", lambda agent, request: agent.timers.grant(request),
+                 "this host holds no such timer trigger", "TriggerNotFound"),
+    OSS_CLAIM_PATH: ("OSS event claim",
+                     lambda agent, request: agent.oss.claims.grant(request, agent.oss.get(str(request["trigger_id"]))),
+                     "this host holds no such OSS trigger", "TriggerNotFound"),
+    SAMPLES_PATH: ("provision samples", lambda agent, request: agent.provision.fleet.receive(request),
+                   "this host holds no such provision config", "ProvisionConfigNotFound"),
+}
+
+
+def _exchange(agent: Any, path: str, body: bytes) -> Any:
+    what, answer, missing, code = _EXCHANGES[path]
     try:
-        holder = agent.timers.grant(json.loads(body))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BadRequest(f"malformed timer claim: {exc}") from exc
+        found = answer(agent, json.loads(body))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not the exchange's shape
+        raise BadRequest(f"malformed {what}: {exc}") from exc
     except PermissionError as exc:
         raise Unauthorized(str(exc)) from exc
-    if holder is None:
-        raise NotFound("this host holds no such timer trigger", code="TriggerNotFound")
-    return holder
-
-
-def _oss_claim(agent: Any, body: bytes) -> Any:
-    """Answers the holder of the object event a peer claims."""
-    try:
-        request = json.loads(body)
-        holder = agent.oss.claims.grant(request, agent.oss.get(str(request["trigger_id"])))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BadRequest(f"malformed OSS event claim: {exc}") from exc
-    except PermissionError as exc:
-        raise Unauthorized(str(exc)) from exc
-    if holder is None:
-        raise NotFound("this host holds no such OSS trigger", code="TriggerNotFound")
-    return holder
-
-
-def _provision_samples(agent: Any, body: bytes) -> dict[str, Any]:
-    """Answers the decision this host holds for the function whose samples a peer posts."""
-    try:
-        answer = agent.provision.fleet.receive(json.loads(body))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise BadRequest(f"malformed provision samples: {exc}") from exc
-    except PermissionError as exc:
-        raise Unauthorized(str(exc)) from exc
-    if answer is None:
-        raise NotFound("this host holds no such provision config", code="ProvisionConfigNotFound")
-    return answer
+    if found is None:
+        raise NotFound(missing, code=code)
+    return found
 
 
 def _s3_events(agent: Any, token: str, body: bytes) -> int:
