@@ -152,13 +152,7 @@ class Lab:
         with self._locked():
             self._prepare(mountpoints=False)
             spec = self._systemd_spec()
-            if not _systemd_host.status(spec).healthy:
-                _systemd_host.teardown(spec, keep_identity=True)
-                try:
-                    _systemd_host.start(spec)
-                except LabError:
-                    _systemd_host.teardown(spec, keep_identity=True)
-                    raise
+            _restart_unless_healthy(_systemd_host, spec)
             self._ensure_image(spec, _images.build_runtime_image())
             return self._host_entry(spec)
 
@@ -239,14 +233,7 @@ class Lab:
         return [self._spec(i, prefix, subnet) for i in sorted(indexes)]
 
     def _ensure_host(self, spec: HostSpec) -> None:
-        if _host.status(spec).healthy:
-            return
-        _host.teardown(spec, keep_identity=True)
-        try:
-            _host.start(spec)
-        except LabError:
-            _host.teardown(spec, keep_identity=True)
-            raise
+        _restart_unless_healthy(_host, spec)
 
     def _ensure_image(self, spec: HostSpec, tar: Path, runtime: str = _images.DEFAULT_RUNTIME) -> None:
         client = _host.docker_client(spec, timeout=300)
@@ -326,3 +313,16 @@ class Lab:
         with open(self.state_dir / ".lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             yield
+
+
+def _restart_unless_healthy(kind: Any, spec: HostSpec) -> None:
+    """A host (``kind``: the ``_host`` or ``_systemd_host`` module) that is not healthy is torn down, keeping its
+    identity (host key, address), and started again; a start that fails leaves nothing half made."""
+    if kind.status(spec).healthy:
+        return
+    kind.teardown(spec, keep_identity=True)
+    try:
+        kind.start(spec)
+    except LabError:
+        kind.teardown(spec, keep_identity=True)
+        raise

@@ -2,8 +2,8 @@
 # Builds the pinned nats-server release (Apache-2.0) from the Go module proxy into a cache outside the repository:
 # the JetStream server of the fleet-wide task queue (docs/architecture.md, "A fleet-wide queue"). Debian 12's
 # package (2.9.10) has no `sync_interval`, so it cannot fsync each write before its ack; 2.10+ can
-# (`sync_interval: always`, which the Fleet writes). The Fleet ships this binary to the queue's hosts whose own
-# nats-server is older than 2.10 (or missing). A second run with the cache present takes well under a second.
+# (`sync_interval: always`, which the Fleet writes). The Fleet ships this binary to every queue host (content-
+# addressed), whatever nats-server the host has. A second run with the cache present takes well under a second.
 #
 #   scripts/build-nats-server.sh        -> prints the path of the nats-server binary
 #

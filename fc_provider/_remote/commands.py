@@ -90,6 +90,13 @@ def agent_command(python: str = "python3") -> str:
     return f"{python} -m runtime_agent --config {AGENT_CONFIG} --pidfile {AGENT_PIDFILE}"
 
 
+def _supervised(pidfile: str, command: str, log: str) -> str:
+    """The shell words that start ``command`` under runtime_agent.supervisor (from the agent's current release), in
+    a session of its own, detached from the SSH session (stdin closed, output appended to ``log``)."""
+    return (f"cd {AGENT_ROOT}/current && PYTHONPATH={AGENT_ROOT}/current setsid -f python3 -m runtime_agent.supervisor "
+            f"--pidfile {pidfile} -- {command} </dev/null >>{log} 2>&1")
+
+
 def start_agent() -> list[str]:
     """Starts the agent under its supervision, detached from the SSH session: `systemctl restart` where the unit
     is installed, else runtime_agent.supervisor in its own session (stdin closed, output to the agent's log). A
@@ -100,8 +107,7 @@ def start_agent() -> list[str]:
         "systemctl enable fc-agent.service >/dev/null 2>&1 && systemctl restart fc-agent.service || exit 1; "
         f"else p=$(cat {SUPERVISOR_PIDFILE} 2>/dev/null); "
         f"if ! alive \"$p\"; then rm -f {AGENT_PIDFILE}; "
-        f"cd {AGENT_ROOT}/current && PYTHONPATH={AGENT_ROOT}/current setsid -f python3 -m runtime_agent.supervisor "
-        f"--pidfile {SUPERVISOR_PIDFILE} -- {agent_command()} </dev/null >>{AGENT_LOG} 2>&1 || exit 1; fi; fi; "
+        f"{_supervised(SUPERVISOR_PIDFILE, agent_command(), AGENT_LOG)} || exit 1; fi; fi; "
         f"for i in $(seq 100); do [ -s {AGENT_PIDFILE} ] && exit 0; sleep 0.1; done; "
         f"echo 'agent did not start' >&2; tail -20 {AGENT_LOG} >&2; exit 1"
     )
@@ -169,9 +175,8 @@ def start_nats(binary: str) -> list[str]:
     its supervisor already runs; waits for the supervisor's pidfile."""
     script = (
         f"{_ALIVE}p=$(cat {NATS_SUPERVISOR_PIDFILE} 2>/dev/null); if alive \"$p\"; then exit 0; fi; "
-        f"mkdir -p -m 700 {NATS_STORE} && cd {AGENT_ROOT}/current && PYTHONPATH={AGENT_ROOT}/current setsid -f "
-        f"python3 -m runtime_agent.supervisor --pidfile {NATS_SUPERVISOR_PIDFILE} -- {shlex.quote(binary)} -c "
-        f"{NATS_CONFIG} </dev/null >>{NATS_LOG} 2>&1 || exit 1; "
+        f"mkdir -p -m 700 {NATS_STORE} && "
+        f"{_supervised(NATS_SUPERVISOR_PIDFILE, f'{shlex.quote(binary)} -c {NATS_CONFIG}', NATS_LOG)} || exit 1; "
         f"for i in $(seq 100); do [ -s {NATS_SUPERVISOR_PIDFILE} ] && exit 0; sleep 0.1; done; "
         f"echo 'nats-server supervisor did not start' >&2; tail -20 {NATS_LOG} >&2; exit 1"
     )
