@@ -205,3 +205,58 @@ def test_policy_rules_name_the_field() -> None:
     assert "malformed resource 'functions/a'" in found["policy.resources[0]"]
     assert "malformed resource 'acs:fc:*:*:fn/x'" in found["policy.resources[1]"]
     assert dict(problems({"actions": []}))["policy.actions"] == "must be a non-empty list of strings"
+
+
+def test_the_verifiers_prepared_hmac_is_the_signature_clients_compute() -> None:
+    # The agent checks signatures with HMAC states prepared once per key (acs3.KeyedSignature); clients sign with
+    # acs3.signature. Secrets shorter than, equal to and longer than SHA-256's 64-byte block.
+    for size in (16, 30, 63, 64, 65, 200):
+        secret = secrets.token_bytes(size)
+        keyed = acs3.KeyedSignature(secret)
+        for canonical in ("", "POST\n/\n\n\n\n", "GET\n/2023-03-30/functions\nlimit=2\nhost:h\n\nhost\n" * 3):
+            assert keyed(canonical) == acs3.signature(secret, canonical)
+            assert keyed(canonical) == keyed(canonical)  # the prepared states are copied, never consumed
+
+
+def test_one_nonce_claimed_from_many_threads_at_once_is_accepted_once() -> None:
+    import threading
+
+    from runtime_agent.api.auth import NonceCache
+
+    cache = NonceCache()
+    for round_ in range(50):
+        start, wins = threading.Barrier(8), []
+
+        def claim() -> None:
+            start.wait()
+            wins.append(cache.claim("LTAIkey", f"nonce-{round_}", 1_000.0 + round_, 10.0))
+
+        threads = [threading.Thread(target=claim) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(wins) == [False] * 7 + [True]
+    # Past their expiry, entries leave (pruned at most once a second) and the nonce may be used again.
+    assert len(cache) == 50
+    assert cache.claim("LTAIkey", "late", 5_000.0, 2_000.0)
+    assert len(cache) == 1 and cache.claim("LTAIkey", "nonce-3", 6_000.0, 2_001.5)
+
+
+def test_a_signature_outside_ascii_or_hex_is_signature_not_match_not_a_crash(tmp_path) -> None:
+    from runtime_agent.api.auth import Authenticator
+    from runtime_agent.errors import AgentError
+    from runtime_agent.state.keys import KeyStore
+
+    keys = KeyStore(tmp_path / "keys")
+    keys.put(TEST_KEY.access_key_id, {"secret": TEST_KEY.access_key_secret})
+    auth = Authenticator(keys)
+    path = "/2023-03-30/functions/f/invocations"
+    good = acs3.sign("POST", path, {}, {}, b"x", TEST_KEY.access_key_id, TEST_KEY.access_key_secret)
+    assert auth.verify("POST", path, good, b"x").key_id == TEST_KEY.access_key_id
+    for forged in ("\xe9" * 64, "g" * 64, "0" * 63 + "\xe9", "ab"):
+        headers = acs3.sign("POST", path, {}, {}, b"x", TEST_KEY.access_key_id, TEST_KEY.access_key_secret)
+        headers["authorization"] = headers["authorization"].rsplit("=", 1)[0] + "=" + forged
+        with pytest.raises(AgentError) as refused:
+            auth.verify("POST", path, headers, b"x")
+        assert refused.value.code in ("SignatureNotMatch", "InvalidArgument"), (forged, refused.value.code)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from fc_common import acs3
 from fc_common.policy import Policy
 
 log = logging.getLogger("fc-agent")
@@ -33,6 +34,11 @@ class AccessKey:
     # The policy's answers so far, by (action, resource): its patterns are matched once per function, not once
     # per request. A key whose policy changes is a new AccessKey, with an empty memo.
     _decisions: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False, compare=False)
+    # The secret's HMAC states, prepared once: what a request's signature is checked against.
+    signature: acs3.KeyedSignature = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signature", acs3.KeyedSignature(self.secret))
 
     def allows(self, action: str, resource: str) -> bool:
         decided = self._decisions.get((action, resource))
