@@ -137,6 +137,7 @@ class NatsBus:
             except (nats.errors.Error, asyncio.TimeoutError) as exc:  # no JetStream leader yet: the cluster forms
                 log.info("task queue: JetStream not ready (%s); trying again", exc)
                 await asyncio.sleep(1)
+        await self._await_stream_leaders()
         await self._on_connected(self)
         self._ready.set()
         log.info("task queue: JetStream connected (%s)", self.nc.connected_url.netloc if self.nc.connected_url
@@ -155,6 +156,22 @@ class NatsBus:
         self.outbox_sub = await self.js.pull_subscribe(
             "fcdeliveries.>", durable="outbox", stream=DELIVERIES_STREAM,
             config=ConsumerConfig(ack_wait=60, max_deliver=-1, max_ack_pending=1000))
+
+    async def _await_stream_leaders(self) -> None:
+        """Until every stream and bucket has elected its leader. Declaring one that another agent created first is
+        answered by the meta leader while the stream's own group may still be electing (seconds on a new cluster):
+        a write sent then waits for no one and times out, so the queue is not ready before that."""
+        probe = self.nc.jetstream(timeout=2)
+        pending = [TASKS_STREAM, DELIVERIES_STREAM, f"KV_{RECORDS_BUCKET}", f"KV_{CONFIGS_BUCKET}"]
+        while pending and not self._closing:
+            try:
+                info = await probe.stream_info(pending[0])
+                if info.cluster is None or info.cluster.leader:  # None: a server without a cluster
+                    pending.pop(0)
+                    continue
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                log.info("task queue: stream %s has no leader yet (%s)", pending[0], exc)
+            await asyncio.sleep(0.25)
 
     async def task_subscription(self, function: str) -> Any:
         return await self.js.pull_subscribe(
