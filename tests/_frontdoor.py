@@ -158,7 +158,7 @@ def release_held(lab: Any, hosts: list[str], function: str) -> None:
 
 # A stand-in for a host's invoke port that tells what reached it: answers /healthz, and echoes each request.
 CAPTURE_SERVER = r"""
-import json, sys
+import json, socketserver, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Handler(BaseHTTPRequestHandler):
@@ -183,8 +183,13 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(json.dumps({"method": self.command, "target": self.path, "body": body.decode(),
                                  "headers": [[k.lower(), v] for k, v in self.headers.items()]}).encode())
 
+class Server(ThreadingHTTPServer):
+    def server_bind(self):  # without HTTPServer's getfqdn(address): a reverse DNS lookup that times out in the lab
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
 RUDE = sys.argv[3:] == ["rude"]
-ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Handler).serve_forever()
+Server((sys.argv[1], int(sys.argv[2])), Handler).serve_forever()
 """
 
 
