@@ -12,7 +12,8 @@ import ssl
 from pathlib import Path
 from typing import Any, Optional
 
-from _agent import TEST_KEY, post
+import docker
+from _agent import TEST_KEY, instance_containers, post
 
 from fc_provider._model import frontdoor as fd
 from fc_provider._model.custom_domain import CustomDomainModel
@@ -126,15 +127,38 @@ def echo_function(tag: str) -> str:
                    f"        'x-path': http['rawPath'], 'x-query': json.dumps(http['queryParameters'])}}}}\n")
 
 
-SLOW_FUNCTION = BODY + ("import time\n"
+# Holds its request until the test releases it (release_held: a file in its container's /tmp), or for the seconds
+# its body says: in flight for as long as a reload takes, however long that is on a loaded machine, not a second more.
+RELEASE = "/tmp/fc-release"
+HELD_FUNCTION = BODY + ("import os, time\n"
                         "def handler(event, context):\n"
                         "    seconds = body_of(event)[1]\n"
-                        "    time.sleep(float(seconds or '0'))\n"
-                        "    return 'slept ' + seconds\n")
+                        "    deadline = time.time() + float(seconds or '0')\n"
+                        f"    while time.time() < deadline and not os.path.exists({RELEASE!r}):\n"
+                        "        time.sleep(0.05)\n"
+                        f"    if os.path.exists({RELEASE!r}):\n"
+                        f"        os.remove({RELEASE!r})\n"
+                        "        return 'released'\n"
+                        "    return 'held ' + seconds\n")
+
+
+def release_held(lab: Any, hosts: list[str], function: str) -> None:
+    """Lets every held request of ``function`` (a HELD_FUNCTION) answer, on whichever host it is."""
+    for host in hosts:
+        client = lab.docker_client(host)
+        try:
+            for container in instance_containers(client, host, function).values():
+                try:
+                    container.exec_run(["touch", RELEASE])
+                except docker.errors.APIError:
+                    pass  # a hibernated (paused) instance holds no request
+        finally:
+            client.close()
+
 
 # A stand-in for a host's invoke port that tells what reached it: answers /healthz, and echoes each request.
 CAPTURE_SERVER = r"""
-import json, sys
+import json, socketserver, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Handler(BaseHTTPRequestHandler):
@@ -159,8 +183,13 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(json.dumps({"method": self.command, "target": self.path, "body": body.decode(),
                                  "headers": [[k.lower(), v] for k, v in self.headers.items()]}).encode())
 
+class Server(ThreadingHTTPServer):
+    def server_bind(self):  # without HTTPServer's getfqdn(address): a reverse DNS lookup that times out in the lab
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
 RUDE = sys.argv[3:] == ["rude"]
-ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Handler).serve_forever()
+Server((sys.argv[1], int(sys.argv[2])), Handler).serve_forever()
 """
 
 

@@ -7,6 +7,7 @@ it; a route change reloads; destroy leaves the edge host clean."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ from _agent import TEST_KEY, grant_lab, post
 from _certs import Authority
 from _frontdoor import BODY
 from _pulumi import REPO, PulumiFailed, Stack
+from _stack_config import configure, remove
 from alibabacloud_fc20230330 import models
 from alibabacloud_fc20230330.client import Client
 from alibabacloud_tea_openapi.utils_models import Config
@@ -27,6 +29,8 @@ from fc_provider._remote.signer import sign
 
 PROGRAM = REPO / "tests" / "programs" / "custom_domain"
 DOMAIN = "api.example.test"
+ROUTES = json.dumps({"routes": [{"path": "/*", "function_name": "hello"},
+                                {"path": "/shout/*", "function_name": "shout"}]})
 
 
 def workers(lab: Lab) -> list[str]:
@@ -44,13 +48,15 @@ def stack(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) 
         (work / "code" / name).mkdir(parents=True)
         (work / "code" / name / "index.py").write_text(f"{BODY}def handler(event, context):\n    {source}\n")
     stack = Stack(work, "domain", program=PROGRAM)
-    stack.config(fleetFile=str(fleet_file), codeDir=str(work / "code"),
-                 domain=json.dumps({"routes": [{"path": "/*", "function_name": "hello"},
-                                               {"path": "/shout/*", "function_name": "shout"}]}))
+    configure(stack, fleetFile=str(fleet_file), codeDir=str(work / "code"), domain=ROUTES)
     stack.up()
     grant_lab(lab)  # the signing key tests and the SDK use
+    # The edge host's address, read once: every request below goes there (one `pulumi stack output` less each).
+    stack.edge = stack.outputs()["edge_addresses"][0]  # type: ignore[attr-defined]
+    stack.destroyed = False  # type: ignore[attr-defined]
     yield stack
-    stack.destroy()
+    if not stack.destroyed:  # type: ignore[attr-defined]  # the last test destroys it (and checks what is left)
+        stack.destroy()
 
 
 def recorded_state(stack: Stack) -> dict:
@@ -63,7 +69,7 @@ def through(stack: Stack, path: str, body: bytes = b"", signed: bool = False) ->
     """POST ``path`` to the domain. A route goes to its function's HTTP trigger: hello's is anonymous (public),
     shout's is authType function, so ``signed`` signs the request as sent (Host and path reach the agent
     unchanged). The invoke API's own paths are always signed."""
-    edge = stack.outputs()["edge_addresses"][0]
+    edge = stack.edge
     headers = {"Host": DOMAIN}
     if signed or path.startswith(fd.INVOKE_PREFIX):
         headers = sign(TEST_KEY, "POST", f"http://{edge}{path}", body, headers)
@@ -74,7 +80,7 @@ def through(stack: Stack, path: str, body: bytes = b"", signed: bool = False) ->
 def browse(stack: Stack, path: str) -> tuple[str, str]:
     """A GET as a browser sends it (curl, the domain resolved to the edge host, nothing signed): (status line,
     body)."""
-    edge = stack.outputs()["edge_addresses"][0]
+    edge = stack.edge
     out = subprocess.run(["curl", "-s", "-i", "--max-time", "30", "--resolve", f"{DOMAIN}:80:{edge}",
                           f"http://{DOMAIN}{path}"], capture_output=True, text=True, check=True).stdout
     head, _, body = out.partition("\n\n")  # text mode reads CRLF as a newline
@@ -98,7 +104,7 @@ def test_up_serves_the_domain_from_the_labelled_edge_host(stack: Stack, lab_flee
 
 
 def test_the_official_sdk_invokes_through_the_front_door(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    edge = stack.outputs()["edge_addresses"][0]
+    edge = stack.edge
     resolve = socket.getaddrinfo
 
     def dns(host: str, *args: object, **kwargs: object) -> object:  # the domain's DNS record: the edge host
@@ -113,13 +119,17 @@ def test_the_official_sdk_invokes_through_the_front_door(stack: Stack, monkeypat
 
 
 def test_bad_input_fails_at_preview_naming_each_property(stack: Stack, tmp_path: Path) -> None:
-    stack.config(domain=json.dumps({"domain_name": "not_a host", "front_door": {"selector": {"role": "edge"}},
-                                    "routes": [{"path": "/a", "function_name": "hello"},
-                                               {"path": "/a", "function_name": "shout"}]}))
-    try:
+    def failed_preview(*config: str) -> str:
+        """`pulumi preview` with ``config`` (key=value, saved to the stack's config first: one CLI call)."""
         with pytest.raises(PulumiFailed) as failed:
-            stack.preview()
-        text = str(failed.value)
+            stack.run("preview", "--diff", *(arg for pair in config for arg in ("--config", pair)))
+        return str(failed.value)
+
+    cert_set = False
+    try:
+        text = failed_preview("domain=" + json.dumps({
+            "domain_name": "not_a host", "front_door": {"selector": {"role": "edge"}},
+            "routes": [{"path": "/a", "function_name": "hello"}, {"path": "/a", "function_name": "shout"}]}))
         assert "not a valid host name" in text, text
         assert "two routes have the same path: /a" in text, text
         assert "no host of the fleet matches selector {'role': 'edge'}" in text, text
@@ -128,26 +138,22 @@ def test_bad_input_fails_at_preview_naming_each_property(stack: Stack, tmp_path:
         issued = ca.issue(DOMAIN)
         (tmp_path / "cert.pem").write_text(issued.certificate)
         (tmp_path / "key.pem").write_text(ca.other_key())
-        stack.config(domain=json.dumps({"protocol": "HTTPS", "routes": [{"path": "/*", "function_name": "ghost"}]}),
-                     certFile=str(tmp_path / "cert.pem"), keyFile=str(tmp_path / "key.pem"))
-        with pytest.raises(PulumiFailed) as failed:
-            stack.preview()
-        text = str(failed.value)
+        cert_set = True
+        text = failed_preview("domain=" + json.dumps({"protocol": "HTTPS",
+                                                      "routes": [{"path": "/*", "function_name": "ghost"}]}),
+                              f"certFile={tmp_path / 'cert.pem'}", f"keyFile={tmp_path / 'key.pem'}")
         assert "private_key does not match the certificate" in text, text
         assert "PRIVATE KEY" not in text
-        stack.run("config", "rm", "certFile")
-        stack.run("config", "rm", "keyFile")
+        remove(stack, "certFile", "keyFile")
+        cert_set = False
         # hello's only HTTP trigger is on LATEST: a route to its "prod" has nothing to go through
-        stack.config(domain=json.dumps({"routes": [{"path": "/v/*", "function_name": "hello", "qualifier": "prod"}]}))
-        with pytest.raises(PulumiFailed) as failed:
-            stack.preview()
-        text = str(failed.value)
+        text = failed_preview("domain=" + json.dumps({"routes": [{"path": "/v/*", "function_name": "hello",
+                                                                  "qualifier": "prod"}]}))
         assert "route /v/* -> hello (prod): the function has no HTTP trigger for qualifier prod" in text, text
     finally:
-        stack.run("config", "rm", "certFile", check=False)
-        stack.run("config", "rm", "keyFile", check=False)
-        stack.config(domain=json.dumps({"routes": [{"path": "/*", "function_name": "hello"},
-                                                   {"path": "/shout/*", "function_name": "shout"}]}))
+        if cert_set:
+            remove(stack, "certFile", "keyFile", check=False)
+        configure(stack, domain=ROUTES)
 
 
 def test_a_no_change_up_does_not_reload(stack: Stack, lab: Lab) -> None:
@@ -162,24 +168,23 @@ def test_refresh_shows_a_configuration_edited_on_the_host_and_up_repairs_it(stac
     lab.run("lab-1", ["sh", "-c", f"echo '# edited by hand' >> {fd.CONFIG}"], check=True)
     stack.run("refresh", "--yes")
     assert recorded_state(stack) == {"lab-1": "drift: haproxy.cfg was changed on this host"}
-    assert "1 to update" in stack.preview()
-    stack.up()
+    out = stack.up()  # the drift is a planned update of the domain (what `pulumi preview` would show), then done
+    assert re.search(r"Resources:\s+~ 1 updated", out), out
     assert recorded_state(stack) == {"lab-1": "in sync"}
     assert lab.run("lab-1", ["cat", fd.CONFIG], capture_output=True, text=True, check=True).stdout == original
 
 
 def test_a_route_change_reloads_and_destroy_leaves_the_edge_host_clean(stack: Stack, lab: Lab) -> None:
     before = workers(lab)
-    stack.config(domain=json.dumps({"routes": [{"path": "/*", "function_name": "hello"},
-                                               {"path": "/shout/*", "function_name": "shout"},
-                                               {"path": "/shout/quietly", "function_name": "hello"}]}))
-    stack.up()
+    stack.run("up", "--yes", "--skip-preview", "--config", "domain=" + json.dumps({"routes": [
+        {"path": "/*", "function_name": "hello"}, {"path": "/shout/*", "function_name": "shout"},
+        {"path": "/shout/quietly", "function_name": "hello"}]}))
     assert workers(lab) != before
     assert through(stack, "/shout/quietly", b"x") == (200, b"hello:x")
     assert through(stack, "/shout/loud", b"x", signed=True) == (200, b"X")
     stack.destroy()
+    stack.destroyed = True  # type: ignore[attr-defined]
     left = lab.run("lab-1", ["sh", "-c", f"ls {fd.CONFIG_DIR} {fd.STATE_DIR} 2>&1; ps -eo args | grep -c "
                                          f"'[h]aproxy -W -D -p {fd.STATE_DIR}'"],
                    capture_output=True, text=True).stdout
     assert "No such file" in left and left.strip().endswith("0"), left
-    stack.up()  # the fixture destroys again at the end

@@ -15,6 +15,7 @@ from typing import Iterator
 import pytest
 from _agent import grant_lab
 from _pulumi import Stack
+from _stack_config import configure
 from conftest import CLEAN_AGENT_DIRS, host_snapshot, reset_agents
 from test_deploy import invoke, write_code
 
@@ -33,18 +34,26 @@ SSH_BLOCK = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "REJECT", "--reject-wi
 def make_stack(root: Path, name: str, fleet_file: Path, *, count: int, lock_timeout: float = 120) -> Stack:
     write_code(root / name / "code", HANDLER.format(tag=f"{name}-v1"))
     stack = Stack(root / name, name, program=PROGRAM)
-    stack.config(fleetFile=str(fleet_file), prefix=name, codeDir=str(root / name / "code"), count=str(count),
-                 lockTimeout=str(lock_timeout))
+    configure(stack, fleetFile=str(fleet_file), prefix=name, codeDir=str(root / name / "code"), count=str(count),
+              lockTimeout=str(lock_timeout))
     return stack
 
 
-def up(stack: Stack) -> subprocess.CompletedProcess[str]:
-    return stack.run("up", "--yes", "--skip-preview", check=False)
+def up(stack: Stack, **config: str) -> subprocess.CompletedProcess[str]:
+    """`pulumi up`; ``config`` is saved to the stack's config first, in the same CLI call."""
+    settings = [arg for key, value in config.items() for arg in ("--config", f"{key}={value}")]
+    return stack.run("up", "--yes", "--skip-preview", *settings, check=False)
 
 
-def concurrently(*stacks: Stack) -> list[subprocess.CompletedProcess[str]]:
-    with ThreadPoolExecutor(len(stacks)) as pool:
-        return list(pool.map(up, stacks))
+def destroy(stack: Stack) -> str:
+    out = stack.destroy()
+    stack.destroyed = True  # type: ignore[attr-defined]  # the fixture has nothing left to destroy
+    return out
+
+
+def concurrently(*runs: tuple[Stack, dict[str, str]]) -> list[subprocess.CompletedProcess[str]]:
+    with ThreadPoolExecutor(len(runs)) as pool:
+        return list(pool.map(lambda run: up(run[0], **run[1]), runs))
 
 
 def url(host: dict, function: str) -> str:
@@ -95,13 +104,13 @@ def stacks(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactory)
             "beta": make_stack(root, "beta", fleet_file, count=2, lock_timeout=0)}
     yield made
     for stack in made.values():
-        stack.run("destroy", "--yes", check=False)
+        if not getattr(stack, "destroyed", False):
+            stack.run("destroy", "--yes", check=False)
 
 
 def test_two_stacks_deploy_at_once_and_share_one_agent_per_host(stacks: dict[str, Stack], lab: Lab,
                                                                  lab_fleet: dict) -> None:
-    stacks["beta"].config(lockTimeout="120")
-    results = concurrently(stacks["alpha"], stacks["beta"])
+    results = concurrently((stacks["alpha"], {}), (stacks["beta"], {"lockTimeout": "120"}))
     assert [r.returncode for r in results] == [0, 0], [r.stdout + r.stderr for r in results]
     grant_lab(lab)  # the test key, for invoking (these programs declare no fc.AccessKey)
     pids = agent_pids(lab, lab_fleet)
@@ -112,10 +121,11 @@ def test_two_stacks_deploy_at_once_and_share_one_agent_per_host(stacks: dict[str
         assert invoke(url(host, "beta-1"), b"y")[2] == b"beta-v1:y"
         registrations = lab.run(host["name"], ["ls", "/etc/fc-agent/fleets"], capture_output=True, text=True)
         assert len(registrations.stdout.split()) == 2
-    # A second up of each stack finds the agent as it wants it: nothing restarts, nothing changes.
-    for stack in stacks.values():
-        out = stack.up()
-        assert "updated" not in out.split("Resources:")[1], out
+    # A second up of each stack finds the agent as it wants it: nothing restarts, nothing changes (both at once,
+    # as the first ones: each `pulumi up` is mostly the CLI's own start-up and waiting).
+    for again in concurrently((stacks["alpha"], {}), (stacks["beta"], {})):
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "updated" not in again.stdout.split("Resources:")[1], again.stdout
     assert agent_pids(lab, lab_fleet) == pids
 
 
@@ -131,7 +141,6 @@ def wait_for_holder(lab: Lab, host: str, stack: str) -> dict:
 def test_a_stack_holding_the_lock_makes_the_other_stack_fail_naming_it_and_both_converge(
         stacks: dict[str, Stack], lab: Lab, lab_fleet: dict) -> None:
     alpha, beta = stacks["alpha"], stacks["beta"]
-    beta.config(lockTimeout="0")
     for name in ("alpha", "beta"):
         write_code(alpha.workdir.parent / name / "code", HANDLER.format(tag=f"{name}-v2"))
     conn = connection(lab_fleet)
@@ -142,7 +151,7 @@ def test_a_stack_holding_the_lock_makes_the_other_stack_fail_naming_it_and_both_
         with _lock.fleet_lock(conn.private_key, [last], operation="maintenance", stack="ops/holder"):
             waiting = pool.submit(up, alpha)
             wait_for_holder(lab, first.name, "fc-test/alpha")
-            failed = up(beta)
+            failed = up(beta, lockTimeout="0")
             assert not waiting.done(), waiting.result().stdout
         waited = waiting.result()
     assert failed.returncode != 0
@@ -192,7 +201,7 @@ def test_refresh_of_many_functions_opens_one_ssh_connection_per_host(stacks: dic
 def test_deleting_one_stack_keeps_the_agent_the_other_stack_uses(stacks: dict[str, Stack], lab: Lab,
                                                                  lab_fleet: dict) -> None:
     pids = agent_pids(lab, lab_fleet)
-    stacks["beta"].destroy()
+    destroy(stacks["beta"])
     assert agent_pids(lab, lab_fleet) == pids
     for host in lab_fleet["hosts"]:
         assert invoke(url(host, "alpha-1"), b"still")[2] == b"alpha-v2:still"
@@ -257,7 +266,7 @@ def test_a_host_whose_python_is_too_old_fails_the_up_naming_host_version_and_min
 
 
 def test_the_last_stack_out_removes_the_agent(stacks: dict[str, Stack], lab: Lab) -> None:
-    stacks["alpha"].destroy()
+    destroy(stacks["alpha"])
     for host in host_snapshot(lab).values():
         assert host == {"containers": [], "files": CLEAN_AGENT_DIRS}
 

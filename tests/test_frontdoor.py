@@ -25,13 +25,14 @@ from _certs import Authority
 from _frontdoor import (
     BODY,
     CAPTURE_SERVER,
-    SLOW_FUNCTION,
+    HELD_FUNCTION,
     Edge,
     echo_function,
     gone,
     headers_of,
     https_post,
     listens,
+    release_held,
     server_status,
     stats,
 )
@@ -69,7 +70,7 @@ def agents(lab: Lab, lab_fleet: dict, tmp_path_factory: pytest.TempPathFactory) 
         work = tmp_path_factory.mktemp(f"fd-code-{index}")
         deploy(conn, work / "echo", "echo", echo_function(f"host-{index + 1}"))
         deploy(conn, work / "upper", "upper", UPPER)
-        deploy(conn, work / "slow", "slow", SLOW_FUNCTION, timeout=20)
+        deploy(conn, work / "slow", "slow", HELD_FUNCTION, timeout=20)
         for trigger in TRIGGERS:
             with ops.agent_session(conn, conn.hosts[0]) as (_ssh, agent):
                 agent.put_trigger(trigger["function_name"], trigger["trigger_name"], {
@@ -258,12 +259,12 @@ def test_an_unchanged_domain_does_not_reload(edge: Edge) -> None:
     assert edge.state().workers == before
 
 
-def test_a_reload_keeps_a_long_running_request_and_refuses_no_connection(edge: Edge) -> None:
+def test_a_reload_keeps_a_long_running_request_and_refuses_no_connection(edge: Edge, lab: Lab) -> None:
     domain = API["domain_name"]
     slow: dict = {}
-    # long against what a reload takes on a loaded machine (several SSH round trips): the old worker must still be
-    # serving it when the new one has taken over
-    runner = threading.Thread(target=lambda: slow.update(answer=edge.get(domain, "/slow", b"15")))
+    # held until released below, after the reload (bounded: 18 s, under the function's timeout): the old worker must
+    # still be serving it when the new one has taken over
+    runner = threading.Thread(target=lambda: slow.update(answer=edge.get(domain, "/slow", b"18")))
     runner.start()
     slow_backend = (f"rt_{fd.domain_id(domain)}_r0", "BACKEND")  # exact routes come first: /slow, then /up/exact
     wait_for(lambda: int(stats(edge)[slow_backend]["scur"]) == 1 or slow, "the slow request to be in flight")
@@ -285,10 +286,11 @@ def test_a_reload_keeps_a_long_running_request_and_refuses_no_connection(edge: E
     assert not slow, "the long request ended before the reload was done: nothing was shown"
     assert set(after) - set(old_workers), "no new worker after the reload"
     old_still_serving = set(old_workers) & set(after)
+    release_held(lab, ALL, "slow")
     runner.join(timeout=30)
     stop.set()
     streamer.join(timeout=30)
-    assert slow["answer"][0] == 200 and slow["answer"][2] == b"slept 15", slow
+    assert slow["answer"][0] == 200 and slow["answer"][2] == b"released", slow  # held through the reload
     assert old_still_serving, "the old worker was gone while its request was in flight"
     assert during and set(during) == {200}, Counter(during)
     assert edge.get(domain, "/new", b"n")[2] == b"N"

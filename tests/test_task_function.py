@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from _agent import TEST_KEY, grant_lab
+from _agent import TEST_KEY, grant_lab, wait_for
+from _fleet_agents import agent
 from _pulumi import REPO, PulumiFailed, Stack
+from _stack_config import configure
 
 from fc_lab import Lab
 
@@ -23,12 +24,11 @@ EXAMPLE = REPO / "examples" / "task_function"
 @pytest.fixture(scope="module")
 def stack(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(tmp_path_factory.mktemp("tasks"), "tasks", program=EXAMPLE)
-    stack.config(fleetFile=str(fleet_file), functionName="batch-job", maxRetries="9")
+    configure(stack, fleetFile=str(fleet_file), functionName="batch-job", maxRetries="9")
     with pytest.raises(PulumiFailed) as info:
         stack.preview()
     assert "max_async_retry_attempts" in str(info.value) and "8" in str(info.value)
-    stack.config(maxRetries="0")
-    stack.up()
+    stack.run("up", "--yes", "--skip-preview", "--config", "maxRetries=0")
     grant_lab(lab)  # the key fc invoke signs with (FC's environment variables, below)
     yield stack
     stack.destroy()
@@ -41,28 +41,26 @@ def fc(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
-def _status(stack: Stack, task_id: str) -> str:
-    proc = fc(stack, "--json", "tasks", "get", "batch-job", task_id)
-    return json.loads(proc.stdout)[0]["status"] if proc.stdout.strip() else proc.stderr
+def _wait(lab: Lab, task_id: str, status: str, timeout: float = 120) -> None:
+    """Until the task (on lab-1, the example's host) has ``status``: read from the agent directly, over one SSH
+    session, where each `fc tasks get` would start Python and `pulumi stack export` (what `fc` says is asserted
+    by the calls after each wait)."""
+    fleet = lab.fleet()
+    with agent(lab, fleet, "lab-1") as (_ssh, client):
+        wait_for(lambda: client.get_task("batch-job", task_id)["status"] == status,
+                 f"task {task_id} to be {status}", timeout)
 
 
-def _wait(stack: Stack, task_id: str, status: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while (seen := _status(stack, task_id)) != status:
-        assert time.monotonic() < deadline, f"task {task_id} is {seen}, not {status}"
-        time.sleep(0.5)
-
-
-def test_a_long_job_is_listed_shown_and_stopped_from_the_cli(stack: Stack) -> None:
+def test_a_long_job_is_listed_shown_and_stopped_from_the_cli(stack: Stack, lab: Lab) -> None:
     submit = fc(stack, "invoke", "batch-job", "--async", "--task-id", "long-job",
                 "--payload", json.dumps({"items": 600, "seconds_per_item": 0.2}))
     assert submit.returncode == 0 and submit.stdout.strip() == "long-job", submit.stderr
-    _wait(stack, "long-job", "Running")
+    _wait(lab, "long-job", "Running")
     listing = fc(stack, "tasks", "list", "batch-job", "--status", "Running")
     assert listing.returncode == 0 and "long-job" in listing.stdout and "lab-1" in listing.stdout
     stop = fc(stack, "tasks", "stop", "batch-job", "long-job")
     assert stop.returncode == 0, stop.stderr
-    _wait(stack, "long-job", "Stopped", timeout=30)
+    _wait(lab, "long-job", "Stopped", timeout=30)
     shown = fc(stack, "tasks", "get", "batch-job", "long-job")
     assert shown.returncode == 0 and "Stopping" in shown.stdout and "Stopped" in shown.stdout
     again = fc(stack, "tasks", "stop", "batch-job", "long-job")
@@ -71,11 +69,11 @@ def test_a_long_job_is_listed_shown_and_stopped_from_the_cli(stack: Stack) -> No
     assert missing.returncode == 1 and "no task no-such-job" in missing.stderr
 
 
-def test_a_short_job_succeeds_and_keeps_its_result(stack: Stack) -> None:
+def test_a_short_job_succeeds_and_keeps_its_result(stack: Stack, lab: Lab) -> None:
     submit = fc(stack, "invoke", "batch-job", "--async", "--task-id", "short-job",
                 "--payload", json.dumps({"items": 3, "seconds_per_item": 0.1}))
     assert submit.returncode == 0, submit.stderr
-    _wait(stack, "short-job", "Succeeded")
+    _wait(lab, "short-job", "Succeeded")
     (record,) = json.loads(fc(stack, "--json", "tasks", "get", "batch-job", "short-job").stdout)
     assert json.loads(record["returnPayload"]) == {"items": 3, "checksum": 3}
     duplicate = fc(stack, "invoke", "batch-job", "--async", "--task-id", "short-job")
@@ -85,8 +83,7 @@ def test_a_short_job_succeeds_and_keeps_its_result(stack: Stack) -> None:
 def test_the_config_updates_in_place_and_a_refresh_finds_no_drift(stack: Stack) -> None:
     import re
 
-    stack.config(maxRetries="2")
-    out = stack.up()
+    out = stack.run("up", "--yes", "--skip-preview", "--config", "maxRetries=2").stdout
     assert re.search(r"1 updated", out) and "replaced" not in out.split("Resources:")[1], out
     refreshed = stack.up(refresh=True)
     assert re.search(r"Resources:\s+4 unchanged", refreshed), refreshed  # stack, fleet, function, config
