@@ -49,12 +49,21 @@ class Stack:
             raise PulumiFailed(f"pulumi {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def config(self, **values: str) -> None:
-        for key, value in values.items():
-            self.run("config", "set", key, value)
+    def config(self, *, secrets: dict[str, str] | None = None, **values: str) -> None:
+        """Sets ``values`` (and ``secrets``, encrypted) in one CLI call: each call costs the CLI's start-up."""
+        pairs = [arg for key, value in values.items() for arg in ("--plaintext", f"{key}={value}")]
+        pairs += [arg for key, value in (secrets or {}).items() for arg in ("--secret", f"{key}={value}")]
+        if pairs:
+            self.run("config", "set-all", *pairs)
 
-    def up(self, *, refresh: bool = False) -> str:
-        return self.run("up", "--yes", "--skip-preview", *(["--refresh"] if refresh else [])).stdout
+    def unset(self, *keys: str) -> None:
+        """Removes config ``keys`` in one CLI call."""
+        self.run("config", "rm-all", *keys)
+
+    def up(self, *, refresh: bool = False, diff: bool = False) -> str:
+        """``diff``: the output shows each resource's changed properties, as ``preview --diff`` would."""
+        return self.run("up", "--yes", "--skip-preview", *(["--refresh"] if refresh else []),
+                        *(["--diff"] if diff else [])).stdout
 
     def preview(self) -> str:
         return self.run("preview", "--diff").stdout

@@ -48,8 +48,8 @@ def deployed(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactor
     (code / "index.py").write_text(HANDLER)
     secret = f"greeting-{uuid.uuid4().hex}"
     stack = Stack(work, "life", program=PROGRAM)
-    stack.config(fleetFile=str(fleet_file), functionName=NAME, codeDir=str(code), extra=json.dumps(EXTRA))
-    stack.run("config", "set", "--secret", "greeting", secret)
+    stack.config(fleetFile=str(fleet_file), functionName=NAME, codeDir=str(code), extra=json.dumps(EXTRA),
+                 secrets={"greeting": secret})
     stack.up()
     grant_lab(lab)
     yield {"stack": stack, "work": work, "secret": secret}
@@ -80,13 +80,6 @@ def test_every_host_holds_the_spec_as_declared(deployed: dict, lab: Lab, lab_fle
                                       "log_begin_rule": "None"}
 
 
-def test_no_change_up_changes_nothing_on_any_host(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
-    before = specs(lab, lab_fleet)
-    out = deployed["stack"].up()
-    assert re.search(r"Resources:\s+3 unchanged", out), out
-    assert specs(lab, lab_fleet) == before  # same last_modified_time everywhere: nothing was re-sent
-
-
 def test_preview_shows_exactly_the_one_changed_field(deployed: dict) -> None:
     stack = deployed["stack"]
     stack.config(memorySize="256")
@@ -110,7 +103,10 @@ def test_the_same_inputs_as_typed_args_preview_no_change(deployed: dict) -> None
     assert re.search(r"Resources:\s+3 unchanged", preview), preview
 
 
-def test_refresh_finds_each_drift_and_up_repairs_it(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
+def test_refresh_finds_each_drift_keeps_secrets_out_of_the_state_and_up_repairs_it(deployed: dict, lab: Lab,
+                                                                                   lab_fleet: dict) -> None:
+    """Drift made by hand on three hosts is found by refresh (whose state keeps every secret out of plaintext) and
+    repaired by up; then a no-change up changes nothing on any host."""
     stack = deployed["stack"]
     original = stack.outputs()
     other_code = deployed["work"] / "other"
@@ -137,26 +133,27 @@ def test_refresh_finds_each_drift_and_up_repairs_it(deployed: dict, lab: Lab, la
     env = outs["environment_variables"]
     assert "plaintext" in env, env  # still a secret after the refresh
     assert json.loads(env["plaintext"])["MODE"] == "tampered"
+    _assert_no_plaintext_secrets(stack.export_state(), deployed, lab, lab_fleet)  # what the refresh wrote
 
-    preview = stack.run("preview", "--diff").stdout
-    assert "1 to update" in preview, preview
-    stack.up()
+    repair = stack.up()  # the plan after the refresh: the function updated in place on every host
+    assert re.search(r"~ 1 updated", repair) and "replace" not in repair, repair
     after = specs(lab, lab_fleet)
     assert all(s is not None and s["code_checksum"] == original["code_checksum"] and
                s["environment_variables"]["MODE"] == "test" for s in after.values()), after
     assert stack.outputs()["hosts"] == original["hosts"]
     assert [invoke(url, b"y") for url in original["invoke_endpoints"]] == [b"test:y"] * 3
-    assert re.search(r"Resources:\s+3 unchanged", stack.up())
+    out = stack.up()  # nothing left to change: nothing is re-sent to any host
+    assert re.search(r"Resources:\s+3 unchanged", out), out
+    assert specs(lab, lab_fleet) == after  # same last_modified_time everywhere
 
 
 def _spec(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in ("function_name", "created_time", "last_modified_time")}
 
 
-def test_secrets_are_not_in_plaintext_in_the_state_after_refresh(deployed: dict, lab: Lab, lab_fleet: dict) -> None:
-    stack = deployed["stack"]
-    stack.run("refresh", "--yes")
-    state = stack.export_state()
+def _assert_no_plaintext_secrets(state: str, deployed: dict, lab: Lab, lab_fleet: dict) -> None:
+    """The state as exported without secrets holds none of them in plaintext: not the secret config value, not the
+    environment (a value a refresh found, its names), not the SSH key, not the agent's token."""
     assert deployed["secret"] not in state
     assert "tampered" not in state and '"GREETING"' not in state
     key_lines = [line for line in Path(lab_fleet["ssh_private_key_path"]).read_text().splitlines()
@@ -232,6 +229,5 @@ def test_a_custom_container_function_is_deployed_without_code(deployed: dict, la
         assert spec["internet_access"] is False
         assert spec["custom_container_config"] == {**box["custom_container_config"], "entrypoint": None,
                                                    "health_check_config": None}
-    finally:
-        stack.run("config", "rm", "container")
-        stack.up()
+    finally:  # the module's `deployed` fixture destroys the stack, box included: no up to remove it first
+        stack.unset("container")

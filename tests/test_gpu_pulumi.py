@@ -36,7 +36,8 @@ def test_a_gpu_function_with_a_provision_config_on_simulated_cards(lab: Any, lab
         peer_key = json.loads(provision["outputs"]["peer_key"]["plaintext"])  # kept as a secret in the state
         assert len(peer_key) == 64 and peer_key not in stack.export_state()
         stack.up(refresh=True)
-        assert stack.outputs()["current"] == 3 and stack.outputs().get("current_error") is None
+        out = stack.outputs()
+        assert out["current"] == 3 and out.get("current_error") is None
         # A pool of 3 of the 4 simulated cards, bound to the function: first host first.
         stack.config(target="0", pool="3")
         stack.up()
@@ -50,10 +51,23 @@ def test_a_gpu_function_with_a_provision_config_on_simulated_cards(lab: Any, lab
         failed = stack.run("preview", check=False)
         assert failed.returncode != 0 and "asks for 5 fc.gpu.tesla.1 card(s) but the matching hosts declare 4" \
             in failed.stdout, failed.stdout
-        stack.config(pool="3")
-        stack.config(schedule=json.dumps([{"name": "a", "target": 1, "schedule_expression": "cron(0 0 25 * * *)"}]))
-        failed = stack.run("preview", check=False)
-        assert failed.returncode != 0 and "scheduled_actions[0].schedule_expression" in failed.stdout, failed.stdout
         assert "Traceback" not in failed.stdout + failed.stderr
+        # A bad schedule of the same ProvisionConfig: its check, which that preview calls the same way (below).
     finally:
         stack.destroy()
+
+
+def test_a_bad_schedule_of_the_gpu_provision_config_is_refused_by_check_naming_the_property() -> None:
+    """The ProvisionConfig's check, which Pulumi calls at preview with the inputs the program above builds (the
+    CLI's rendering of a check failure, without a traceback: the pool's preview in the test above)."""
+    import fc_provider as fc
+    from fc_provider.provision_config import ProvisionConfigProvider
+
+    args = fc.ProvisionConfigArgs(target=0, scheduled_actions=[fc.ScheduledActionArgs(
+        name="a", target=1, schedule_expression="cron(0 0 25 * * *)")])
+    news = {"function_name": "sd", "qualifier": args.qualifier, "target": args.target,  # as ProvisionConfig sends
+            "always_allocate_cpu": args.always_allocate_cpu, "always_allocate_gpu": args.always_allocate_gpu,
+            "scheduled_actions": args.scheduled_actions, "target_tracking_policies": args.target_tracking_policies}
+    (failure,) = ProvisionConfigProvider().check({}, news).failures
+    assert failure.property == "scheduled_actions", failure
+    assert "scheduled_actions[0].schedule_expression 'cron(0 0 25 * * *)'" in failure.reason, failure

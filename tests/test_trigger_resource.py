@@ -108,24 +108,20 @@ def test_the_flask_site_is_browsable_through_its_trigger(site: dict, lab_fleet: 
     assert status == 405 and json.loads(body)["Code"] == "MethodNotAllowed"
 
 
-def test_no_change_up_touches_no_host(site: dict, lab: Lab, lab_fleet: dict) -> None:
-    before = triggers_on_hosts(lab, lab_fleet)
-    assert all(before.values()), before
-    out = site["stack"].up()
-    assert re.search(r"Resources:\s+4 unchanged", out), out
-    assert triggers_on_hosts(lab, lab_fleet) == before  # same last_modified_time everywhere
-
-
-def test_refresh_finds_a_missing_trigger_and_up_repairs_it(site: dict, lab: Lab, lab_fleet: dict) -> None:
+def test_refresh_finds_a_missing_trigger_up_repairs_it_and_a_no_change_up_touches_no_host(
+        site: dict, lab: Lab, lab_fleet: dict) -> None:
     stack = site["stack"]
     with agent(lab, lab_fleet, "lab-2") as (_ssh, client):
         assert client.delete_trigger("http-app", "site")
     refresh = stack.run("refresh", "--yes", "--diff").stdout
     assert "1 updated" in refresh, refresh
-    assert "1 to update" in stack.run("preview", "--diff").stdout
-    stack.up()
-    assert all(triggers_on_hosts(lab, lab_fleet).values())
-    assert re.search(r"Resources:\s+4 unchanged", stack.up())
+    repair = stack.up()  # the plan after the refresh: the trigger updated in place (put back on lab-2)
+    assert re.search(r"~ 1 updated", repair) and "replace" not in repair, repair
+    before = triggers_on_hosts(lab, lab_fleet)
+    assert all(before.values()), before
+    out = stack.up()  # nothing left to change: no host is touched
+    assert re.search(r"Resources:\s+4 unchanged", out), out
+    assert triggers_on_hosts(lab, lab_fleet) == before  # same last_modified_time everywhere
 
 
 def test_config_and_description_update_in_place_and_qualifier_replaces(site: dict, lab: Lab, lab_fleet: dict,
@@ -134,32 +130,28 @@ def test_config_and_description_update_in_place_and_qualifier_replaces(site: dic
     trigger = {"name": "extra", "function": "http-app", "type": "http", "description": "first",
                "config": {"authType": "anonymous", "methods": ["GET"]}}
     named.config(triggers=json.dumps([trigger]))
-    try:
-        named.up()
-        named.config(triggers=json.dumps([{**trigger, "description": "second",
-                                           "config": {"authType": "anonymous", "methods": ["GET", "POST"]}}]))
-        preview = named.preview()
-        assert "1 to update" in preview and "replace" not in preview, preview
-        assert re.search(r"~ description\s*: \"first\" => \"second\"", preview), preview
-        named.up()
-        with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
-            record = client.get_trigger("http-app", "extra")
-        assert record["description"] == "second" and record["trigger_config"]["methods"] == ["GET", "POST"]
-        named.config(triggers=json.dumps([{**trigger, "qualifier": "prod"}]))
-        assert "1 to replace" in named.preview()
-        named.up()
-        with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
-            assert client.get_trigger("http-app", "extra")["qualifier"] == "prod"
-    finally:
-        named.config(triggers="[]")
-        named.up()
+    named.up()
+    named.config(triggers=json.dumps([{**trigger, "description": "second",
+                                       "config": {"authType": "anonymous", "methods": ["GET", "POST"]}}]))
+    update = named.up(diff=True)  # what it changed, property by property, as `preview --diff` plans it
+    assert re.search(r"~ 1 updated", update) and "replace" not in update, update
+    assert re.search(r"~ description\s*: \"first\" => \"second\"", update), update
+    with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
+        record = client.get_trigger("http-app", "extra")
+    assert record["description"] == "second" and record["trigger_config"]["methods"] == ["GET", "POST"]
+    named.config(triggers=json.dumps([{**trigger, "qualifier": "prod"}]))
+    assert re.search(r"\+-1 replaced", named.up()), "the qualifier change did not replace the trigger"
+    with agent(lab, lab_fleet, "lab-1") as (_ssh, client):
+        assert client.get_trigger("http-app", "extra")["qualifier"] == "prod"
+    # The trigger stays: the module's `named` fixture destroys the stack (the next tests replace its triggers).
 
 
 @pytest.fixture(scope="module")
-def named(fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Stack:
+def named(fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(tmp_path_factory.mktemp("named"), "named", program=REPO / "tests" / "programs" / "trigger")
     stack.config(fleetFile=str(fleet_file))
-    return stack
+    yield stack
+    stack.destroy()
 
 
 BAD_CONFIGS = [
@@ -198,15 +190,11 @@ def test_a_bad_trigger_config_fails_at_preview_naming_the_property(named: Stack)
 def test_a_trigger_for_a_function_that_does_not_exist_fails_naming_it(named: Stack) -> None:
     named.config(triggers=json.dumps([{"name": "orphan", "function": "no-such-fn", "type": "http",
                                        "config": {"authType": "anonymous"}}]))
-    try:
-        with pytest.raises(PulumiFailed) as failed:
-            named.up()
-        text = str(failed.value)
-        assert "function: function no-such-fn does not exist on any host of the fleet" in text, text
-        assert "trigger.py" not in text  # Pulumi's own frames only (brief_errors): none of the provider's
-    finally:
-        named.config(triggers="[]")
-        named.destroy()
+    with pytest.raises(PulumiFailed) as failed:
+        named.up()
+    text = str(failed.value)
+    assert "function: function no-such-fn does not exist on any host of the fleet" in text, text
+    assert "trigger.py" not in text  # Pulumi's own frames only (brief_errors): none of the provider's
 
 
 def _ticks(lab: Lab, fleet: dict) -> list[str]:
@@ -227,13 +215,12 @@ def test_the_cron_example_fires_once_per_tick_and_enable_false_stops_it(lab: Lab
         outs = stack.outputs()
         assert outs["trigger_id"] == "cron-report:every-five-minutes" and len(outs["hosts"]) == 3
         deadline = time.monotonic() + 30
-        while len(_ticks(lab, lab_fleet)) < 4 and time.monotonic() < deadline:
-            time.sleep(1)
-        ticks = _ticks(lab, lab_fleet)
+        while len(ticks := _ticks(lab, lab_fleet)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert len(ticks) >= 4 and len(set(ticks)) == len(ticks), ticks  # once per tick, 3 hosts
         stack.config(enable="false")
-        assert "1 to update" in stack.preview()
-        stack.up()
+        disabled = stack.up()
+        assert re.search(r"~ 1 updated", disabled) and "replace" not in disabled, disabled  # in place
         stopped = len(_ticks(lab, lab_fleet))
         time.sleep(5)
         assert len(_ticks(lab, lab_fleet)) == stopped

@@ -10,7 +10,7 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 SKIP_NAMES = {"__pycache__", ".git", ".DS_Store"}
 
@@ -50,6 +50,29 @@ def _add(tar: tarfile.TarFile, source: Path, arcname: str) -> None:
             tar.addfile(info, f)
 
 
+def _entries(trees: list[tuple[Path, str]], exclude: Callable[[str], bool] | None,
+             skip_suffixes: tuple[str, ...]) -> Iterator[tuple[str, Path]]:
+    """(name in the archive, source) of every entry ``pack_trees`` packs, in its order."""
+    for root, prefix in trees:
+        if root.is_file():
+            yield prefix, root
+            continue
+        entries: list[tuple[str, Path]] = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES)
+            for name in dirnames + sorted(f for f in filenames if f not in SKIP_NAMES):
+                if name.endswith(skip_suffixes):
+                    continue
+                full = Path(dirpath) / name
+                rel = full.relative_to(root).as_posix()
+                arcname = f"{prefix}/{rel}" if prefix else rel
+                if exclude is None or not exclude(arcname):
+                    entries.append((arcname, full))
+        if prefix:
+            yield prefix, root
+        yield from sorted(entries)
+
+
 def pack_trees(trees: list[tuple[Path, str]], *, exclude: Callable[[str], bool] | None = None,
                skip_suffixes: tuple[str, ...] = (".pyc",)) -> Package:
     """Packs each (folder, prefix-in-archive) pair; an empty prefix puts the folder's content at the root. A
@@ -58,26 +81,28 @@ def pack_trees(trees: list[tuple[Path, str]], *, exclude: Callable[[str], bool] 
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6, filename="") as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for root, prefix in trees:
-                if root.is_file():
-                    _add(tar, root, prefix)
-                    continue
-                entries: list[tuple[str, Path]] = []
-                for dirpath, dirnames, filenames in os.walk(root):
-                    dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES)
-                    for name in dirnames + sorted(f for f in filenames if f not in SKIP_NAMES):
-                        if name.endswith(skip_suffixes):
-                            continue
-                        full = Path(dirpath) / name
-                        rel = full.relative_to(root).as_posix()
-                        arcname = f"{prefix}/{rel}" if prefix else rel
-                        if exclude is None or not exclude(arcname):
-                            entries.append((arcname, full))
-                if prefix:
-                    _add(tar, root, prefix)
-                for arcname, full in sorted(entries):
-                    _add(tar, full, arcname)
+            for arcname, source in _entries(trees, exclude, skip_suffixes):
+                _add(tar, source, arcname)
     return Package(buf.getvalue())
+
+
+def fingerprint(trees: list[tuple[Path, str]], *, exclude: Callable[[str], bool] | None = None,
+                skip_suffixes: tuple[str, ...] = (".pyc",)) -> str:
+    """The sha256 of what ``pack_trees`` would pack (each entry's name, kind, mode, link or content), without
+    building the archive: compressing is what costs (the agent bundle, at every program run with a Fleet: 0.5-2 s
+    packed on a busy 2-core machine, 0.2 s fingerprinted)."""
+    digest = hashlib.sha256()
+    for arcname, source in _entries(trees, exclude, skip_suffixes):
+        if source.is_symlink():
+            kind, body = b"l", os.readlink(source).encode()
+        elif source.is_dir():
+            kind, body = b"d", b""
+        else:
+            kind, body = (b"x" if source.lstat().st_mode & 0o100 else b"f"), source.read_bytes()
+        name = arcname.encode()
+        digest.update(b"%s%d:%s%d:" % (kind, len(name), name, len(body)))
+        digest.update(body)
+    return digest.hexdigest()
 
 
 def pack_code(path: str | os.PathLike[str]) -> Package:

@@ -9,7 +9,7 @@ import functools
 import importlib.util
 from pathlib import Path
 
-from .archive import Package, pack_trees
+from .archive import Package, fingerprint, pack_trees
 
 VENDORED = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "prometheus_client",
             "cronsim",
@@ -36,14 +36,20 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-@functools.lru_cache(maxsize=1)
-def agent_bundle() -> Package:
+def _trees() -> list[tuple[Path, str]]:
     trees = [(_package_dir("runtime_agent"), "runtime_agent"), (_package_dir("fc_common"), "fc_common")]
     trees += [(_package_dir(name), name) for name in VENDORED]
-    trees += [(_module_file(name), f"{name}.py") for name in VENDORED_MODULES]
-    # Compiled extensions (charset_normalizer's optional speedups) are left out: each is built for one Python
-    # minor version, and without them every vendored package runs as pure Python on any host Python 3.10+.
-    return pack_trees(trees, exclude=_excluded, skip_suffixes=(".pyc", ".so"))
+    return trees + [(_module_file(name), f"{name}.py") for name in VENDORED_MODULES]
+
+
+# Compiled extensions (charset_normalizer's optional speedups) are left out: each is built for one Python minor
+# version, and without them every vendored package runs as pure Python on any host Python 3.10+.
+_SKIPPED = (".pyc", ".so")
+
+
+@functools.lru_cache(maxsize=1)
+def agent_bundle() -> Package:
+    return pack_trees(_trees(), exclude=_excluded, skip_suffixes=_SKIPPED)
 
 
 def _module_file(name: str) -> Path:
@@ -53,6 +59,9 @@ def _module_file(name: str) -> Path:
     return Path(spec.origin)
 
 
+@functools.lru_cache(maxsize=1)
 def agent_version() -> str:
-    """Short id of the bundle; one bundle serves every host Python from 3.10 on."""
-    return agent_bundle().checksum[:16]
+    """Short id of the bundle's content; one bundle serves every host Python from 3.10 on. Every Fleet computes it
+    at every program run (it is what the Fleet diffs on), so it hashes the files rather than packing them: the
+    bundle itself is built only to install it."""
+    return fingerprint(_trees(), exclude=_excluded, skip_suffixes=_SKIPPED)[:16]
