@@ -56,9 +56,9 @@ class Stack:
         if pairs:
             self.run("config", "set-all", *pairs)
 
-    def unset(self, *keys: str) -> None:
+    def unset(self, *keys: str, check: bool = True) -> None:
         """Removes config ``keys`` in one CLI call."""
-        self.run("config", "rm-all", *keys)
+        self.run("config", "rm-all", *keys, check=check)
 
     def up(self, *, refresh: bool = False, diff: bool = False) -> str:
         """``diff``: the output shows each resource's changed properties, as ``preview --diff`` would."""

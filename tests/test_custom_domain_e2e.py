@@ -18,7 +18,6 @@ from _agent import TEST_KEY, grant_lab, post
 from _certs import Authority
 from _frontdoor import BODY
 from _pulumi import REPO, PulumiFailed, Stack
-from _stack_config import configure, remove
 from alibabacloud_fc20230330 import models
 from alibabacloud_fc20230330.client import Client
 from alibabacloud_tea_openapi.utils_models import Config
@@ -48,7 +47,7 @@ def stack(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) 
         (work / "code" / name).mkdir(parents=True)
         (work / "code" / name / "index.py").write_text(f"{BODY}def handler(event, context):\n    {source}\n")
     stack = Stack(work, "domain", program=PROGRAM)
-    configure(stack, fleetFile=str(fleet_file), codeDir=str(work / "code"), domain=ROUTES)
+    stack.config(fleetFile=str(fleet_file), codeDir=str(work / "code"), domain=ROUTES)
     stack.up()
     grant_lab(lab)  # the signing key tests and the SDK use
     # The edge host's address, read once: every request below goes there (one `pulumi stack output` less each).
@@ -144,7 +143,7 @@ def test_bad_input_fails_at_preview_naming_each_property(stack: Stack, tmp_path:
                               f"certFile={tmp_path / 'cert.pem'}", f"keyFile={tmp_path / 'key.pem'}")
         assert "private_key does not match the certificate" in text, text
         assert "PRIVATE KEY" not in text
-        remove(stack, "certFile", "keyFile")
+        stack.unset("certFile", "keyFile")
         cert_set = False
         # hello's only HTTP trigger is on LATEST: a route to its "prod" has nothing to go through
         text = failed_preview("domain=" + json.dumps({"routes": [{"path": "/v/*", "function_name": "hello",
@@ -152,8 +151,8 @@ def test_bad_input_fails_at_preview_naming_each_property(stack: Stack, tmp_path:
         assert "route /v/* -> hello (prod): the function has no HTTP trigger for qualifier prod" in text, text
     finally:
         if cert_set:
-            remove(stack, "certFile", "keyFile", check=False)
-        configure(stack, domain=ROUTES)
+            stack.unset("certFile", "keyFile", check=False)
+        stack.config(domain=ROUTES)
 
 
 def test_a_no_change_up_does_not_reload(stack: Stack, lab: Lab) -> None:

@@ -15,7 +15,6 @@ from typing import Iterator
 import pytest
 from _agent import grant_lab
 from _pulumi import Stack
-from _stack_config import configure
 from conftest import CLEAN_AGENT_DIRS, host_snapshot, reset_agents
 from test_deploy import invoke, write_code
 
@@ -34,8 +33,8 @@ SSH_BLOCK = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "REJECT", "--reject-wi
 def make_stack(root: Path, name: str, fleet_file: Path, *, count: int, lock_timeout: float = 120) -> Stack:
     write_code(root / name / "code", HANDLER.format(tag=f"{name}-v1"))
     stack = Stack(root / name, name, program=PROGRAM)
-    configure(stack, fleetFile=str(fleet_file), prefix=name, codeDir=str(root / name / "code"), count=str(count),
-              lockTimeout=str(lock_timeout))
+    stack.config(fleetFile=str(fleet_file), prefix=name, codeDir=str(root / name / "code"), count=str(count),
+                 lockTimeout=str(lock_timeout))
     return stack
 
 

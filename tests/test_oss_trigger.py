@@ -179,16 +179,15 @@ def test_the_object_pipeline_example_writes_derived_objects(lab: Lab, fleet_file
     """examples/object_pipeline with the real CLI: the server starts without a webhook (the listing delivers),
     then again with the trigger's webhook URL (push delivers)."""
     from _pulumi import REPO, Stack
-    from _stack_config import configure
 
     server = S3Server(f"{lab.subnet}.1", tmp_path / "s3")
     server.start()
     s3 = server.client()
     s3.create_bucket(Bucket="pipeline")
     stack = Stack(tmp_path / "stack", "pipeline", program=REPO / "examples" / "object_pipeline")
-    configure(stack, {"s3SecretKey": server.source("pipeline")["secret_access_key"]}, fleetFile=str(fleet_file),
-              s3Endpoint=server.endpoint, bucket="pipeline", s3AccessKey=server.source("pipeline")["access_key_id"],
-              reconcileSeconds="1")
+    stack.config(secrets={"s3SecretKey": server.source("pipeline")["secret_access_key"]}, fleetFile=str(fleet_file),
+                 s3Endpoint=server.endpoint, bucket="pipeline", s3AccessKey=server.source("pipeline")["access_key_id"],
+                 reconcileSeconds="1")
     try:
         stack.up()
         s3.put_object(Bucket="pipeline", Key="incoming/listed.txt", Body=b"found by the listing")

@@ -14,7 +14,6 @@ from typing import Iterator
 import pytest
 from _agent import deploy, install, instance_containers, instances, post, wait_for
 from _pulumi import Stack
-from _stack_config import configure
 from _steady_load import CLEAN_ERRORS, invoke_once, steady_load
 from test_deploy import write_code
 
@@ -47,7 +46,7 @@ def stack(systemd_fleet: tuple[dict, Path], tmp_path_factory: pytest.TempPathFac
     root = tmp_path_factory.mktemp("systemd-stack")
     write_code(root / "code", "def handler(event, context):\n    return b'unit:' + event\n")
     made = Stack(root, "sd", program=PROGRAM)
-    configure(made, fleetFile=str(systemd_fleet[1]), prefix="sd", codeDir=str(root / "code"), count="1")
+    made.config(fleetFile=str(systemd_fleet[1]), prefix="sd", codeDir=str(root / "code"), count="1")
     yield made
     made.run("destroy", "--yes", check=False)
 

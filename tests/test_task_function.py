@@ -13,7 +13,6 @@ import pytest
 from _agent import TEST_KEY, grant_lab, wait_for
 from _fleet_agents import agent
 from _pulumi import REPO, PulumiFailed, Stack
-from _stack_config import configure
 
 from fc_lab import Lab
 
@@ -24,7 +23,7 @@ EXAMPLE = REPO / "examples" / "task_function"
 @pytest.fixture(scope="module")
 def stack(lab: Lab, fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(tmp_path_factory.mktemp("tasks"), "tasks", program=EXAMPLE)
-    configure(stack, fleetFile=str(fleet_file), functionName="batch-job", maxRetries="9")
+    stack.config(fleetFile=str(fleet_file), functionName="batch-job", maxRetries="9")
     with pytest.raises(PulumiFailed) as info:
         stack.preview()
     assert "max_async_retry_attempts" in str(info.value) and "8" in str(info.value)
