@@ -18,7 +18,11 @@ import pytest
 # namespace. Putting the root first makes the real packages win; `pip install -e .` again also fixes it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fc_common.runtimes import DEFAULT_RUNTIME_IMAGES  # noqa: E402
 from fc_lab import Lab  # noqa: E402
+
+OWN_IMAGE_RUNTIMES = sorted(r for r, ref in DEFAULT_RUNTIME_IMAGES.items()
+                            if ref == f"fc-runtime/{r}:latest" and r != "python3.11")
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +30,11 @@ def lab() -> Iterator[Lab]:
     """The main lab with 3 hosts (prefix fclab, subnet 10.213.0)."""
     main_lab = Lab()
     main_lab.up(3)
+    # Every built-in runtime's own image on every host, loaded straight into each engine (python3.11 comes with
+    # `up`): otherwise the suite's first Fleet ships the other four, about 590 MB, over SFTP to each host, which
+    # took most of a minute and more of test_ci_flow. Shipping stays tested: test_images and test_ci_flow remove
+    # an image from a host first.
+    main_lab.ensure_runtime_images(OWN_IMAGE_RUNTIMES)
     reset_agents(main_lab)
     yield main_lab
     if os.environ.get("FC_LAB_KEEP") != "1":
