@@ -119,7 +119,7 @@ class Authenticator:
         if key is None:
             raise Forbidden(f"invalid access key ID '{key_id}'", code="InvalidAccessKeyID")
         payload_hash = headers.get(acs3.CONTENT_HASH_HEADER, "")
-        if payload_hash and payload_hash != acs3.KeyedSignature.body_hash(body):
+        if payload_hash and payload_hash != acs3.body_hash(body):
             raise Forbidden("x-acs-content-sha256 does not match the sha256 of the body", code="SignatureNotMatch")
         path, _, query_string = target.partition("?")
         query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
@@ -157,9 +157,7 @@ class Authenticator:
         return key_id, signed, given
 
     def _parse_date(self, date: str) -> float:
-        cached, stamp = self._date_cache
-        if date == cached:
-            return stamp
+        """A date that is not the cached one (verify checks the cache inline); it becomes the cached one."""
         try:
             stamp = float(calendar.timegm(time.strptime(date, acs3.DATE_FORMAT)))
         except ValueError:
