@@ -21,8 +21,10 @@ from typing import Any, Callable
 import nats
 
 from . import natsrecords as nr
-from .natsbus import DELIVERIES_STREAM, TASKS_STREAM, NatsBus, QueueUnavailable, get_entry, quietly
+from .natsbus import DELIVERIES_STREAM, RECORDS_BUCKET, TASKS_STREAM, NatsBus, QueueUnavailable, get_entry, quietly
 from .taskrows import Delivery, Task
+
+SCAN_RECOUNT_S = 1.0  # a list still waiting for counted keys after this long checks they still exist
 
 
 class OutboxOnNats:
@@ -147,19 +149,39 @@ class QueriesOnNats:
         return [nr.to_task(r) for _, r in order[:limit]]
 
     async def _scan(self, function: str) -> list[dict]:
-        watcher = await self.bus.records.watch(f"{function}.>", ignore_deletes=True)
-        out = []
+        """Every record of ``function`` as it is now. The keys are counted first (the bucket's subjects), then one
+        watch delivers the last value of each; the watch ends when every counted key has arrived. Not at the first
+        entry whose ``delta`` (the server's pending count) is 0: under concurrent writes to the bucket that count
+        can reach 0 and rise again, and the scan then missed records (nats-py #995; a CI run listed 5 of 8
+        tasks)."""
+        prefix = f"$KV.{RECORDS_BUCKET}."
+        waiting = await self._record_keys(prefix, function)
+        if not waiting:
+            return []
+        latest: dict[str, dict | None] = {}
+        watcher = await self.bus.records.watch(f"{function}.>")
+        loop = asyncio.get_running_loop()
+        recount_at = loop.time() + SCAN_RECOUNT_S
         try:
-            while True:
-                entry = await watcher.updates(timeout=10)
-                if entry is None:
-                    break
-                out.append(nr.decode(entry.value))
-                if not entry.delta:
-                    break
+            while waiting:
+                try:
+                    entry = await watcher.updates(timeout=max(0.01, recount_at - loop.time()))
+                except nats.errors.TimeoutError:
+                    entry = None
+                if entry is not None:  # None: nats-py's "initial values done" marker, not trusted (see above)
+                    waiting.discard(entry.key)
+                    latest[entry.key] = None if entry.operation in ("DEL", "PURGE") else nr.decode(entry.value)
+                if waiting and loop.time() >= recount_at:
+                    # a key counted may have expired since (7 days after its last write): not waited for
+                    waiting &= await self._record_keys(prefix, function)
+                    recount_at = loop.time() + SCAN_RECOUNT_S
         finally:
             await quietly(watcher.stop())
-        return out
+        return [r for r in latest.values() if r is not None]
+
+    async def _record_keys(self, prefix: str, function: str) -> set[str]:
+        info = await self.bus.js.stream_info(f"KV_{RECORDS_BUCKET}", subjects_filter=f"{prefix}{function}.>")
+        return {subject[len(prefix):] for subject in (info.state.subjects or {})}
 
     def stats(self, now_ms: int) -> dict[str, dict[str, float]]:
         """Per function: messages not yet acked (waiting anywhere, or in hand on some host), in hand here, and the
