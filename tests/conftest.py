@@ -1,6 +1,7 @@
 """Shared fixtures. Everything is real: the lab runs on this machine, nothing is mocked.
 
-Env: FC_LAB_DIR picks the main lab's state folder (default /var/lib/fc-lab);
+Env: FC_LAB_DIR picks the main lab's state folder (default /var/lib/fc-lab; a pytest-xdist worker after the first
+gets its own, see _own_lab_per_worker);
 FC_LAB_KEEP=1 leaves the main lab running after the session (it is idempotent to bring up again).
 """
 
@@ -17,6 +18,31 @@ import pytest
 # as namespace packages and pytest (which does not put the project root on sys.path) imports an empty
 # namespace. Putting the root first makes the real packages win; `pip install -e .` again also fixes it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _own_lab_per_worker() -> None:
+    """Under pytest-xdist (scripts/test.sh runs the suite in two processes, a test file at a time each) every worker
+    after the first gets a lab, a Pulumi state and a subnet of its own, set here before anything reads them. The
+    suite waits (on Pulumi, engines, SSH, ticks) more than it computes: on this 2-core machine about half the CPU
+    was idle in a serial run."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    if index == 0:
+        return
+    # derived from the first worker's settings, so that two runs on separate labs stay apart in their workers too
+    env = os.environ
+    a, b, c = (env.get("FC_LAB_SUBNET") or "10.213.0").split(".")
+    state = Path(f"{env.get('FC_STATE_DIR') or '/var/lib/fc-provider'}-w{index}")
+    env.update(FC_LAB_DIR=f"{env.get('FC_LAB_DIR') or '/var/lib/fc-lab'}-w{index}",
+               FC_LAB_PREFIX=f"{(env.get('FC_LAB_PREFIX') or 'fclab')[:7]}w{index}",
+               FC_LAB_SUBNET=f"{a}.{b}.{(int(c) + 20 * index) % 256}",  # test_lab.py's second lab takes c + 1
+               FC_STATE_DIR=str(state), PULUMI_BACKEND_URL=f"file://{state}/pulumi-state",
+               PULUMI_HOME=str(state / "pulumi-home"))
+    for folder in (state / "pulumi-state", state / "pulumi-home"):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+_own_lab_per_worker()
 
 from fc_common.runtimes import DEFAULT_RUNTIME_IMAGES  # noqa: E402
 from fc_lab import Lab  # noqa: E402

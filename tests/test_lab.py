@@ -19,12 +19,10 @@ import paramiko
 import pytest
 
 import fc_lab
-from fc_lab import RUNTIME_IMAGE, Lab
+from fc_lab import RUNTIME_IMAGE, Lab, _cleanup
 
 IMAGE = f"{RUNTIME_IMAGE}:latest"
 AGENT_DIRS = ("/var/lib/fc-agent", "/etc/fc-agent", "/opt/fc-agent")
-# Process names a lab starts; a new live one after down means something leaked.
-LAB_PROCESS = re.compile(r"sleep infinity|sshd|dockerd|containerd|nsenter|unshare|runc|docker-proxy")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -33,26 +31,39 @@ def _out(argv: list[str]) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
 
 
-def _lab_processes() -> set[str]:
+def _processes_in(net_namespaces: set[int]) -> set[str]:
+    """Live processes in any of these network namespaces (by inode): after down, a leak of that lab's hosts."""
     procs = set()
     for line in _out(["ps", "-eo", "pid,stat,args"]).splitlines()[1:]:
         pid, stat, args = line.split(None, 2)
         # Zombies are reaped by PID 1 in its own time and hold nothing; kernel threads are not ours.
         if "Z" in stat or args.startswith("["):
             continue
-        if LAB_PROCESS.search(args):
-            procs.add(f"{pid} {args}")
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino in net_namespaces:
+                procs.add(f"{pid} {args}")
+        except OSError:
+            continue
     return procs
 
 
-def _snapshot() -> dict[str, set[str]]:
+def _net_namespaces(lab: Lab) -> set[int]:
+    return {os.stat(f"/run/netns/{name}").st_ino for name in _out(["ip", "netns", "list"]).split()
+            if name.startswith(lab.prefix)}
+
+
+def _snapshot(lab: Lab) -> dict[str, set[str]]:
+    """What this lab holds on the machine, and only this lab: the suite may run in two workers, and the other's lab
+    starts containers, mounts and links meanwhile (its names have another prefix, its files another folder)."""
+    cgroups = (f"{lab.prefix}-lab-1", f"{lab.prefix}-lab-2")
     return {
-        "netns": set(_out(["ip", "netns", "list"]).splitlines()),
-        "links": {line.split()[0] for line in _out(["ip", "-br", "link"]).splitlines()},
-        "mounts": set(Path("/proc/self/mountinfo").read_text().splitlines()),
-        "processes": _lab_processes(),
+        "netns": {n for n in _out(["ip", "netns", "list"]).splitlines() if n.startswith(lab.prefix)},
+        "links": {line.split()[0] for line in _out(["ip", "-br", "link"]).splitlines()
+                  if line.startswith(lab.prefix)},
+        "mounts": {m for m in Path("/proc/self/mountinfo").read_text().splitlines()
+                   if str(lab.state_dir) in m or f"/run/netns/{lab.prefix}" in m},
         "agent_dirs": {d for d in AGENT_DIRS if Path(d).exists()},
-        "cgroups": {str(p) for p in Path("/sys/fs/cgroup").glob("*/fct-*")},
+        "cgroups": {str(d) for parent in cgroups for d in _cleanup.cgroup_dirs(parent)},
     }
 
 
@@ -110,8 +121,8 @@ def side_state() -> Iterator[Path]:
 
 
 def test_separate_lab_up_is_idempotent_and_down_leaves_nothing(side_state: Path) -> None:
-    before = _snapshot()
     side = _side_lab(side_state)
+    before = _snapshot(side)
 
     fleet = side.up(2)
     assert [h["name"] for h in fleet["hosts"]] == ["lab-1", "lab-2"]
@@ -140,12 +151,15 @@ def test_separate_lab_up_is_idempotent_and_down_leaves_nothing(side_state: Path)
     assert rebuilt["hosts"][1]["host_public_key"] == fleet["hosts"][1]["host_public_key"]
     assert all(s.healthy for s in side.status())
 
+    namespaces = _net_namespaces(side)
+    assert len(namespaces) == 2 and _processes_in(namespaces), "the hosts' processes are found by their namespace"
     side.down()
     side.down()  # idempotent
-    after = _snapshot()
+    after = _snapshot(side)
     assert not side_state.exists()
     for kind in before:
         assert after[kind] - before[kind] == set(), f"{kind} left behind"
+    assert _processes_in(namespaces) == set(), "processes left behind"
 
 
 # --- (2) hosts are isolated ---------------------------------------------------------------------
