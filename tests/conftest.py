@@ -53,7 +53,7 @@ OWN_IMAGE_RUNTIMES = sorted(r for r, ref in DEFAULT_RUNTIME_IMAGES.items()
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    """The main lab with 3 hosts (prefix fclab, subnet 10.213.0)."""
+    """The main lab with 3 hosts (prefix fclab, subnet 10.213.0; a second xdist worker's: fclabw1, 10.213.20)."""
     main_lab = Lab()
     main_lab.up(3)
     # Every built-in runtime's own image on every host, loaded straight into each engine (python3.11 comes with
