@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _own_lab_per_worker() -> None:
-    """Under pytest-xdist (scripts/test.sh runs the suite in two processes, a test file at a time each) every worker
-    after the first gets a lab, a Pulumi state and a subnet of its own, set here before anything reads them. The
-    suite waits (on Pulumi, engines, SSH, ticks) more than it computes: on this 2-core machine about half the CPU
-    was idle in a serial run."""
+    """Under pytest-xdist (``FC_TEST_WORKERS=2 scripts/test.sh``: two processes, a test file at a time each) every
+    worker after the first gets a lab, a Pulumi state and a subnet of its own, set here before anything reads them.
+    The suite waits (on Pulumi, engines, SSH, ticks) more than it computes: on this 2-core machine about half the
+    CPU was idle in a serial run."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     index = int(worker[2:]) if worker[2:].isdigit() else 0
     if index == 0:
